@@ -1,0 +1,190 @@
+"""Reading official checkpoints into registry models; every stage loads weights through here."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from focalinfer.errors import FocalinferError
+from focalinfer.util import atomic_path
+
+# Wrappers the official repos and common trainers use, in order of preference.
+WRAPPER_KEYS = ("model", "state_dict", "model_ema", "module")
+SHOW_KEYS = 5
+
+
+class CheckpointError(FocalinferError):
+    pass
+
+
+def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
+    """Load a checkpoint file safely and unwrap it; returns (state_dict, layout)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found; pass the path of the official .pth file")
+    obj = _torch_load(path)
+    layout = "raw"
+    if isinstance(obj, dict):
+        for key in WRAPPER_KEYS:
+            if isinstance(obj.get(key), dict) and _is_tensor_dict(obj[key]):
+                obj, layout = obj[key], key
+                break
+    if not isinstance(obj, dict) or not _is_tensor_dict(obj):
+        raise CheckpointError(
+            f"{path}: holds no state dict (top-level keys: {_preview(obj)}); "
+            "save weights with torch.save(model.state_dict())"
+        )
+    state = {k.removeprefix("module."): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    return state, layout
+
+
+def _torch_load(path: Path):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights_only" in str(e) or "Weights only" in str(e):
+            raise CheckpointError(
+                f"{path}: contains pickled Python objects, not only tensors; focalinfer loads "
+                "weights only (weights_only=True) — re-save it with torch.save(model.state_dict())"
+            ) from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(e)}); re-download or re-save it") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint, truncated or corrupt ({_first_line(e)}); re-download or re-save it"
+        ) from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0].split(". ")[0][:120] if text else type(e).__name__
+
+
+def _is_tensor_dict(d: dict) -> bool:
+    return bool(d) and all(isinstance(k, str) for k in d) and any(
+        isinstance(v, torch.Tensor) for v in d.values()
+    )
+
+
+def _preview(obj) -> str:
+    if isinstance(obj, dict):
+        return ", ".join(map(str, list(obj)[:SHOW_KEYS])) or "none"
+    return type(obj).__name__
+
+
+@dataclass(frozen=True)
+class KeyReport:
+    missing: list[str]
+    unexpected: list[str]
+    mis_shaped: list[str]  # "key: checkpoint (a, b) vs model (c, d)"
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.mis_shaped)
+
+    def describe(self) -> str:
+        parts = []
+        for label, keys in (("missing", self.missing), ("unexpected", self.unexpected),
+                            ("mis-shaped", self.mis_shaped)):
+            if keys:
+                more = f" (+{len(keys) - SHOW_KEYS} more)" if len(keys) > SHOW_KEYS else ""
+                parts.append(f"{len(keys)} {label}: {', '.join(keys[:SHOW_KEYS])}{more}")
+        return "; ".join(parts)
+
+
+def compare_keys(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> KeyReport:
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mis_shaped = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in sorted(set(state) & set(expected))
+        if tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
+    return KeyReport(missing, unexpected, mis_shaped)
+
+
+def load_model(name_or_spec, path: str | Path, strict: bool = True, **build_kwargs):
+    """Build the registry model and load the checkpoint into it; returns the eval-mode model."""
+    from focalinfer.registry import ModelSpec, get_model_spec
+
+    spec = name_or_spec if isinstance(name_or_spec, ModelSpec) else get_model_spec(name_or_spec)
+    state, _ = read_state_dict(path)
+    model = spec.build(**build_kwargs)
+    if spec.checkpoint_filter is not None:
+        try:
+            state = spec.checkpoint_filter(state, model)
+        except FocalinferError as e:
+            raise CheckpointError(f"{path}: {e}") from None
+    report = compare_keys(state, model.state_dict())
+    if strict and not report.ok:
+        guess = guess_model(state)
+        hint = (
+            f"; this looks like {guess} — pass --model {guess}"
+            if guess and guess != spec.name
+            else "; is this checkpoint from the official code of this model?"
+        )
+        raise CheckpointError(f"{path}: does not fit {spec.name}: {report.describe()}{hint}")
+    _check_dtypes(path, state, model.state_dict())
+    model.load_state_dict(state, strict=strict)
+    return model.eval()
+
+
+def _check_dtypes(path, state, expected) -> None:
+    for key, ref in expected.items():
+        got = state.get(key)
+        if got is not None and got.is_floating_point() != ref.is_floating_point():
+            raise CheckpointError(
+                f"{path}: {key} has dtype {got.dtype}, the model needs {ref.dtype}; the checkpoint is not from this model"
+            )
+
+
+def registry_key_shapes(name: str) -> dict[str, tuple[int, ...]] | None:
+    """Key → shape of a registry model, built on the meta device (no memory, no init cost)."""
+    from focalinfer.registry import get_model_spec
+
+    cached = _KEY_SHAPE_CACHE.get(name)
+    if cached is None and name not in _KEY_SHAPE_CACHE:
+        try:
+            with torch.device("meta"):
+                model = get_model_spec(name).builder()
+            cached = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        except Exception:  # a builder that needs real tensors at init cannot be guessed cheaply
+            cached = None
+        _KEY_SHAPE_CACHE[name] = cached
+    return cached
+
+
+_KEY_SHAPE_CACHE: dict[str, dict[str, tuple[int, ...]] | None] = {}
+
+
+def guess_model(state: dict[str, torch.Tensor], min_score: float = 0.9) -> str | None:
+    """The registry model whose (key, shape) set best matches ``state``, if one matches well."""
+    from focalinfer.registry import model_names
+
+    have = {(k, tuple(v.shape)) for k, v in state.items()}
+    best, best_score = None, 0.0
+    for name in model_names():
+        shapes = registry_key_shapes(name)
+        if not shapes:
+            continue
+        want = set(shapes.items())
+        score = len(have & want) / len(have | want)
+        if score > best_score:
+            best, best_score = name, score
+    return best if best_score >= min_score else None
+
+
+def wrap_state_dict(state_dict: dict, layout: str) -> dict:
+    """Wrap a state dict the way the official release does ('model', 'state_dict' or 'raw')."""
+    return state_dict if layout == "raw" else {layout: state_dict}
+
+
+def save_checkpoint(state_dict: dict, path: str | Path, layout: str) -> Path:
+    """Save a state dict wrapped in ``layout`` ('model', 'state_dict' or 'raw'), atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(wrap_state_dict(state_dict, layout), tmp)
+    return path
