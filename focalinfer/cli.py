@@ -45,7 +45,89 @@ def bench():
 
 # --- preprocess stage ---
 
+
+@cli.command()
+@click.option("--model", default="focal-fast-s", show_default=True, help="Registry model whose eval transform to apply.")
+@click.option("--images", required=True, type=click.Path(path_type=str), help="Flat image folder or class sub-folders.")
+@click.option("--out", required=True, type=click.Path(path_type=str), help="Folder for the .bin files and manifest.json.")
+@click.option("--labels-out", type=click.Path(path_type=str), help="Write val_label.txt here (class-folder layout).")
+@click.option("--workers", type=click.IntRange(min=1), help="Processes (default: CPU count).")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N images (sorted order).")
+@click.option("--preset", default="official", show_default=True, help="Transform preset: official | modelzoo.")
+@click.option("--rename", is_flag=True, help="Give images with dots or clashing names unique stems (see README).")
+@click.option("--allow-skips", is_flag=True, help="Exit 0 even when undecodable images were skipped.")
+@click.option("--force", is_flag=True, help="Replace .bin files made with another transform.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@user_errors
+def preprocess(model, images, out, labels_out, workers, limit, preset, rename, allow_skips, force, quiet):
+    """Images → one float32 NCHW .bin per image with the model's official eval transform."""
+    from focalinfer.preprocess import preprocess as run_preprocess
+
+    result = run_preprocess(
+        model, images, out, labels_out=labels_out, workers=workers, limit=limit,
+        preset=preset, force=force, rename=rename, progress=not quiet,
+    )
+    for name, reason in result.skipped:
+        click.echo(f"skipped {name}: {reason}", err=True)
+    if labels_out and result.labels_file is None:
+        click.echo(f"note: {images} is a flat folder, so no labels were written; use ImageNet's val_label.txt", err=True)
+    click.echo(result.summary_line())
+    if result.labels_file:
+        click.echo(f"labels: {result.labels_file}")
+    if result.skipped and not allow_skips:
+        raise FocalinferError(
+            f"{len(result.skipped)} images could not be decoded (listed in {result.manifest}); "
+            "fix or remove them, or pass --allow-skips"
+        )
+
+
+
+@bench.command("preprocess")
+@click.option("--count", default=200, show_default=True, type=click.IntRange(min=1), help="ImageNet-sized JPEGs to generate.")
+@click.option("--model", default="focal-fast-s", show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), help="Parallel run's processes (default: CPU count).")
+@click.option("--json", "json_out", type=click.Path(path_type=str), help="Also write the figures here.")
+@user_errors
+def bench_preprocess_cmd(count, model, workers, json_out):
+    """img/s with 1 and all workers, next to the seed-style baseline."""
+    import json
+
+    from focalinfer.preprocess.bench import bench_preprocess
+    from focalinfer.util import write_json_atomic
+
+    figures = bench_preprocess(count=count, model=model, workers=workers)
+    click.echo(json.dumps(figures, indent=2))
+    if json_out:
+        write_json_atomic(json_out, figures)
+
+
+@cli.command("sample-data")
+@click.option("--out", required=True, type=click.Path(path_type=str), help="Folder for the images and val_label.txt.")
+@click.option("--count", default=48, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=0, show_default=True)
+@user_errors
+def sample_data(out, count, seed):
+    """Write synthetic ImageNet-val-like JPEGs (mixed sizes and modes) and a val_label.txt."""
+    from focalinfer.samples import make_sample_set
+
+    path = make_sample_set(out, count=count, seed=seed)
+    click.echo(f"sample-data: {count} images and val_label.txt in {path} (synthetic, random labels)")
+
+
 # --- models (registry, inspect) ---
+
+
+@cli.command("synthetic-checkpoint")
+@click.option("--model", default="focal-fast-s", show_default=True)
+@click.option("--out", required=True, type=click.Path(path_type=str))
+@click.option("--seed", default=0, show_default=True)
+@user_errors
+def synthetic_checkpoint(model, out, seed):
+    """Write deterministic random weights in the model's official checkpoint layout (not trained)."""
+    from focalinfer.models.synthetic import make_checkpoint
+
+    path = make_checkpoint(model, out, seed=seed)
+    click.echo(f"synthetic-checkpoint: {path} ({model}, seed {seed}; NOT trained weights)")
 
 # --- export stage ---
 

@@ -1,0 +1,82 @@
+# focalinfer: `make demo` runs the chain on generated sample data; `make test` runs the tests.
+# Stage targets take the variables below, e.g. `make preprocess export om BS=16 DATA=ImageNet/val`.
+
+MODEL       ?= focal-fast-s
+DATA        ?= ImageNet/val
+WORK        ?= infer
+LABELS      ?= $(WORK)/val_label.txt
+CKPT        ?=
+BS          ?= 1
+BATCH_SIZES ?= $(BS)
+SOC         ?= Ascend310P3
+PRESET      ?= official
+BACKEND     ?= ais_bench
+OUTFMT      ?= TXT
+WORKERS     ?=
+
+PYTHON      ?= python3
+VENV        := .venv
+FI          := $(VENV)/bin/focalinfer
+DATABIN     := $(WORK)/databin
+ONNX        := $(WORK)/$(MODEL).onnx
+OM_DIR      := $(WORK)/om
+OM          := $(OM_DIR)/$(MODEL)_bs$(BS).om
+DEMO        := demo
+
+.PHONY: help setup demo test test-fast preprocess export om infer eval bench bench-preprocess clean
+
+help:
+	@echo "make demo                      run the pipeline on generated sample data"
+	@echo "make test                      install and run the test suite"
+	@echo "make preprocess export om BS=16 DATA=ImageNet/val CKPT=model.pth   the NPU path"
+	@echo "make eval BACKEND=onnxruntime  score on CPU (onnxruntime)"
+	@echo "variables: MODEL=$(MODEL) DATA=$(DATA) LABELS=$(LABELS) CKPT=$(CKPT) BS=$(BS)"
+	@echo "           BATCH_SIZES=$(BATCH_SIZES) SOC=$(SOC) WORK=$(WORK) PRESET=$(PRESET) BACKEND=$(BACKEND)"
+
+# The venv is rebuilt whenever pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet torch==2.13.0
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+test: setup
+	$(VENV)/bin/python -m pytest -q
+
+test-fast: setup
+	$(VENV)/bin/python -m pytest -q -m "not fullsize"
+
+preprocess: setup
+	$(FI) preprocess --model $(MODEL) --images $(DATA) --out $(DATABIN) --labels-out $(LABELS) \
+		--preset $(PRESET) $(if $(WORKERS),--workers $(WORKERS))
+
+export: setup
+	@test -n "$(CKPT)" || { echo "make export: set CKPT=path/to/official.pth (or run make demo)"; exit 2; }
+	$(FI) export --model $(MODEL) --checkpoint $(CKPT) --out $(ONNX) --dynamic-batch --force
+
+om: setup
+	$(FI) om --onnx $(ONNX) --model $(MODEL) --batch-sizes $(BATCH_SIZES) --soc $(SOC) --out-dir $(OM_DIR) $(ATC_FLAGS)
+
+infer: setup
+	$(FI) infer --model-file $(if $(filter onnxruntime,$(BACKEND)),$(ONNX),$(OM)) --input $(DATABIN) \
+		--output $(WORK) --output-dirname result_bs$(BS) --outfmt $(OUTFMT) --batch-size $(BS) --backend $(BACKEND)
+
+eval: setup
+	$(FI) eval $(if $(filter onnxruntime,$(BACKEND)),--onnx $(ONNX),--om $(OM)) --labels $(LABELS) \
+		--input $(DATABIN) --output $(WORK)/result_bs$(BS).json --batch-size $(BS)
+
+bench: setup
+	$(FI) bench all
+
+bench-preprocess: setup
+	$(FI) bench preprocess
+
+demo: setup
+	$(FI) sample-data --out $(DEMO)/images --count 48
+	$(FI) preprocess --model $(MODEL) --images $(DEMO)/images --out $(DEMO)/databin --quiet --allow-skips
+	@echo "demo: preprocessed sample images are in $(DEMO)/databin (manifest: $(DEMO)/databin/manifest.json)"
+
+clean:
+	rm -rf $(DEMO) .pytest_cache

@@ -1,0 +1,225 @@
+"""The preprocess stage: images → one float32 NCHW ``.bin`` per image, plus ``manifest.json``.
+
+Resumable: the manifest is written first (status 'running') with the transform, so a rerun knows
+whether the ``.bin`` files already there were made the same way and skips them; a changed
+transform refuses to mix outputs.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from focalinfer.errors import FocalinferError
+from focalinfer.preprocess.discover import ImageItem, ImageSet, check_stems, discover_images
+from focalinfer.preprocess.transform import ImageTransform, load_rgb
+from focalinfer.registry import EvalTransform
+from focalinfer.util import ensure_writable_dir, write_bytes_atomic, write_json_atomic
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 1
+
+
+@dataclass
+class PreprocessResult:
+    out_dir: Path
+    manifest: Path
+    labels_file: Path | None
+    found: int
+    written: int
+    reused: int
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+    ignored: list[tuple[str, str]] = field(default_factory=list)
+
+    def summary_line(self) -> str:
+        return (
+            f"preprocess: {self.found} images → {self.out_dir} "
+            f"(written {self.written}, reused {self.reused}, skipped {len(self.skipped)}, "
+            f"ignored {len(self.ignored)} non-image files)"
+        )
+
+
+def expected_bytes(t: EvalTransform) -> int:
+    return 3 * t.crop * t.crop * np.dtype(np.float32).itemsize
+
+
+# --- work done in worker processes (module level so it pickles) ---
+
+_worker_transform: ImageTransform | None = None
+
+
+def _init_worker(transform: EvalTransform) -> None:
+    global _worker_transform
+    _worker_transform = ImageTransform(transform)
+
+
+def _convert_one(task: tuple[str, str]) -> str | None:
+    """Write one .bin; returns None on success or the reason the image was skipped."""
+    source, target = task
+    try:
+        array = _worker_transform(load_rgb(source))
+    except Exception as e:  # any decoder failure means "skip this image", never a crash
+        return f"cannot decode: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")
+    write_bytes_atomic(target, array.tobytes())
+    return None
+
+
+# --- orchestration ---
+
+
+def preprocess(
+    model: str,
+    images: str | Path,
+    out: str | Path,
+    *,
+    labels_out: str | Path | None = None,
+    workers: int | None = None,
+    limit: int | None = None,
+    preset: str = "official",
+    force: bool = False,
+    rename: bool = False,
+    progress: bool = True,
+) -> PreprocessResult:
+    from focalinfer.registry import get_model_spec
+
+    transform = get_model_spec(model).transform(preset)
+    if limit is not None and limit <= 0:
+        raise FocalinferError(f"--limit must be positive, got {limit}")
+    found = discover_images(images)
+    if limit is not None:
+        found = ImageSet(found.root, found.layout, found.items[:limit], found.classes, found.ignored)
+    found = check_stems(found, rename)
+    out = ensure_writable_dir(out)
+    _claim_out_dir(out, model, preset, transform, force)
+
+    header = _manifest_header(model, preset, transform, found)
+    write_json_atomic(out / MANIFEST, {**header, "status": "running"})
+    todo = [i for i in found.items if not _done(out / f"{i.stem}.bin", transform)]
+    reasons = _run_all(todo, out, transform, workers, progress)
+    skipped = [(_rel(i, found), r) for i, r in zip(todo, reasons) if r is not None]
+    skipped_sources = {i.source for i, r in zip(todo, reasons) if r is not None}
+    ok_items = [i for i in found.items if i.source not in skipped_sources]
+
+    labels_file = _write_labels(ok_items, found, labels_out)
+    result = PreprocessResult(
+        out_dir=out,
+        manifest=out / MANIFEST,
+        labels_file=labels_file,
+        found=len(found.items),
+        written=len(todo) - len(skipped),
+        reused=len(found.items) - len(todo),
+        skipped=skipped,
+        ignored=found.ignored,
+    )
+    write_json_atomic(out / MANIFEST, _final_manifest(header, result, ok_items, found))
+    return result
+
+
+def _rel(item: ImageItem, found: ImageSet) -> str:
+    return str(item.source.relative_to(found.root))
+
+
+def _done(path: Path, transform: EvalTransform) -> bool:
+    try:
+        return path.stat().st_size == expected_bytes(transform)
+    except FileNotFoundError:
+        return False
+
+
+def _run_all(todo, out, transform, workers, progress) -> list[str | None]:
+    """Convert ``todo`` in order; the reason per item (None = written), independent of scheduling."""
+    tasks = [(str(i.source), str(out / f"{i.stem}.bin")) for i in todo]
+    workers = max(1, min(workers or os.cpu_count() or 1, len(tasks) or 1))
+    with tqdm(total=len(tasks), unit="img", desc="preprocess", disable=not progress) as bar:
+        if workers == 1:
+            _init_worker(transform)
+            return _collect(map(_convert_one, tasks), bar)
+        chunk = max(1, min(64, len(tasks) // (workers * 8)))
+        with multiprocessing.Pool(workers, _init_worker, (transform,)) as pool:
+            return _collect(pool.imap(_convert_one, tasks, chunksize=chunk), bar)
+
+
+def _collect(reasons, bar) -> list[str | None]:
+    results = []
+    for reason in reasons:
+        results.append(reason)
+        bar.update(1)
+    return results
+
+
+def _claim_out_dir(out: Path, model: str, preset: str, transform: EvalTransform, force: bool) -> None:
+    """Refuse to mix .bin files made by another transform (or of unknown origin) with ours."""
+    import json
+
+    manifest = out / MANIFEST
+    existing_bins = any(out.glob("*.bin"))
+    if manifest.exists():
+        try:
+            old = json.loads(manifest.read_text())
+            same = EvalTransform.from_dict(old["transform"]) == transform
+            what = f"{old.get('model')} / preset {old.get('preset')}"
+        except (ValueError, KeyError, TypeError):
+            same, what = False, "an unreadable manifest"
+    else:
+        same, what = not existing_bins, "no manifest (unknown origin)"
+    if same:
+        return
+    if not force:
+        raise FocalinferError(
+            f"{out}: holds .bin files made with another transform ({what}); "
+            f"use a new --out for {model} / preset {preset}, or --force to replace them"
+        )
+    for stale in out.glob("*.bin"):
+        stale.unlink()
+
+
+def _manifest_header(model: str, preset: str, transform: EvalTransform, found: ImageSet) -> dict:
+    return {
+        "format": MANIFEST_FORMAT,
+        "model": model,
+        "preset": preset,
+        "transform": transform.as_dict(),
+        "dtype": "float32",
+        "byte_order": "little",
+        "shape": [1, 3, transform.crop, transform.crop],
+        "bytes_per_file": expected_bytes(transform),
+        "images_dir": str(found.root.resolve()),
+        "layout": found.layout,
+        "classes": found.classes,
+    }
+
+
+def _write_labels(items: list[ImageItem], found: ImageSet, labels_out) -> Path | None:
+    if found.layout != "class-folders" or labels_out is None:
+        return None
+    lines = "".join(f"{i.name} {i.label}\n" for i in items)
+    path = Path(labels_out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(path, lines.encode())
+    return path
+
+
+def _final_manifest(header: dict, result: PreprocessResult, items: list[ImageItem], found: ImageSet) -> dict:
+    return {
+        **header,
+        "status": "complete",
+        "counts": {
+            "found": result.found,
+            "written": result.written,
+            "reused": result.reused,
+            "skipped": len(result.skipped),
+            "ignored": len(result.ignored),
+        },
+        "labels_file": str(result.labels_file) if result.labels_file else None,
+        "skipped": [{"file": f, "reason": r} for f, r in result.skipped],
+        "ignored": [{"file": f, "reason": r} for f, r in result.ignored],
+        "files": [
+            {"source": _rel(i, found), "bin": f"{i.stem}.bin", **({"label": i.label} if i.label is not None else {})}
+            for i in items
+        ],
+    }
