@@ -117,6 +117,46 @@ def sample_data(out, count, seed):
 # --- models (registry, inspect) ---
 
 
+@cli.command("models")
+@click.option("--all", "show_all", is_flag=True, help="Family variants too, not only the lead models.")
+@user_errors
+def models_cmd(show_all):
+    """List the registered models: input size, parameters, eval transform."""
+    from focalinfer.models.checkpoint import parameter_count
+    from focalinfer.registry import all_specs
+
+    click.echo(f"{'name':<22} {'input':>5} {'params':>8}  transform (official)")
+    for spec in all_specs():
+        if spec.is_lead or show_all:
+            t = spec.default_transform
+            count = spec.params or parameter_count(spec.name)
+            params = f"{count / 1e6:.1f}M" if count else "?"
+            lead = "  (lead)" if spec.is_lead else ""
+            click.echo(
+                f"{spec.name:<22} {spec.input_size:>5} {params:>8}  resize {t.resize} {t.interpolation}, "
+                f"crop {t.crop}, mean {t.mean}, std {t.std}{lead}"
+            )
+
+
+@cli.command("inspect")
+@click.argument("checkpoint", type=click.Path(path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@user_errors
+def inspect_cmd(checkpoint, as_json):
+    """Report a checkpoint's layout, key and parameter counts, and the registry model it fits."""
+    import json
+
+    from focalinfer.models.checkpoint import inspect_checkpoint
+
+    info = inspect_checkpoint(checkpoint)
+    if as_json:
+        click.echo(json.dumps(info.as_dict(), indent=2))
+        return
+    click.echo(f"{info.path}: layout {info.layout!r}, {info.keys} keys, {info.parameters:,} parameters, "
+               f"{info.tensors_bytes / 2**20:.1f} MiB of tensors")
+    click.echo(f"matches: {info.model or 'no registered model'}")
+
+
 @cli.command("synthetic-checkpoint")
 @click.option("--model", default="focal-fast-s", show_default=True)
 @click.option("--out", required=True, type=click.Path(path_type=str))

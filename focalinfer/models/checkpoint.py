@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import pickle
 import zipfile
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ def _torch_load(path: Path):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights_only" in str(e) or "Weights only" in str(e):
+        if "Unsupported global" in str(e):  # a class or function inside: refuse, never import it
             raise CheckpointError(
                 f"{path}: contains pickled Python objects, not only tensors; focalinfer loads "
                 "weights only (weights_only=True) — re-save it with torch.save(model.state_dict())"
@@ -141,23 +142,28 @@ def _check_dtypes(path, state, expected) -> None:
             )
 
 
-def registry_key_shapes(name: str) -> dict[str, tuple[int, ...]] | None:
-    """Key → shape of a registry model, built on the meta device (no memory, no init cost)."""
+def _meta_model(name: str):
+    """The registry model built on the meta device (no memory, no init cost), or None."""
     from focalinfer.registry import get_model_spec
 
-    cached = _KEY_SHAPE_CACHE.get(name)
-    if cached is None and name not in _KEY_SHAPE_CACHE:
-        try:
-            with torch.device("meta"):
-                model = get_model_spec(name).builder()
-            cached = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-        except Exception:  # a builder that needs real tensors at init cannot be guessed cheaply
-            cached = None
-        _KEY_SHAPE_CACHE[name] = cached
-    return cached
+    try:
+        with torch.device("meta"):
+            return get_model_spec(name).builder()
+    except Exception:  # a builder that needs real tensors at init cannot be built this way
+        return None
 
 
-_KEY_SHAPE_CACHE: dict[str, dict[str, tuple[int, ...]] | None] = {}
+@functools.lru_cache(maxsize=None)
+def registry_key_shapes(name: str) -> dict[str, tuple[int, ...]] | None:
+    """Key → shape of a registry model's state dict."""
+    model = _meta_model(name)
+    return None if model is None else {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+@functools.lru_cache(maxsize=None)
+def parameter_count(name: str) -> int | None:
+    model = _meta_model(name)
+    return None if model is None else sum(p.numel() for p in model.parameters())
 
 
 def guess_model(state: dict[str, torch.Tensor], min_score: float = 0.9) -> str | None:
@@ -188,3 +194,32 @@ def save_checkpoint(state_dict: dict, path: str | Path, layout: str) -> Path:
     with atomic_path(path) as tmp:
         torch.save(wrap_state_dict(state_dict, layout), tmp)
     return path
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    path: str
+    layout: str
+    keys: int
+    parameters: int  # elements in floating-point tensors that are not BatchNorm statistics
+    tensors_bytes: int
+    model: str | None  # the registry model whose keys and shapes it matches
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
+    state, layout = read_state_dict(path)
+    stats = ("running_mean", "running_var", "num_batches_tracked")
+    params = sum(
+        v.numel() for k, v in state.items() if v.is_floating_point() and not k.endswith(stats)
+    )
+    return CheckpointInfo(
+        path=str(path),
+        layout=layout,
+        keys=len(state),
+        parameters=params,
+        tensors_bytes=sum(v.numel() * v.element_size() for v in state.values()),
+        model=guess_model(state),
+    )
