@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import collections
 import functools
 import pickle
 import zipfile
@@ -43,9 +45,31 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
     return state, layout
 
 
+def _metadata_globals() -> list:
+    """Harmless containers that training scripts save beside the weights.
+
+    The official trainers store their arguments (DeiT/timm: ``argparse.Namespace``; Swin/Focal:
+    a yacs ``CfgNode``, a dict subclass) and numpy scalars in the checkpoint. Allowing exactly these
+    keeps ``weights_only=True``: a CfgNode is rebuilt as a plain OrderedDict, nothing is imported
+    from the file and no code runs.
+    """
+    import numpy as np
+
+    scalar = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar
+    return [
+        argparse.Namespace,
+        (collections.OrderedDict, "yacs.config.CfgNode"),
+        (scalar, "numpy.core.multiarray.scalar"),
+        (scalar, "numpy._core.multiarray.scalar"),
+        np.dtype,
+        *(type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool")),
+    ]
+
+
 def _torch_load(path: Path):
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_metadata_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "Unsupported global" in str(e):  # a class or function inside: refuse, never import it
             raise CheckpointError(
