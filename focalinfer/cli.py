@@ -83,7 +83,7 @@ def preprocess(model, images, out, labels_out, workers, limit, preset, rename, a
 
 
 @bench.command("preprocess")
-@click.option("--count", default=200, show_default=True, type=click.IntRange(min=1), help="ImageNet-sized JPEGs to generate.")
+@click.option("--count", default=500, show_default=True, type=click.IntRange(min=1), help="ImageNet-sized JPEGs to generate.")
 @click.option("--model", default="focal-fast-s", show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), help="Parallel run's processes (default: CPU count).")
 @click.option("--json", "json_out", type=click.Path(path_type=str), help="Also write the figures here.")
@@ -170,6 +170,61 @@ def synthetic_checkpoint(model, out, seed):
     click.echo(f"synthetic-checkpoint: {path} ({model}, seed {seed}; NOT trained weights)")
 
 # --- export stage ---
+
+
+@cli.command("export")
+@click.option("--model", "model_name", required=True, help="Registry name, e.g. focal-fast-s.")
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False, path_type=str),
+              help="Official .pth checkpoint.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=str),
+              help="ONNX file to write; the report goes to <out>.report.json.")
+@click.option("--batch-size", type=int, default=None, help="Static batch size (default 1).")
+@click.option("--dynamic-batch", is_flag=True, help="Dynamic batch axis instead of a static batch.")
+@click.option("--opset", type=int, default=11, show_default=True, help="ONNX opset, 11–17.")
+@click.option("--no-rewrites", is_flag=True, help="Export the official code path as is.")
+@click.option("--skip-rewrite", "skip_rewrites", multiple=True, metavar="NAME",
+              help="Switch off one named rewrite (repeatable); see docs/export.md.")
+@click.option("--no-simplify", is_flag=True, help="Skip onnxsim.")
+@click.option("--parity-samples", type=int, default=4, show_default=True,
+              help="Random inputs compared between onnxruntime and PyTorch.")
+@click.option("--parity-data", type=click.Path(path_type=str), default=None,
+              help="Directory of preprocessed .bin files to compare on as well.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output.")
+@user_errors
+def export_command(model_name, checkpoint, out, batch_size, dynamic_batch, opset, no_rewrites,
+                   skip_rewrites, no_simplify, parity_samples, parity_data, force):
+    """Export a checkpoint to ONNX with Ascend-friendly rewrites, check parity, lint it."""
+    from focalinfer.export.exporter import export_onnx, format_summary
+    from focalinfer.errors import UsageError
+
+    if batch_size is not None and dynamic_batch:
+        raise UsageError("pass either --batch-size N (static) or --dynamic-batch, not both")
+    if no_rewrites and skip_rewrites:
+        raise UsageError("--skip-rewrite has no effect with --no-rewrites; pass one of them")
+    report = export_onnx(
+        model_name, checkpoint, out, batch_size=1 if batch_size is None else batch_size, dynamic_batch=dynamic_batch,
+        opset=opset, rewrites=not no_rewrites, skip_rewrites=skip_rewrites, simplify=not no_simplify,
+        parity_samples=parity_samples, parity_data=parity_data, force=force,
+    )
+    click.echo(format_summary(report))
+
+
+@cli.command("lint")
+@click.argument("onnx_path", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable findings on stdout.")
+@click.option("--soc", default="Ascend310P3", show_default=True, help="Target Ascend SoC.")
+@click.option("--static", "expect_static", is_flag=True, help="Dynamic input/output dims are errors.")
+@user_errors
+def lint_command(onnx_path, as_json, soc, expect_static):
+    """List an ONNX graph's ops and flag what ATC converts badly or not at all (exit 1 on errors)."""
+    import json
+
+    from focalinfer.export.lint import lint_onnx
+
+    result = lint_onnx(onnx_path, soc=soc, expect_static=expect_static)
+    click.echo(json.dumps(result.as_dict(), indent=2) if as_json else result.format_text())
+    sys.exit(0 if result.ok else 1)
+
 
 # --- om stage (ATC) ---
 

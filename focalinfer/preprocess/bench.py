@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -38,14 +39,17 @@ def seed_style_baseline(images: list[Path], out: Path, model: str) -> None:
         x.unsqueeze(0).numpy().tofile(out / f"{path.stem}.bin")
 
 
-def _rate(count: int, fn) -> float:
+def _seconds(fn) -> float:
     start = time.perf_counter()
     fn()
-    return count / (time.perf_counter() - start)
+    return time.perf_counter() - start
 
 
-def bench_preprocess(count: int = 200, model: str = "focal-fast-s", workers: int | None = None,
-                     workdir: str | Path | None = None) -> dict:
+def bench_preprocess(count: int = 500, model: str = "focal-fast-s", workers: int | None = None,
+                     rounds: int = 3, workdir: str | Path | None = None) -> dict:
+    """Interleaved rounds of baseline / 1 worker / all workers; ratios are medians over rounds."""
+    import torch  # noqa: F401  (imported before timing: the baseline should not pay for it)
+
     from focalinfer.samples import make_sample_set
 
     workers = workers or os.cpu_count() or 1
@@ -53,23 +57,31 @@ def bench_preprocess(count: int = 200, model: str = "focal-fast-s", workers: int
     try:
         images_dir = make_sample_set(root / "images", count=count, modes=["RGB"])
         images = sorted(images_dir.glob("*.JPEG"))
-        (root / "baseline").mkdir()
-        baseline = _rate(count, lambda: seed_style_baseline(images, root / "baseline", model))
-        rates = {}
-        for n in sorted({1, workers}):
-            out = root / f"w{n}"
-            rates[n] = _rate(count, lambda: preprocess(model, images_dir, out, workers=n, progress=False))
-        single, best = rates[1], rates[workers]
+        runs = {"baseline": [], "workers_1": [], f"workers_{workers}": []}
+
+        def fresh(name: str) -> Path:
+            shutil.rmtree(root / name, ignore_errors=True)
+            (root / name).mkdir()
+            return root / name
+
+        for _ in range(rounds):
+            out = fresh("baseline")
+            runs["baseline"].append(_seconds(lambda: seed_style_baseline(images, out, model)))
+            for n in sorted({1, workers}):
+                out = fresh(f"w{n}")
+                runs[f"workers_{n}"].append(
+                    _seconds(lambda: preprocess(model, images_dir, out, workers=n, progress=False)))
+        rate = {k: [count / s for s in v] for k, v in runs.items()}
+        per_round = lambda a, b: statistics.median(x / y for x, y in zip(rate[a], rate[b]))  # noqa: E731
         return {
             "model": model,
             "images": count,
+            "rounds": rounds,
             "cpu_count": os.cpu_count(),
-            "baseline_img_per_s": round(baseline, 1),
-            "workers_1_img_per_s": round(single, 1),
-            f"workers_{workers}_img_per_s": round(best, 1),
-            "single_vs_baseline": round(single / baseline, 2),
-            "parallel_speedup": round(best / single, 2),
             "workers": workers,
+            **{f"{k}_img_per_s": round(statistics.median(v), 1) for k, v in rate.items()},
+            "single_vs_baseline": round(per_round("workers_1", "baseline"), 2),
+            "parallel_speedup": round(per_round(f"workers_{workers}", "workers_1"), 2),
         }
     finally:
         shutil.rmtree(root, ignore_errors=True)
