@@ -228,9 +228,239 @@ def lint_command(onnx_path, as_json, soc, expect_static):
 
 # --- om stage (ATC) ---
 
+
+@cli.command("om")
+@click.option("--onnx", "onnx_path", required=True, type=click.Path(dir_okay=False, path_type=str),
+              help="The exported ONNX (export stage).")
+@click.option("--batch-sizes", default="1", show_default=True, help="Comma list; one static-batch .om each.")
+@click.option("--soc", default="Ascend310P3", show_default=True, help="ATC --soc_version.")
+@click.option("--out-dir", default="infer/om", show_default=True, type=click.Path(file_okay=False, path_type=str),
+              help="Where the .om files, logs and sidecars go.")
+@click.option("--model", "model_name", help="Registry model whose ATC options to apply (default: from the export report).")
+@click.option("--precision-mode", help="ATC --precision_mode, e.g. allow_fp32_to_fp16 or force_fp32.")
+@click.option("--op-precision-ini", type=click.Path(dir_okay=False, path_type=str),
+              help="ATC --op_precision_mode ini (OpType=mode lines); replaces the registry's.")
+@click.option("--dry-run", is_flag=True, help="Print the atc commands; needs no CANN.")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1), help="atc runs in parallel.")
+@click.option("--force", is_flag=True, help="Rebuild even when the .om is up to date.")
+@user_errors
+def om_command(onnx_path, batch_sizes, soc, out_dir, model_name, precision_mode, op_precision_ini, dry_run, jobs, force):
+    """ONNX → one .om per batch size with CANN's atc (skips up-to-date ones)."""
+    from focalinfer.atc import build_om
+
+    builds = build_om(onnx_path, batch_sizes, soc=soc, out_dir=out_dir, model=model_name,
+                      precision_mode=precision_mode, op_precision_ini=op_precision_ini,
+                      dry_run=dry_run, jobs=jobs, force=force)
+    if not dry_run:
+        for build in builds:
+            click.echo(f"bs{build.batch_size}: {build.status}: {build.om_path}")
+
+
+@cli.command("doctor")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@user_errors
+def doctor_command(as_json):
+    """Report atc, the CANN environment, ais_bench, onnxruntime, torch and CPUs on this machine."""
+    import json
+
+    from focalinfer.atc.doctor import doctor_report, format_doctor
+
+    report = doctor_report()
+    click.echo(json.dumps(report, indent=2) if as_json else format_doctor(report))
+
+
 # --- infer stage ---
 
+
+@cli.command("infer")
+@click.option("--model-file", required=True, type=click.Path(dir_okay=False, path_type=str), help="X.om or X.onnx.")
+@click.option("--input", "input_dir", type=click.Path(path_type=str),
+              help="Folder of .bin/.npy files; without it, pure inference on generated data.")
+@click.option("--output", default="infer/", show_default=True, type=click.Path(path_type=str))
+@click.option("--output-dirname", help="Results go to <output>/<dirname> (default: a timestamp).")
+@click.option("--outfmt", default="TXT", show_default=True, type=click.Choice(["TXT", "NPY", "BIN"], case_sensitive=False))
+@click.option("--batch-size", type=click.IntRange(min=1), help="Needed for a dynamic-batch model; must match a static one.")
+@click.option("--backend", default="auto", show_default=True, type=click.Choice(["auto", "ais_bench", "onnxruntime"]),
+              help="auto: ais_bench for .om, onnxruntime for .onnx.")
+@click.option("--device", default="0", show_default=True, help="Device id, or a comma list: one process each.")
+@click.option("--loop", default=1, show_default=True, type=click.IntRange(min=1), help="Runs per batch (pure inference: runs).")
+@click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=0), help="Untimed runs first.")
+@click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads (default: CPU count).")
+@click.option("--pure-data-type", default="zero", show_default=True, type=click.Choice(["zero", "random"]),
+              help="Data for pure inference.")
+@click.option("--ais-bench-mode", default="auto", show_default=True, type=click.Choice(["auto", "api", "cli"]),
+              help="ais_bench through its Python API (resumable) or `python3 -m ais_bench`.")
+@click.option("--force", is_flag=True, help="Replace results of another model in the output folder.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@user_errors
+def infer_command(model_file, input_dir, output, output_dirname, outfmt, batch_size, backend, device, loop,
+                  warmup, threads, pure_data_type, ais_bench_mode, force, quiet):
+    """Run a model over preprocessed .bin files; writes ais_bench's per-image outputs and summary."""
+    from focalinfer.infer import run_inference
+
+    result = run_inference(
+        model_file, input_dir, output=output, output_dirname=output_dirname, outfmt=outfmt.upper(),
+        batch_size=batch_size, backend=backend, device=device, loop=loop, warmup=warmup, threads=threads,
+        force=force, progress=not quiet, pure_data_type=pure_data_type, ais_bench_mode=ais_bench_mode,
+    )
+    kept = f", {result.files_kept} kept from an earlier run" if result.files_kept else ""
+    speed = f", {result.throughput:.1f} samples/s" if result.throughput else ""
+    click.echo(f"infer: {result.files_written} files written to {result.output_dir} "
+               f"({result.backend}, batch {result.batch_size}{speed}{kept})")
+    if result.summary_path:
+        click.echo(f"summary: {result.summary_path}")
+
+
 # --- eval stage ---
+
+
+@cli.command("eval")
+@click.option("--labels", required=True, type=click.Path(dir_okay=False, path_type=str),
+              help="val_label.txt: '<image file name> <class index>' per line.")
+@click.option("--om", type=click.Path(dir_okay=False, path_type=str), help="Run this .om (ais_bench) first.")
+@click.option("--onnx", type=click.Path(dir_okay=False, path_type=str), help="Run this .onnx (onnxruntime) first.")
+@click.option("--results", type=click.Path(file_okay=False, path_type=str),
+              help="Score an existing ais_bench/focalinfer result folder instead.")
+@click.option("--input", "input_dir", default="infer/databin", show_default=True, type=click.Path(path_type=str),
+              help="Preprocessed .bin files (with --om / --onnx).")
+@click.option("--output", default="infer/result.json", show_default=True, type=click.Path(dir_okay=False, path_type=str),
+              help="result.json; inference outputs go to the folder of the same name beside it.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Inference batch size (with --results: recorded only).")
+@click.option("--outfmt", type=click.Choice(["TXT", "NPY", "BIN"], case_sensitive=False),
+              help="Output format to write (default TXT) or, with --results, to read when several exist.")
+@click.option("--allow-missing", is_flag=True, help="Exit 0 even when labelled images have no (valid) output.")
+@click.option("--model", "model_name", help="Model name to record (default: the model file's or summary's).")
+@user_errors
+def eval_command(labels, om, onnx, results, input_dir, output, batch_size, outfmt, allow_missing, model_name):
+    """Top-1/Top-5 of a model's outputs against val_label.txt, joined by image name, into result.json."""
+    from focalinfer.errors import UsageError
+    from focalinfer.postprocess.scoring import evaluate, require_complete
+
+    if sum(bool(source) for source in (om, onnx, results)) != 1:
+        raise UsageError("pass exactly one of --om X.om, --onnx X.onnx or --results DIR")
+    if om and not om.lower().endswith(".om"):
+        raise UsageError(f"--om {om}: expected an .om file (ATC output); use --onnx for an ONNX model")
+    if onnx and not onnx.lower().endswith(".onnx"):
+        raise UsageError(f"--onnx {onnx}: expected an .onnx file; use --om for an Ascend .om")
+    result, path = evaluate(
+        labels, results_dir=results, model_file=om or onnx, input_dir=input_dir, output=output,
+        outfmt=outfmt, batch_size=batch_size, model=model_name,
+        backend="ais_bench" if om else "onnxruntime" if onnx else None,
+    )
+    for note in result.warnings:
+        click.echo(f"warning: {note}", err=True)
+    click.echo(result.summary_line(path))
+    require_complete(result, allow_missing)
+
+
+@cli.command("compare")
+@click.argument("reference", type=click.Path(file_okay=False, path_type=str))
+@click.argument("candidate", type=click.Path(file_okay=False, path_type=str))
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=str), help="Write the full report here.")
+@click.option("--worst", default=10, show_default=True, type=click.IntRange(min=0), help="Rows in the worst-images table.")
+@click.option("--min-cosine", default=0.99, show_default=True, type=float,
+              help="Exit 1 when any image's cosine similarity is below this.")
+@click.option("--outfmt", type=click.Choice(["TXT", "NPY", "BIN"], case_sensitive=False),
+              help="Format to read when a folder holds several.")
+@user_errors
+def compare_command(reference, candidate, json_out, worst, min_cosine, outfmt):
+    """Per-image agreement of two result folders (REFERENCE first, e.g. ONNX fp32, then the OM's)."""
+    from focalinfer.errors import FocalinferError
+    from focalinfer.postprocess.compare import compare_results
+    from focalinfer.util import write_json_atomic
+
+    report = compare_results(reference, candidate, worst=worst, min_cosine=min_cosine,
+                             reference_outfmt=outfmt, candidate_outfmt=outfmt)
+    click.echo(report.format_table())
+    if json_out:
+        write_json_atomic(json_out, report.as_dict())
+        click.echo(f"report: {json_out}")
+    if not report.passed:
+        raise FocalinferError(f"{candidate} disagrees with {reference}: {report.summary['verdict']}")
+
+
+@bench.command("eval")
+@click.option("--count", default=50_000, show_default=True, type=click.IntRange(min=1), help="TXT outputs to generate.")
+@click.option("--baseline-count", default=2000, show_default=True, type=click.IntRange(min=1),
+              help="Files the seed-style baseline is timed on (then scaled to --count).")
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(min=1), help="Scorer runs; the best counts.")
+@click.option("--workers", type=click.IntRange(min=1), help="Parser processes (default: CPU count).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=str), help="Also write the figures here.")
+@user_errors
+def bench_eval_command(count, baseline_count, repeats, workers, json_out):
+    """Scoring files/s on generated ais_bench TXT outputs, next to the seed's np.loadtxt-per-file way."""
+    import json
+
+    from focalinfer.postprocess.bench import bench_eval
+    from focalinfer.util import write_json_atomic
+
+    figures = bench_eval(count=count, baseline_count=baseline_count, repeats=repeats, workers=workers)
+    click.echo(json.dumps(figures, indent=2))
+    ours, base, bar = figures["focalinfer"], figures["baseline"], figures["bar"]
+    click.echo(
+        f"bench eval: focalinfer {ours['files_per_s']:.0f} files/s ({count} in {ours['seconds']:.2f} s), "
+        f"seed-style {base['files_per_s']:.0f} files/s ({base['note']}), ratio {figures['ratio']}x; "
+        f"{bar['count']} files in {bar['projected_seconds_for_bar_count']:.2f} s "
+        f"({'meets' if bar['met'] else 'MISSES'} the {bar['seconds']:.0f} s bar)"
+    )
+    if json_out:
+        write_json_atomic(json_out, figures)
+
+
+# --- benchmarks ---
+
+
+def _command_line(prefix: str) -> str:
+    """The flags given on the command line, as a user would retype them (for reports)."""
+    import shlex
+
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    parts = [prefix]
+    for param in ctx.command.params:
+        if ctx.get_parameter_source(param.name) != ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params[param.name]
+        parts.append(param.opts[0] if param.is_flag else f"{param.opts[0]} {shlex.quote(str(value))}")
+    return " ".join(parts)
+
+
+@bench.command("all")
+@click.option("--quick", is_flag=True, help="Under two minutes: one model, batch 1 and 16, short rounds "
+              "(writes only the outputs you name).")
+@click.option("--models", help="Comma-separated registry names (default: the lead models).")
+@click.option("--batch-sizes", help="Comma-separated, default 1,4,8,16,32,64 (quick: 1,16).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=str),
+              help="JSON figures (full run default: docs/benchmarks.json).")
+@click.option("--docs", type=click.Path(dir_okay=False, path_type=str),
+              help="Markdown whose generated sections are rewritten (full run default: docs/benchmarks.md).")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=str),
+              help="PNG of img/s against batch size (full run default: docs/benchmarks.png; needs focalinfer[plot]).")
+@click.option("--skip", help="Comma-separated stages to leave out: preprocess, eval, inference.")
+@click.option("--backends", help="Comma-separated from ort, ort_naive, ort_cpu, eager "
+              "(default: all; quick: ort,eager).")
+@click.option("--threads", type=click.IntRange(min=0), default=0, help="Threads for every backend (0: all CPUs).")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=str),
+              help="Cache of synthetic checkpoints and exports (default ~/.cache/focalinfer/bench).")
+@click.option("--resume", is_flag=True, help="Reuse per-model figures of an interrupted run with the same settings.")
+@user_errors
+def bench_all_cmd(quick, models, batch_sizes, json_out, docs, plot, skip, backends, threads, workdir, resume):
+    """Every stage against its baseline and this machine's GEMM limit → JSON, docs/benchmarks.md, plot."""
+    import os
+
+    from focalinfer.benchmark import bench_all, parse_list, terminal_summary
+
+    command = _command_line("focalinfer bench all")
+    if os.environ.get("MAKELEVEL"):
+        command += "  (via make bench)"
+    result = bench_all(
+        quick=quick, models=parse_list(models), batch_sizes=parse_list(batch_sizes, int), json_out=json_out,
+        docs=docs, plot=plot, workdir=workdir, threads=threads, skip=parse_list(skip),
+        backends=parse_list(backends), resume=resume,
+        command=command, log=lambda line: click.echo(line, err=True),
+    )
+    click.echo(terminal_summary(result))
 
 
 def main():

@@ -1,0 +1,91 @@
+"""`focalinfer doctor`: what this machine can run (ATC, ais_bench, onnxruntime) and why not."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import sys
+from pathlib import Path
+
+CANN_VARS = ("ASCEND_HOME_PATH", "ASCEND_TOOLKIT_HOME", "ASCEND_OPP_PATH", "ASCEND_AICPU_PATH")
+_VERSION_FILES = ("version.cfg", "ascend_toolkit_install.info", "version.info")
+
+
+def cann_version(atc_path: str) -> str | None:
+    """The toolkit version from the install's version files, walking up from atc."""
+    for parent in list(Path(atc_path).resolve().parents)[:5]:
+        for name in _VERSION_FILES:
+            candidate = parent / name
+            if candidate.is_file():
+                match = re.search(r"^version\s*=\s*([\w.\-]+)", candidate.read_text(errors="replace"), re.I | re.M)
+                if match:
+                    return match.group(1)
+    return None
+
+
+def _version(module: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(module)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def doctor_report() -> dict:
+    from focalinfer.infer.ais_bench import api_available, find_cli_python
+    from focalinfer.infer.onnxruntime_runner import cpu_count
+
+    atc = shutil.which("atc")
+    ld_paths = [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(":") if "ascend" in p.lower()]
+    report = {
+        "python": f"{sys.executable} ({platform.python_version()})",
+        "atc": {"path": atc, "cann_version": cann_version(atc) if atc else None},
+        "cann_env": {name: os.environ.get(name) for name in CANN_VARS},
+        "ld_library_path_ascend": ld_paths,
+        "ais_bench": {
+            "importable": api_available(),
+            "cli_python": find_cli_python(),
+            "version": _version("ais_bench"),
+        },
+        "cpu_count": cpu_count(),
+    }
+    try:
+        import onnxruntime as ort
+
+        report["onnxruntime"] = {"version": ort.__version__, "providers": ort.get_available_providers()}
+    except ImportError:
+        report["onnxruntime"] = None
+    try:
+        import torch
+
+        report["torch"] = torch.__version__
+    except ImportError:
+        report["torch"] = None
+    return report
+
+
+def format_doctor(report: dict) -> str:
+    atc = report["atc"]
+    ais = report["ais_bench"]
+    ort = report["onnxruntime"]
+    lines = [f"python: {report['python']}"]
+    if atc["path"]:
+        lines.append(f"atc: {atc['path']} (CANN {atc['cann_version'] or 'version unknown'})")
+    else:
+        lines.append("atc: not found on PATH (source /usr/local/Ascend/ascend-toolkit/set_env.sh; "
+                     "`focalinfer om --dry-run` works without it)")
+    for name, value in report["cann_env"].items():
+        lines.append(f"{name}: {value or 'not set'}")
+    lines.append(f"LD_LIBRARY_PATH Ascend entries: {', '.join(report['ld_library_path_ascend']) or 'none'}")
+    if ais["importable"] or ais["cli_python"]:
+        where = "importable here" if ais["importable"] else f"runs with {ais['cli_python']} -m ais_bench"
+        lines.append(f"ais_bench: {ais['version'] or 'version unknown'}, {where}")
+    else:
+        lines.append("ais_bench: not installed (.om models cannot run here; use --backend onnxruntime with the ONNX)")
+    lines.append(f"onnxruntime: {ort['version']} ({', '.join(ort['providers'])})" if ort else "onnxruntime: not installed")
+    lines.append(f"torch: {report['torch'] or 'not installed'}")
+    lines.append(f"CPUs: {report['cpu_count']}")
+    return "\n".join(lines)

@@ -1,0 +1,267 @@
+"""ais_bench's output contract, reproduced for every backend (see /spec/ais_bench.md).
+
+Inputs: the .bin/.npy files of a directory, natural-sorted; consecutive files fill one batch
+(files per batch = input tensor bytes / first file's bytes); the last batch is padded with its
+own first file and the padding's outputs are not written. Outputs: one file per sample and per
+model output, ``<input name up to the first '.'>_<output index>.<fmt>``; a summary JSON beside
+the output directory; two ``[INFO]`` lines in the log.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from focalinfer.errors import FocalinferError
+
+INPUT_SUFFIXES = (".bin", ".BIN", ".npy", ".NPY")
+OUTFMTS = ("TXT", "NPY", "BIN")
+PERCENTILE = 99
+# Output files this contract writes: used to recognise a result directory's contents.
+OUTPUT_NAME = re.compile(r"^.+_\d+\.(txt|npy|bin)$", re.IGNORECASE)
+
+
+def natural_key(text: str) -> list:
+    """Digit runs compare as numbers, the rest case-insensitively (ais_bench's natural_sort)."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
+
+
+def natural_sorted(paths: Sequence[str]) -> list[str]:
+    return sorted(paths, key=natural_key)
+
+
+def list_input_files(input_dir: str | os.PathLike) -> list[str]:
+    """The directory's .bin/.npy files as ais_bench orders them, or a one-line error."""
+    input_dir = os.fspath(input_dir)
+    if not os.path.isdir(input_dir):
+        what = "is not a directory" if os.path.exists(input_dir) else "does not exist"
+        raise FocalinferError(
+            f"{input_dir}: input directory {what}; pass the folder of .bin files that preprocess wrote"
+        )
+    names = [n for n in os.listdir(input_dir) if n.endswith(INPUT_SUFFIXES)]
+    if not names:
+        raise FocalinferError(
+            f"{input_dir}: no .bin or .npy files in the input directory; run `focalinfer preprocess` first"
+        )
+    return natural_sorted([os.path.join(input_dir, n) for n in names])
+
+
+def file_data_bytes(path: str) -> int:
+    """Bytes of tensor data in one input file (an .npy counts its array, not its header)."""
+    if path.lower().endswith(".npy"):
+        return np.load(path, mmap_mode="r").nbytes
+    return os.path.getsize(path)
+
+
+def output_stem(input_path: str) -> str:
+    return os.path.basename(input_path).split(".")[0]
+
+
+def output_name(input_path: str, output_index: int, outfmt: str) -> str:
+    return f"{output_stem(input_path)}_{output_index}.{outfmt.lower()}"
+
+
+def check_unique_stems(files: Sequence[str]) -> None:
+    """Two inputs whose names agree up to the first '.' would overwrite each other's outputs."""
+    seen: dict[str, str] = {}
+    for path in files:
+        stem = output_stem(path)
+        if stem in seen:
+            raise FocalinferError(
+                f"{path}: its outputs would overwrite those of {seen[stem]} (both are named {stem}_<i> "
+                "because output names stop at the first '.'); rename one (preprocess --rename does this)"
+            )
+        seen[stem] = path
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One model run: ``files`` holds the real inputs; ``padding`` slots repeat files[0]."""
+
+    index: int
+    files: tuple[str, ...]
+    padding: int
+
+    @property
+    def slots(self) -> int:
+        return len(self.files) + self.padding
+
+
+def files_per_batch(tensor_bytes: int, file_bytes: int, first_file: str, batch_size: int) -> int:
+    if file_bytes <= 0 or tensor_bytes % file_bytes:
+        raise FocalinferError(
+            f"{first_file}: {file_bytes} bytes does not divide the model input of {tensor_bytes} bytes "
+            f"(batch {batch_size}); the .bin files were made for another model, input size or batch"
+        )
+    return tensor_bytes // file_bytes
+
+
+def plan_batches(files: Sequence[str], per_batch: int) -> list[Batch]:
+    runs = math.ceil(len(files) / per_batch)
+    batches = []
+    for i in range(runs):
+        chunk = tuple(files[i * per_batch:(i + 1) * per_batch])
+        batches.append(Batch(i, chunk, per_batch - len(chunk)))
+    return batches
+
+
+def split_for_devices(files: Sequence[str], devices: int) -> list[list[str]]:
+    """ais_bench's multi-device split: contiguous chunks of ceil(n / devices) files."""
+    size = math.ceil(len(files) / devices)
+    return [list(files[i:i + size]) for i in range(0, len(files), size)]
+
+
+def timestamp_dirname(now: float | None = None) -> str:
+    return time.strftime("%Y_%m_%d-%H_%M_%S", time.localtime(now))
+
+
+def summary_path(output: str, dirname: str) -> str:
+    return os.path.join(output, dirname) + "_summary.json"
+
+
+def find_summary(output_dir: str | os.PathLike) -> Path | None:
+    """``<dir>_summary.json`` beside the directory, or an older release's ``sumary.json`` inside."""
+    output_dir = Path(output_dir)
+    for candidate in (output_dir.with_name(output_dir.name + "_summary.json"), output_dir / "sumary.json"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+# --- output files ------------------------------------------------------------------------
+
+
+def txt_bytes(sample: np.ndarray) -> bytes:
+    """np.savetxt(fmt, newline=' ') per row of (-1, last_dim), then '\\n': values, a space each."""
+    rows = sample.reshape(-1, sample.shape[-1])
+    value_fmt = "%f" if rows.dtype.kind == "f" else "%d"
+    line_fmt = f"{value_fmt} " * rows.shape[1] + "\n"
+    return "".join(line_fmt % tuple(row) for row in rows.tolist()).encode()
+
+
+def npy_bytes(sample: np.ndarray) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, sample)
+    return buffer.getvalue()
+
+
+def sample_bytes(sample: np.ndarray, outfmt: str) -> bytes:
+    if outfmt == "TXT":
+        return txt_bytes(sample)
+    if outfmt == "NPY":
+        return npy_bytes(sample)
+    return np.ascontiguousarray(sample).tobytes()
+
+
+def write_file_atomic(path: str, data: bytes) -> None:
+    """A reader, or a rerun after Ctrl-C, sees the whole file or none of it."""
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def remove_stale_temps(output_dir: str) -> None:
+    """Temp files a killed run left behind (never a finished output)."""
+    for name in os.listdir(output_dir):
+        if name.startswith(".") and name.endswith(".tmp") and OUTPUT_NAME.match(name[1:].rsplit(".", 2)[0]):
+            os.unlink(os.path.join(output_dir, name))
+
+
+def batch_output_paths(batch: Batch, output_dir: str, num_outputs: int, outfmt: str) -> list[str]:
+    return [
+        os.path.join(output_dir, output_name(path, i, outfmt))
+        for path in batch.files
+        for i in range(num_outputs)
+    ]
+
+
+def write_batch_outputs(
+    batch: Batch, outputs: Sequence[np.ndarray], output_dir: str, outfmt: str
+) -> list[list[str]]:
+    """Split each output along axis 0 into one piece per slot; write the real slots' pieces.
+
+    Returns the written paths per real file, in output order.
+    """
+    written: list[list[str]] = [[] for _ in batch.files]
+    for out_index, tensor in enumerate(outputs):
+        tensor = np.asarray(tensor)
+        if tensor.ndim == 0 or tensor.shape[0] % batch.slots:
+            raise FocalinferError(
+                f"output {out_index} of shape {tensor.shape} cannot be split into {batch.slots} samples "
+                "along axis 0; the model's outputs must lead with the batch axis"
+            )
+        pieces = np.array_split(tensor, batch.slots, axis=0)
+        for slot, path in enumerate(batch.files):
+            out_path = os.path.join(output_dir, output_name(path, out_index, outfmt))
+            write_file_atomic(out_path, sample_bytes(pieces[slot], outfmt))
+            written[slot].append(out_path)
+    return written
+
+
+# --- summary and log ---------------------------------------------------------------------
+
+
+def _stats(values_ms: Sequence[float]) -> dict:
+    if not values_ms:
+        stats = dict(min=0.0, max=0.0, mean=0.0, median=0.0, percentile=0.0)
+    else:
+        arr = np.asarray(values_ms, dtype=np.float64)
+        stats = dict(min=float(arr.min()), max=float(arr.max()), mean=float(arr.mean()),
+                     median=float(np.median(arr)), percentile=float(np.percentile(arr, PERCENTILE)))
+    return {
+        "min": stats["min"], "max": stats["max"], "mean": stats["mean"], "median": stats["median"],
+        f"percentile({PERCENTILE}%)": stats["percentile"], "count": len(values_ms),
+    }
+
+
+def throughput(batch_size: int, compute_ms: Sequence[float]) -> float:
+    mean = float(np.mean(compute_ms)) if len(compute_ms) else 0.0
+    return 1000.0 * batch_size / mean if mean else 0.0
+
+
+def build_summary(
+    filesinfo: dict[int, dict], compute_ms: Sequence[float], batch_size: int, args: Sequence[str],
+    h2d_ms: Sequence[float] = (), d2h_ms: Sequence[float] = (),
+) -> dict:
+    return {
+        "filesinfo": {int(k): v for k, v in sorted(filesinfo.items())},
+        "NPU_compute_time": _stats(compute_ms),
+        "H2D_latency": _stats(h2d_ms),
+        "D2H_latency": _stats(d2h_ms),
+        "throughput": throughput(batch_size, compute_ms),
+        "npu_compute_time_list": [float(t) for t in compute_ms],
+        "pid": os.getpid(),
+        "args": list(args),
+    }
+
+
+def summary_log_lines(summary: dict, batch_size: int) -> list[str]:
+    t = summary["NPU_compute_time"]
+    p = f"percentile({PERCENTILE}%)"
+    return [
+        "[INFO] -----------------Performance Summary------------------",
+        f"[INFO] NPU_compute_time (ms): min = {t['min']}, max = {t['max']}, mean = {t['mean']}, "
+        f"median = {t['median']}, {p} = {t[p]}",
+        f"[INFO] throughput 1000*batchsize.mean({batch_size})/NPU_compute_time.mean({t['mean']}): "
+        f"{summary['throughput']}",
+        "[INFO] ------------------------------------------------------",
+    ]
+
+
+def write_summary(path: str, summary: dict) -> None:
+    write_file_atomic(path, json.dumps(summary).encode())

@@ -1,0 +1,262 @@
+"""The batch loop every in-process backend shares: read, run, write the contract, resume.
+
+A job (one model, one file list, one output directory) runs in this process; several devices
+run one job each in spawned processes, reporting progress through a queue.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from focalinfer.errors import FocalinferError, UsageError
+from focalinfer.infer import contract
+from focalinfer.infer.runner import Runner, TensorSpec, open_runner
+
+
+@dataclass
+class InferJob:
+    """Everything one process needs (picklable, for spawned device processes)."""
+
+    model_file: str
+    backend: str
+    files: list[str] | None  # None: pure inference on generated data
+    output: str
+    dirname: str
+    outfmt: str
+    batch_size: int | None
+    device: int = 0
+    loop: int = 1
+    warmup: int = 1
+    threads: int | None = None
+    pure_data_type: str = "zero"
+    progress: bool = True
+    args: list[str] = field(default_factory=list)
+
+    @property
+    def output_dir(self) -> str:
+        return os.path.join(self.output, self.dirname)
+
+
+@dataclass
+class JobOutcome:
+    output_dir: str
+    summary_path: str | None
+    batch_size: int
+    throughput: float | None
+    files_written: int
+    files_kept: int
+
+
+def resolve_batch_size(spec: TensorSpec, requested: int | None, model_file: str) -> int:
+    static = spec.static_batch
+    if static is not None:
+        if requested is not None and requested != static:
+            raise UsageError(
+                f"{model_file}: the model has a static batch of {static} and --batch-size {requested} does not "
+                f"match it; omit --batch-size or use the model built for batch {requested}"
+            )
+        return static
+    if requested is None:
+        raise UsageError(f"{model_file}: the model's batch axis is dynamic; pass --batch-size N")
+    if requested < 1:
+        raise UsageError(f"--batch-size must be at least 1, not {requested}")
+    return requested
+
+
+def check_file_sizes(files: list[str], expected: int) -> None:
+    """Every input must hold as many bytes as the first (the batch arithmetic assumes it)."""
+    for path in files:
+        size = contract.file_data_bytes(path)
+        if size != expected:
+            raise FocalinferError(
+                f"{path}: {size} bytes, but {files[0]} has {expected}; every input file must hold the same "
+                "tensor size (re-run preprocess for this model)"
+            )
+
+
+def _read_into(path: str, view: memoryview) -> None:
+    if path.lower().endswith(".npy"):
+        view[:] = np.ascontiguousarray(np.load(path)).tobytes()
+        return
+    with open(path, "rb", buffering=0) as f:
+        if f.readinto(view) != len(view):
+            raise FocalinferError(f"{path}: file shrank while reading; re-run preprocess")
+
+
+def fill_batch(buffer: np.ndarray, batch: contract.Batch, file_bytes: int) -> None:
+    """One read per file straight into the pre-allocated batch; padding repeats the first file."""
+    view = memoryview(buffer.reshape(-1)).cast("B")
+    for slot, path in enumerate(batch.files):
+        _read_into(path, view[slot * file_bytes:(slot + 1) * file_bytes])
+    for slot in range(len(batch.files), batch.slots):
+        view[slot * file_bytes:(slot + 1) * file_bytes] = view[:file_bytes]
+
+
+def pure_data(spec: TensorSpec, batch_size: int, kind: str) -> np.ndarray:
+    shape = (batch_size,) + tuple(spec.shape[1:])
+    if kind == "random":
+        return np.random.default_rng(0).standard_normal(shape).astype(spec.dtype)
+    return np.zeros(shape, dtype=spec.dtype)
+
+
+def _report(summary: dict, batch_size: int) -> None:
+    for line in contract.summary_log_lines(summary, batch_size):
+        print(line, flush=True)
+
+
+def run_job(job: InferJob, on_event: Callable[..., None] | None = None) -> JobOutcome:
+    """Run one job in this process; ``on_event('total', n, done)`` / ``on_event('batch')`` report progress."""
+    os.makedirs(job.output_dir, exist_ok=True)
+    with open_runner(job.model_file, job.backend, job.device, job.threads) as runner:
+        spec = runner.input_spec()
+        batch_size = resolve_batch_size(spec, job.batch_size, job.model_file)
+        if job.files is None:
+            return _pure_inference(job, runner, spec, batch_size)
+        return _files_inference(job, runner, spec, batch_size, on_event)
+
+
+def _pure_inference(job: InferJob, runner: Runner, spec: TensorSpec, batch_size: int) -> JobOutcome:
+    data = pure_data(spec, batch_size, job.pure_data_type)
+    for _ in range(job.warmup):
+        runner.infer(data)
+    runner.reset_times()
+    for _ in range(job.loop):
+        runner.infer(data)
+    summary = contract.build_summary({}, runner.compute_times_ms, batch_size, job.args)
+    path = contract.summary_path(job.output, job.dirname)
+    contract.write_summary(path, summary)
+    _report(summary, batch_size)
+    return JobOutcome(job.output_dir, path, batch_size, summary["throughput"], 0, 0)
+
+
+def _files_inference(job, runner, spec, batch_size, on_event) -> JobOutcome:
+    files = job.files
+    file_bytes = contract.file_data_bytes(files[0])
+    per_batch = contract.files_per_batch(batch_size * spec.sample_bytes(), file_bytes, files[0], batch_size)
+    check_file_sizes(files, file_bytes)
+    batches = contract.plan_batches(files, per_batch)
+    num_outputs = len(runner.output_specs())
+    out_dir = job.output_dir
+    contract.remove_stale_temps(out_dir)
+
+    def done(batch):
+        return all(os.path.exists(p) for p in contract.batch_output_paths(batch, out_dir, num_outputs, job.outfmt))
+
+    pending = [b for b in batches if not done(b)]
+    pending_ids = {b.index for b in pending}
+    kept = sum(len(b.files) for b in batches if b.index not in pending_ids) * num_outputs
+    if on_event:
+        on_event("total", len(batches), len(batches) - len(pending))
+    written = _run_batches(job, runner, spec, batch_size, pending, file_bytes, on_event)
+
+    filesinfo = {
+        b.index * per_batch + slot: {
+            "infiles": [path],
+            "outfiles": [os.path.join(out_dir, contract.output_name(path, i, job.outfmt)) for i in range(num_outputs)],
+        }
+        for b in batches for slot, path in enumerate(b.files)
+    }
+    path = contract.summary_path(job.output, job.dirname)
+    if not pending and os.path.exists(path):
+        print(f"[INFO] all {len(batches)} batches already done in {out_dir}; kept its summary", flush=True)
+        with open(path) as f:
+            summary = json.load(f)
+    else:
+        summary = contract.build_summary(filesinfo, runner.compute_times_ms, batch_size, job.args)
+        contract.write_summary(path, summary)
+        _report(summary, batch_size)
+    return JobOutcome(out_dir, path, batch_size, summary.get("throughput"), written, kept)
+
+
+def _run_batches(job, runner, spec, batch_size, pending, file_bytes, on_event) -> int:
+    if not pending:
+        return 0
+    from tqdm import tqdm
+
+    buffer = np.empty((batch_size,) + tuple(spec.shape[1:]), dtype=spec.dtype)
+    fill_batch(buffer, pending[0], file_bytes)
+    for _ in range(job.warmup):
+        runner.infer(buffer)
+    runner.reset_times()
+    written = 0
+    bar = tqdm(pending, desc="infer", unit="batch", disable=not job.progress, file=sys.stderr, leave=False)
+    for batch in bar:
+        fill_batch(buffer, batch, file_bytes)
+        for _ in range(job.loop):
+            outputs = runner.infer(buffer)
+        paths = contract.write_batch_outputs(batch, outputs, job.output_dir, job.outfmt)
+        written += sum(len(p) for p in paths)
+        if on_event:
+            on_event("batch")
+    return written
+
+
+# --- several devices: one spawned process per device ----------------------------------------
+
+
+def _device_worker(job: InferJob, queue) -> None:
+    try:
+        outcome = run_job(job, on_event=lambda *event: queue.put((job.device,) + event))
+        queue.put((job.device, "done", outcome))
+    except FocalinferError as e:
+        queue.put((job.device, "error", str(e)))
+    except KeyboardInterrupt:
+        pass
+    except Exception as e:  # report any crash to the parent as one line
+        queue.put((job.device, "error", f"{type(e).__name__}: {e}"))
+
+
+def run_devices(jobs: list[InferJob], progress: bool) -> list[JobOutcome]:
+    """ais_bench's multi-device mode for in-process backends: one spawned process per job."""
+    import multiprocessing as mp
+    import queue as queue_module
+
+    from tqdm import tqdm
+
+    ctx = mp.get_context("spawn")
+    events = ctx.Queue()
+    procs = {job.device: ctx.Process(target=_device_worker, args=(job, events), daemon=True) for job in jobs}
+    for proc in procs.values():
+        proc.start()
+    outcomes: dict[int, JobOutcome] = {}
+    seen_dead: set[int] = set()
+    bar = tqdm(total=0, desc="infer", unit="batch", disable=not progress, file=sys.stderr, leave=False)
+    try:
+        while len(outcomes) < len(jobs):
+            try:
+                device, kind, *rest = events.get(timeout=0.5)
+            except queue_module.Empty:
+                _check_alive(procs, outcomes, seen_dead)
+                continue
+            if kind == "total":
+                bar.total += rest[0]
+                bar.update(rest[1])
+            elif kind == "batch":
+                bar.update(1)
+            elif kind == "error":
+                raise FocalinferError(f"device {device}: {rest[0]}")
+            else:
+                outcomes[device] = rest[0]
+    finally:
+        bar.close()
+        for proc in procs.values():
+            if proc.is_alive():
+                proc.terminate()
+            proc.join()
+    return [outcomes[job.device] for job in jobs]
+
+
+def _check_alive(procs, outcomes, seen_dead: set[int]) -> None:
+    """A process that ended without reporting failed; one more empty poll lets its last message land."""
+    for device, proc in procs.items():
+        if device in outcomes or proc.is_alive():
+            continue
+        if device in seen_dead:
+            raise FocalinferError(f"device {device}: its process died (exit code {proc.exitcode}); rerun to resume")
+        seen_dead.add(device)

@@ -1,0 +1,266 @@
+"""The om stage against the atc stand-in (tests/standins/atc_standin.py), and `focalinfer doctor`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from onnx import TensorProto, helper, numpy_helper
+
+from focalinfer.atc import build_atc_argv, build_om, find_om, read_onnx_input
+from focalinfer.cli import cli
+from focalinfer.errors import FocalinferError, ToolMissingError, UsageError
+
+STANDIN = Path(__file__).parent / "standins" / "atc_standin.py"
+
+
+def tiny_onnx(path: Path, input_name="image", batch="N", height=12, width=20, initializers_as_inputs=False,
+              seed=0):
+    """Conv → global mean → Gemm to 1000 classes, built directly with onnx.helper."""
+    rng = np.random.default_rng(seed)
+    weights = [
+        numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "conv_w"),
+        numpy_helper.from_array(rng.standard_normal((1000, 4)).astype(np.float32), "fc_w"),
+    ]
+    nodes = [
+        helper.make_node("Conv", [input_name, "conv_w"], ["c"]),
+        helper.make_node("GlobalAveragePool", ["c"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "fc_w"], ["class"], transB=1),
+    ]
+    inputs = [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, [batch, 3, height, width])]
+    if initializers_as_inputs:  # old exporters list weights as graph inputs too
+        inputs += [helper.make_tensor_value_info(w.name, TensorProto.FLOAT, list(w.dims)) for w in weights]
+    graph = helper.make_graph(nodes, "tiny", inputs,
+                              [helper.make_tensor_value_info("class", TensorProto.FLOAT, [batch, 1000])], weights)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]), path)
+    return path
+
+
+@pytest.fixture()
+def onnx_path(tmp_path):
+    return tiny_onnx(tmp_path / "tiny-net.onnx")
+
+
+@pytest.fixture()
+def fake_atc(tmp_path, monkeypatch):
+    """An `atc` on a tmp PATH that runs the stand-in; returns a reader of the argvs it received."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    atc = bin_dir / "atc"
+    atc.write_text(f"#!{sys.executable}\nimport runpy\nrunpy.run_path({str(STANDIN)!r}, run_name='__main__')\n")
+    atc.chmod(0o755)
+    calls = tmp_path / "atc_calls.jsonl"
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("STANDIN_CALLS", str(calls))
+    return lambda: [json.loads(line) for line in calls.read_text().splitlines()] if calls.exists() else []
+
+
+@pytest.fixture()
+def no_atc(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+
+
+def test_argv_is_the_documented_command(onnx_path, tmp_path):
+    argv = build_atc_argv(onnx_path, 16, "Ascend310P3", tmp_path / "om")
+    assert argv == [
+        "atc", "--framework=5", f"--model={onnx_path}", f"--output={tmp_path / 'om' / 'tiny-net_bs16'}",
+        "--input_format=NCHW", "--input_shape=image:16,3,12,20", "--log=error", "--soc_version=Ascend310P3",
+    ]
+    more = build_atc_argv(onnx_path, 1, "Ascend310B1", "om", op_precision_ini="p.ini",
+                          precision_mode="allow_fp32_to_fp16", extra=("--keep_dtype=k.cfg",))
+    assert more[-3:] == ["--op_precision_mode=p.ini", "--precision_mode=allow_fp32_to_fp16", "--keep_dtype=k.cfg"]
+
+
+def test_input_name_and_size_come_from_the_onnx(tmp_path):
+    path = tiny_onnx(tmp_path / "m.onnx", input_name="pixel_values", batch=8, height=30, width=40,
+                     initializers_as_inputs=True)
+    spec = read_onnx_input(path)
+    assert (spec.name, spec.batch, spec.channels, spec.height, spec.width) == ("pixel_values", 8, 3, 30, 40)
+    assert "--input_shape=pixel_values:2,3,30,40" in build_atc_argv(path, 2, "Ascend310P3", tmp_path)
+    bad = tiny_onnx(tmp_path / "bad.onnx", height="H")
+    with pytest.raises(FocalinferError, match="fixed channels, height and width"):
+        read_onnx_input(bad)
+
+
+def test_dry_run_works_without_atc(onnx_path, tmp_path, no_atc, capsys):
+    builds = build_om(onnx_path, "1,4,16", out_dir=tmp_path / "om", dry_run=True)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == [shlex.join(b.argv) for b in builds]
+    assert [b.batch_size for b in builds] == [1, 4, 16] and all(b.status == "planned" for b in builds)
+    assert printed[2] == shlex.join([
+        "atc", "--framework=5", f"--model={onnx_path.resolve()}", f"--output={(tmp_path / 'om').resolve()}/tiny-net_bs16",
+        "--input_format=NCHW", "--input_shape=image:16,3,12,20", "--log=error", "--soc_version=Ascend310P3"])
+    assert not list((tmp_path / "om").glob("*.om"))
+
+
+def test_registry_options_from_report_or_flag(onnx_path, tmp_path, no_atc, capsys):
+    report = onnx_path.with_name(onnx_path.name + ".report.json")
+    report.write_text(json.dumps({"model": "van-b2"}))
+    (build,) = build_om(onnx_path, [4], out_dir=tmp_path / "om", dry_run=True)
+    ini = (tmp_path / "om" / "van-b2_op_precision.ini").resolve()
+    assert build.argv[-1] == f"--op_precision_mode={ini}"
+    assert ini.read_text() == "Gelu=high_performance\n"
+    report.unlink()
+    (plain,) = build_om(onnx_path, [4], out_dir=tmp_path / "om", dry_run=True)
+    assert not any(a.startswith("--op_precision_mode") for a in plain.argv)
+    (flagged,) = build_om(onnx_path, [4], out_dir=tmp_path / "om", dry_run=True, model="van-b2",
+                          precision_mode="allow_mix_precision")
+    assert flagged.argv[-2:] == [f"--op_precision_mode={ini}", "--precision_mode=allow_mix_precision"]
+    own = tmp_path / "mine.ini"
+    own.write_text("Softmax=high_precision\n")
+    (overridden,) = build_om(onnx_path, [4], out_dir=tmp_path / "om", dry_run=True, model="van-b2",
+                             op_precision_ini=own)
+    assert overridden.argv[-1] == f"--op_precision_mode={own.resolve()}"
+    with pytest.raises(UsageError, match="unknown model 'nope'"):
+        build_om(onnx_path, [4], out_dir=tmp_path / "om", dry_run=True, model="nope")
+
+
+def test_registry_precision_mode_yields_to_the_flag(onnx_path, tmp_path, no_atc, monkeypatch):
+    import focalinfer.atc as atc
+
+    monkeypatch.setattr(atc, "registry_atc_settings",
+                        lambda name, explicit: ((), ("--precision_mode=force_fp32", "--keep_dtype=k.cfg")))
+    (default,) = build_om(onnx_path, [1], out_dir=tmp_path, dry_run=True, model="x")
+    assert default.argv[-2:] == ["--precision_mode=force_fp32", "--keep_dtype=k.cfg"]
+    (flagged,) = build_om(onnx_path, [1], out_dir=tmp_path, dry_run=True, model="x", precision_mode="force_fp16")
+    assert flagged.argv[-2:] == ["--precision_mode=force_fp16", "--keep_dtype=k.cfg"]
+
+
+def test_no_atc_is_one_line_exit_2(onnx_path, tmp_path, no_atc):
+    with pytest.raises(ToolMissingError, match=r"atc not found on PATH: source CANN's set_env\.sh .* or pass --dry-run"):
+        build_om(onnx_path, [1], out_dir=tmp_path / "om")
+    result = CliRunner().invoke(cli, ["om", "--onnx", str(onnx_path), "--batch-sizes", "1,4",
+                                      "--out-dir", str(tmp_path / "om")])
+    assert result.exit_code == 2
+    assert len(result.output.strip().splitlines()) == 1 and "set_env.sh" in result.output
+    dry = CliRunner().invoke(cli, ["om", "--onnx", str(onnx_path), "--batch-sizes", "1,4",
+                                   "--out-dir", str(tmp_path / "om"), "--dry-run"])
+    assert dry.exit_code == 0 and dry.output.count("atc --framework=5") == 2
+
+
+def test_builds_skips_and_rebuilds(onnx_path, tmp_path, fake_atc):
+    out = tmp_path / "om"
+    builds = build_om(onnx_path, "1,4,16", out_dir=out, jobs=3, progress=False)
+    assert [b.status for b in builds] == ["built"] * 3
+    for build in builds:
+        assert build.om_path == out.resolve() / f"tiny-net_bs{build.batch_size}.om"
+        om_input = onnx.load(build.om_path).graph.input[0]
+        assert om_input.type.tensor_type.shape.dim[0].dim_value == build.batch_size  # the stand-in's static .om
+        assert build.log_path.read_text().startswith(f"$ {build.command}\n")
+        record = json.loads(build.sidecar_path.read_text())
+        assert record["om"] == build.om_path.name and record["argv"] == build.argv
+        assert record["onnx"] == str(onnx_path)
+    calls = fake_atc()
+    assert sorted(c["argv"] for c in calls) == sorted(b.argv[1:] for b in builds)
+    assert all(Path(c["cwd"]).name.startswith(".atc-work-bs") for c in calls)  # each its own scratch folder
+    assert not list(out.glob(".atc-work-*"))  # removed after success
+
+    again = build_om(onnx_path, "1,4,16", out_dir=out, progress=False)
+    assert [b.status for b in again] == ["up-to-date"] * 3 and len(fake_atc()) == 3
+    changed = build_om(onnx_path, "4", out_dir=out, precision_mode="force_fp32", progress=False)
+    assert changed[0].status == "built" and len(fake_atc()) == 4
+    tiny_onnx(onnx_path, seed=1)  # new weights, same command: the hash notices
+    assert [b.status for b in build_om(onnx_path, "1", out_dir=out, progress=False)] == ["built"]
+    ini = tmp_path / "mine.ini"
+    ini.write_text("Gelu=high_performance\n")
+    assert build_om(onnx_path, "1", out_dir=out, op_precision_ini=ini, progress=False)[0].status == "built"
+    ini.write_text("Gelu=high_precision\n")  # same path, new content
+    assert build_om(onnx_path, "1", out_dir=out, op_precision_ini=ini, progress=False)[0].status == "built"
+    assert build_om(onnx_path, "1", out_dir=out, op_precision_ini=ini, progress=False)[0].status == "up-to-date"
+    assert len(fake_atc()) == 7
+    tiny_onnx(onnx_path, height=12, width=21)  # the ONNX changes: everything is stale
+    rebuilt = build_om(onnx_path, "1,16", out_dir=out, progress=False)
+    assert [b.status for b in rebuilt] == ["built", "built"] and "--input_shape=image:1,3,12,21" in rebuilt[0].argv
+    forced = build_om(onnx_path, "1", out_dir=out, force=True, progress=False)
+    assert forced[0].status == "built" and len(fake_atc()) == 10
+
+
+def test_arch_suffixed_om_is_found(onnx_path, tmp_path, fake_atc, monkeypatch):
+    monkeypatch.setenv("STANDIN_ATC_MODE", "arch")
+    out = tmp_path / "om"
+    (bs16,) = build_om(onnx_path, [16], out_dir=out, progress=False)
+    (bs1,) = build_om(onnx_path, [1], out_dir=out, progress=False)
+    assert bs16.om_path.name == "tiny-net_bs16_linux_x86_64.om"
+    assert bs1.om_path.name == "tiny-net_bs1_linux_x86_64.om"
+    assert json.loads(bs1.sidecar_path.read_text())["om"] == "tiny-net_bs1_linux_x86_64.om"
+    # The prefix tiny-net_bs1 must not pick up tiny-net_bs16's file.
+    bs1.om_path.unlink()
+    assert find_om(out.resolve() / "tiny-net_bs1", since=0) is None
+    assert build_om(onnx_path, [1], out_dir=out, progress=False)[0].status == "built"  # sidecar's om gone: rebuild
+
+
+def test_failure_shows_error_codes_and_log(onnx_path, tmp_path, fake_atc, monkeypatch, capsys):
+    monkeypatch.setenv("STANDIN_ATC_FAIL_BS", "4")
+    out = tmp_path / "om"
+    with pytest.raises(FocalinferError, match="ATC failed for batch size 4 of"):
+        build_om(onnx_path, "1,4", out_dir=out, progress=False)
+    err = capsys.readouterr().err
+    assert f"log: {out.resolve() / 'tiny-net_bs4.atc.log'}" in err
+    assert "E19010: [STANDIN atc] No parser is registered" in err and "ATC run failed" in err
+    assert (out / "tiny-net_bs1.om").is_file() and not (out / "tiny-net_bs4.om").exists()
+    assert not (out / "tiny-net_bs4.atc.json").exists()
+
+
+def test_exit_zero_without_om_is_a_failure(onnx_path, tmp_path, fake_atc, monkeypatch, capsys):
+    monkeypatch.setenv("STANDIN_ATC_MODE", "noom")
+    with pytest.raises(FocalinferError, match="ATC failed for batch size 1"):
+        build_om(onnx_path, [1], out_dir=tmp_path / "om", progress=False)
+    assert "atc exited 0 but wrote no tiny-net_bs1*.om" in capsys.readouterr().err
+
+
+def test_standin_rejects_unknown_flags(onnx_path, tmp_path, fake_atc, monkeypatch, capsys):
+    import focalinfer.atc as atc
+
+    monkeypatch.setattr(atc, "registry_atc_settings", lambda name, explicit: ((), ("--bogus_flag=1",)))
+    with pytest.raises(FocalinferError):
+        build_om(onnx_path, [1], out_dir=tmp_path / "om", model="x", progress=False)
+    assert "unknown flag --bogus_flag" in capsys.readouterr().err
+
+
+def test_om_feeds_the_ais_bench_standin(onnx_path, tmp_path, fake_atc, monkeypatch):
+    """om → infer: the stand-in .om runs through `python -m ais_bench` (stand-in) end to end."""
+    from focalinfer.infer import run_inference
+
+    (build,) = build_om(onnx_path, [4], out_dir=tmp_path / "om", progress=False)
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(6):
+        np.full((1, 3, 12, 20), i, np.float32).tofile(data / f"img_{i}.bin")
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent / "standins"))
+    result = run_inference(build.om_path, data, output=tmp_path, output_dirname="res", progress=False)
+    assert sorted(p.name for p in result.output_dir.glob("*.txt")) == [f"img_{i}_0.txt" for i in range(6)]
+
+
+def test_bad_batch_sizes(onnx_path, tmp_path):
+    for bad in ("", "0", "4,x"):
+        with pytest.raises(UsageError, match="--batch-sizes"):
+            build_om(onnx_path, bad, out_dir=tmp_path, dry_run=True)
+    with pytest.raises(UsageError, match="must be an .onnx"):
+        build_om(tmp_path / "m.pth", "1", out_dir=tmp_path, dry_run=True)
+
+
+def test_doctor(tmp_path, fake_atc):
+    from focalinfer.atc.doctor import doctor_report
+
+    toolkit = tmp_path / "Ascend" / "ascend-toolkit" / "latest"
+    (toolkit / "compiler" / "bin").mkdir(parents=True)
+    (toolkit / "version.cfg").write_text("runtime_running_version=[7.0.0.5.242:7.0.RC1]\nversion=7.0.RC1\n")
+    real_atc = toolkit / "compiler" / "bin" / "atc"
+    real_atc.write_text("#!/bin/sh\n")
+    real_atc.chmod(0o755)
+    os.environ["PATH"] = f"{real_atc.parent}{os.pathsep}{os.environ['PATH']}"  # fake_atc's monkeypatch restores it
+    report = doctor_report()
+    assert report["atc"] == {"path": str(real_atc), "cann_version": "7.0.RC1"}
+    assert report["onnxruntime"]["providers"] and report["cpu_count"] >= 1
+    assert report["ais_bench"]["importable"] is False
+    result = CliRunner().invoke(cli, ["doctor"])
+    assert result.exit_code == 0 and f"atc: {real_atc} (CANN 7.0.RC1)" in result.output
+    assert "onnxruntime:" in result.output and "CPUs:" in result.output
