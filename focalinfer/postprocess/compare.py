@@ -1,0 +1,174 @@
+"""`focalinfer compare A B`: per-image agreement of two result directories (A is the reference).
+
+Typical use: A = onnxruntime fp32 outputs, B = the OM's outputs from the NPU; a low cosine or a
+top-1 flip on some images is how an ATC precision problem (fp16 overflow in a LayerNorm or
+softmax) shows up. Cosine, error and parity-bound aggregates come from focalinfer.comparison (the
+rule export uses); the per-image rows use the same definitions, vectorised here. Top-1/top-5
+agreement ranks ties as torch.topk does, like eval (see focalinfer.postprocess.topk).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from focalinfer.errors import FocalinferError
+from focalinfer.postprocess.outputs import Logits, read_result_logits, scan_results
+from focalinfer.postprocess.topk import topk_indices
+
+DEFAULT_MIN_COSINE = 0.99
+ROW_FIELDS = ("cosine", "max_abs_err", "mean_rel_err", "top1_agree", "top5_agree", "top1_a", "top1_b")
+
+
+@dataclass
+class CompareReport:
+    reference_dir: str
+    candidate_dir: str
+    summary: dict
+    images: dict[str, dict]            # stem -> per-image row
+    worst: list[str]                   # stems, worst first
+    only_in_reference: list[str] = field(default_factory=list)
+    only_in_candidate: list[str] = field(default_factory=list)
+    invalid: dict[str, str] = field(default_factory=dict)   # stem -> "A: reason" / "B: reason"
+
+    @property
+    def passed(self) -> bool:
+        return self.summary["passed"]
+
+    def as_dict(self) -> dict:
+        return {
+            "reference": self.reference_dir,
+            "candidate": self.candidate_dir,
+            "summary": self.summary,
+            "worst": [{"image": stem, **self.images[stem]} for stem in self.worst],
+            "only_in_reference": self.only_in_reference,
+            "only_in_candidate": self.only_in_candidate,
+            "invalid": self.invalid,
+            "images": self.images,
+        }
+
+    def format_table(self) -> str:
+        s = self.summary
+        lines = [
+            f"compare: {self.candidate_dir} (B) against {self.reference_dir} (A, reference)",
+            f"  images compared {s['count']}  only in A {s['only_in_reference']}  only in B {s['only_in_candidate']}  "
+            f"invalid {s['invalid']}",
+            f"  cosine min {s['cosine_min']:.6f} mean {s['cosine_mean']:.6f}   max abs err {s['max_abs_diff']:.6g}   "
+            f"mean rel err {s['mean_rel_err']:.3g}",
+            f"  top-1 agreement {100 * s['top1_agreement']:.2f} %   top-5 agreement {100 * s['top5_agreement']:.2f} %   "
+            f"within fp32 parity bound ({s['bound']:.3g}): {'yes' if s['within_bound'] else 'no'}",
+        ]
+        if self.worst:
+            width = max(12, *(len(stem) for stem in self.worst))
+            lines.append(f"  worst {len(self.worst)} by cosine:")
+            lines.append(f"  {'image':<{width}}  {'cosine':>10}  {'max abs':>10}  {'mean rel':>9}  top-1 A→B   top-5")
+            for stem in self.worst:
+                r = self.images[stem]
+                top1 = f"{r['top1_a']}→{r['top1_b']}" if not r["top1_agree"] else f"{r['top1_a']} same"
+                lines.append(
+                    f"  {stem:<{width}}  {r['cosine']:>10.6f}  {r['max_abs_err']:>10.4g}  {r['mean_rel_err']:>9.3g}  "
+                    f"{top1:<11} {'same' if r['top5_agree'] else 'differs'}"
+                )
+        verdict = "PASS" if s["passed"] else "FAIL"
+        lines.append(f"  {verdict}: {s['verdict']}")
+        return "\n".join(lines)
+
+
+def _row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-row cosine; two zero rows are identical (1), one zero row shares no direction (0)."""
+    norm_a = np.linalg.norm(a, axis=1)
+    norm_b = np.linalg.norm(b, axis=1)
+    norms = norm_a * norm_b
+    dots = np.einsum("ij,ij->i", a, b)
+    cosine = np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
+    return np.where((norm_a == 0) & (norm_b == 0), 1.0, cosine)
+
+
+def per_image_rows(reference: np.ndarray, candidate: np.ndarray) -> dict[str, np.ndarray]:
+    """Columns of the per-image table, with the same definitions as focalinfer.comparison."""
+    ref = reference.astype(np.float64)
+    cand = candidate.astype(np.float64)
+    abs_err = np.abs(ref - cand)
+    top_ref = topk_indices(reference, 5)
+    top_cand = topk_indices(candidate, 5)
+    return {
+        "cosine": _row_cosine(ref, cand),
+        "max_abs_err": abs_err.max(axis=1),
+        # Same floor of 1 as the parity bound, so near-zero logits do not blow it up.
+        "mean_rel_err": (abs_err / np.maximum(1.0, np.abs(ref))).mean(axis=1),
+        "top1_agree": top_ref[:, 0] == top_cand[:, 0],
+        "top5_agree": (np.sort(top_ref, axis=1) == np.sort(top_cand, axis=1)).all(axis=1),
+        "top1_a": top_ref[:, 0],
+        "top1_b": top_cand[:, 0],
+    }
+
+
+def _invalid(logits: Logits, side: str) -> dict[str, str]:
+    return {logits.stems[r]: f"{side}: {logits.problem(r)}" for r in np.flatnonzero(~logits.valid)}
+
+
+def compare_results(
+    reference_dir: str | os.PathLike, candidate_dir: str | os.PathLike, *, worst: int = 10,
+    min_cosine: float = DEFAULT_MIN_COSINE, reference_outfmt: str | None = None,
+    candidate_outfmt: str | None = None, workers: int | None = None,
+) -> CompareReport:
+    """Join two result directories by output name and compare their logits image by image."""
+    from focalinfer.comparison import compare_logits
+
+    ref_dir = scan_results(reference_dir, reference_outfmt)
+    cand_dir = scan_results(candidate_dir, candidate_outfmt)
+    common = sorted(set(ref_dir.outputs) & set(cand_dir.outputs))
+    if not common:
+        raise FocalinferError(
+            f"{reference_dir} and {candidate_dir} share no output names (e.g. {next(iter(ref_dir.outputs))} vs "
+            f"{next(iter(cand_dir.outputs))}); compare runs over the same input files"
+        )
+    ref = read_result_logits(ref_dir, common, workers=workers)
+    cand = read_result_logits(cand_dir, common, num_classes=ref.num_classes, workers=workers)
+    invalid = {**_invalid(cand, "B"), **_invalid(ref, "A")}
+    both = ref.valid & cand.valid
+    if not both.any():
+        first = next(iter(invalid.items()))
+        raise FocalinferError(f"no image has a valid output in both directories (first: {first[0]}: {first[1]}); "
+                              "nothing to compare")
+    stems = [common[i] for i in np.flatnonzero(both)]
+    ref_values, cand_values = ref.values[both], cand.values[both]
+
+    aggregate = compare_logits(ref_values, cand_values).as_dict()
+    columns = per_image_rows(ref_values, cand_values)
+    # comparison.py ranks ties lowest-index first; eval reports torch.topk's order, and
+    # "would the two runs report the same prediction" must use eval's rule (fp16 makes ties).
+    aggregate["top1_agreement"] = float(columns["top1_agree"].mean())
+    aggregate["top5_agreement"] = float(columns["top5_agree"].mean())
+    lists = {name: column.tolist() for name, column in columns.items()}
+    images = {stem: {name: lists[name][i] for name in ROW_FIELDS} for i, stem in enumerate(stems)}
+    order = np.lexsort((-columns["max_abs_err"], columns["cosine"]))
+    worst_stems = [stems[i] for i in order[:max(0, worst)]]
+
+    only_ref = sorted(set(ref_dir.outputs) - set(cand_dir.outputs))
+    only_cand = sorted(set(cand_dir.outputs) - set(ref_dir.outputs))
+    low = int((columns["cosine"] < min_cosine).sum())
+    passed = low == 0 and not invalid
+    verdict = (
+        f"every compared image has cosine ≥ {min_cosine}" if passed else
+        f"{low} images below cosine {min_cosine}" + (f", {len(invalid)} invalid outputs" if invalid else "")
+    )
+    summary = {
+        **aggregate,
+        "count": len(stems),
+        "only_in_reference": len(only_ref),
+        "only_in_candidate": len(only_cand),
+        "invalid": len(invalid),
+        "min_cosine": min_cosine,
+        "below_min_cosine": low,
+        "passed": passed,
+        "verdict": verdict,
+        "num_classes": ref.num_classes,
+        "reference_outfmt": ref_dir.outfmt,
+        "candidate_outfmt": cand_dir.outfmt,
+        "topk_rule": "torch.topk on CPU, as eval",
+    }
+    return CompareReport(str(ref_dir.path), str(cand_dir.path), summary, images, worst_stems,
+                         only_ref, only_cand, invalid)
