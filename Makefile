@@ -73,10 +73,29 @@ bench: setup
 bench-preprocess: setup
 	$(FI) bench preprocess
 
+# The whole chain on generated data: synthetic images, deterministic (untrained) weights in the
+# official checkpoint layout, onnxruntime in place of the NPU, ATC as a dry run.
+DEMO_BS ?= 16
 demo: setup
+	@echo "== demo: $(MODEL) on synthetic data; the weights are NOT the trained ones, so accuracy only checks the pipeline"
 	$(FI) sample-data --out $(DEMO)/images --count 48
-	$(FI) preprocess --model $(MODEL) --images $(DEMO)/images --out $(DEMO)/databin --quiet --allow-skips
-	@echo "demo: preprocessed sample images are in $(DEMO)/databin (manifest: $(DEMO)/databin/manifest.json)"
+	$(FI) synthetic-checkpoint --model $(MODEL) --out $(DEMO)/$(MODEL).pth
+	$(FI) preprocess --model $(MODEL) --images $(DEMO)/images --out $(DEMO)/databin --quiet
+	$(FI) export --model $(MODEL) --checkpoint $(DEMO)/$(MODEL).pth --out $(DEMO)/$(MODEL).onnx \
+		--dynamic-batch --parity-data $(DEMO)/databin --force
+	$(FI) om --onnx $(DEMO)/$(MODEL).onnx --model $(MODEL) --batch-sizes 1,$(DEMO_BS) --out-dir $(DEMO)/om --dry-run
+	$(FI) eval --onnx $(DEMO)/$(MODEL).onnx --labels $(DEMO)/images/val_label.txt --input $(DEMO)/databin \
+		--output $(DEMO)/result_bs$(DEMO_BS).json --batch-size $(DEMO_BS)
+	$(FI) eval --onnx $(DEMO)/$(MODEL).onnx --labels $(DEMO)/images/val_label.txt --input $(DEMO)/databin \
+		--output $(DEMO)/result_bs1.json --batch-size 1
+	$(FI) compare $(DEMO)/result_bs1 $(DEMO)/result_bs$(DEMO_BS) --min-cosine 0.99999
+	@echo "== demo artefacts:"
+	@echo "   images + labels   $(DEMO)/images/ (val_label.txt)"
+	@echo "   weights           $(DEMO)/$(MODEL).pth   (synthetic, NOT trained)"
+	@echo "   preprocessed      $(DEMO)/databin/ (manifest.json)"
+	@echo "   ONNX + report     $(DEMO)/$(MODEL).onnx, $(DEMO)/$(MODEL).onnx.report.json (PyTorch vs onnxruntime parity)"
+	@echo "   ATC commands      $(DEMO)/om/ (dry run: no CANN here)"
+	@echo "   outputs, scores   $(DEMO)/result_bs$(DEMO_BS)/, $(DEMO)/result_bs$(DEMO_BS).json, $(DEMO)/result_bs1.json"
 
 clean:
 	rm -rf $(DEMO) .pytest_cache
