@@ -1,0 +1,464 @@
+"""Checkpoint → ONNX: rewrites, TorchScript export, onnxsim, onnxruntime parity, lint, report.
+
+The graph is checked against two PyTorch references: the same rewritten model that was exported
+(does the ONNX compute what we traced?) and the un-rewritten model that follows the official code
+(do the rewrites keep the logits?). A dynamic-batch graph is checked at batch 1 and at a batch > 1,
+because tracing can freeze a batch count into the graph and only another batch size shows it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import math
+import re
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import onnx
+import torch
+
+from focalinfer.comparison import compare_logits
+from focalinfer.errors import FocalinferError, UsageError
+from focalinfer.export.lint import lint_onnx, op_histogram
+from focalinfer.export.rewrites import GENERIC_REWRITES
+from focalinfer.util import ensure_writable_dir, sha256_file, write_bytes_atomic, write_json_atomic
+
+MIN_OPSET, MAX_OPSET = 11, 17
+PARITY_SEED = 0
+MAX_TRACE_WARNINGS = 10
+# onnxsim fuses a 3-D MatMul + Add into Reshape → Gemm → Reshape (a win on onnxruntime CPU); ATC
+# fuses MatMul + bias itself, so the fusion only adds two Reshapes per Linear.
+SKIPPED_ONNXSIM_PASSES = ("fuse_matmul_add_bias_into_gemm", "fuse_matmul_add_bias_into_gemm_batched")
+
+
+class ParityError(FocalinferError):
+    """The ONNX graph does not reproduce PyTorch; the model and its report are kept, marked failed."""
+
+    def __init__(self, message: str, report: "ExportReport"):
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass
+class ExportReport:
+    model: str
+    onnx: str
+    checkpoint: str
+    checkpoint_sha256: str
+    onnx_sha256: str
+    file_size: int
+    opset: int
+    batch_size: int
+    dynamic_batch: bool
+    inputs: list[dict]
+    outputs: list[dict]
+    rewrites: list[dict]
+    naive: dict
+    final: dict
+    simplify: dict
+    parity: dict
+    lint: dict
+    warnings: list[str] = field(default_factory=list)
+    versions: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.parity.get("passed"))
+
+    @property
+    def report_path(self) -> Path:
+        return report_path_for(self.onnx)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def report_path_for(onnx_path: str | Path) -> Path:
+    onnx_path = Path(onnx_path)
+    return onnx_path.with_name(onnx_path.name + ".report.json")
+
+
+def export_onnx(
+    model_name,
+    checkpoint: str | Path,
+    out: str | Path,
+    *,
+    batch_size: int = 1,
+    dynamic_batch: bool = False,
+    opset: int = 11,
+    rewrites: bool | Iterable[str] = True,
+    skip_rewrites: Iterable[str] = (),
+    simplify: bool = True,
+    parity_samples: int = 4,
+    parity_data: str | Path | None = None,
+    force: bool = False,
+) -> ExportReport:
+    """Export ``model_name`` (a registry name or ModelSpec) with weights from ``checkpoint``.
+
+    ``rewrites``: True = every generic and model-specific rewrite, False = none, or the names to
+    apply; ``skip_rewrites`` then switches named ones off. Writes ``out`` and ``<out>.report.json``;
+    raises ParityError (after writing both) when the ONNX logits leave the parity bound.
+    """
+    started = time.perf_counter()
+    from focalinfer.models.checkpoint import load_model
+    from focalinfer.registry import ModelSpec, get_model_spec
+
+    spec = model_name if isinstance(model_name, ModelSpec) else get_model_spec(model_name)
+    out = Path(out)
+    _check_arguments(out, batch_size, opset, parity_samples, parity_data, force)
+    data_files = _parity_files(parity_data, spec.input_size) if parity_data is not None else []
+
+    official = load_model(spec, checkpoint)
+    rewritten = copy.deepcopy(official)
+    shape = (3, spec.input_size, spec.input_size)
+    applied = _apply_rewrites(rewritten, rewrites, skip_rewrites, torch.zeros((1, *shape)).normal_(
+        generator=torch.Generator().manual_seed(PARITY_SEED)))
+    final_model, notes = _trace_to_onnx(rewritten, spec, batch_size, dynamic_batch, opset)
+    # Without rewrites the traced graph is the naive one; with them, trace the official path too.
+    naive_model = _trace_to_onnx(official, spec, batch_size, dynamic_batch, opset)[0] if applied else final_model
+    simplify_record = {"requested": simplify, "applied": False, "error": None}
+    if simplify:
+        final_model, simplify_record = _simplify_step(final_model, out)
+        if simplify_record["error"]:
+            notes.append(f"onnxsim failed, the unsimplified graph was kept: {simplify_record['error']}")
+
+    serialized = final_model.SerializeToString()
+    lint = lint_onnx(final_model, expect_static=not dynamic_batch)
+    parity = _check_parity(out, serialized, spec, official, rewritten if applied else None, batch_size,
+                           dynamic_batch, parity_samples, data_files)
+    # Written only now: an export that crashed above leaves no .onnx behind.
+    write_bytes_atomic(out, serialized)
+    report = ExportReport(
+        model=spec.name,
+        onnx=str(out),
+        checkpoint=str(checkpoint),
+        checkpoint_sha256=sha256_file(checkpoint),
+        onnx_sha256=hashlib.sha256(serialized).hexdigest(),
+        file_size=len(serialized),
+        opset=opset,
+        batch_size=batch_size,
+        dynamic_batch=dynamic_batch,
+        inputs=_io_description(final_model.graph.input, final_model.graph.initializer),
+        outputs=_io_description(final_model.graph.output, ()),
+        rewrites=applied,
+        naive=_graph_summary(naive_model),
+        final=_graph_summary(final_model),
+        simplify=simplify_record,
+        parity=parity,
+        lint=lint.as_dict(),
+        warnings=notes,
+        versions={"torch": torch.__version__, "onnx": onnx.__version__, **_runtime_versions()},
+        seconds=round(time.perf_counter() - started, 1),
+    )
+    write_json_atomic(report.report_path, report.as_dict())
+    if not report.passed:
+        worst = parity["worst"]
+        what = worst["error"] or (f"max abs diff {worst['max_abs_diff']:.3g} > bound {worst['bound']:.3g}")
+        raise ParityError(
+            f"{out}: ONNX logits differ from the {worst['reference']} PyTorch model at batch "
+            f"{worst['batch_size']} ({what}); the model is kept but marked failed in {report.report_path} "
+            "— try --no-rewrites or a static --batch-size",
+            report,
+        )
+    return report
+
+
+# --- arguments -----------------------------------------------------------------------------
+
+def _check_arguments(out: Path, batch_size, opset, parity_samples, parity_data, force) -> None:
+    if not isinstance(batch_size, int) or batch_size <= 0:
+        raise UsageError(f"batch size must be a positive integer, got {batch_size!r}; pass --batch-size 1 or more")
+    if not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
+        raise UsageError(f"opset {opset!r} is not supported; pass --opset between {MIN_OPSET} and {MAX_OPSET} "
+                         "(11 is what ATC accepts across CANN 5.x–7.x)")
+    if parity_samples < 0:
+        raise UsageError(f"--parity-samples must be 0 or more, got {parity_samples}")
+    if parity_samples == 0 and parity_data is None:
+        raise UsageError("nothing to check parity on: pass --parity-samples 1 or more, or --parity-data DIR")
+    if out.is_dir():
+        raise UsageError(f"{out}: is a directory; pass the path of the .onnx file to write")
+    if out.exists() and not force:
+        raise FocalinferError(f"{out}: already exists; pass --force to overwrite it")
+    ensure_writable_dir(out.parent)
+
+
+def _natural_key(name: str):
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def _parity_files(directory: str | Path, input_size: int) -> list[Path]:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise UsageError(f"{directory}: --parity-data is not a directory; pass a directory of preprocessed .bin files")
+    files = sorted((p for p in directory.iterdir() if p.suffix.lower() == ".bin" and p.is_file()),
+                   key=lambda p: _natural_key(p.name))
+    if not files:
+        raise UsageError(f"{directory}: holds no .bin files; run `focalinfer preprocess` for this model first")
+    expected = 3 * input_size * input_size * 4
+    for path in files:
+        if path.stat().st_size != expected:
+            raise FocalinferError(
+                f"{path}: is {path.stat().st_size} bytes, this model needs float32 (1, 3, {input_size}, "
+                f"{input_size}) = {expected} bytes; preprocess with this model's transform")
+    return files
+
+
+# --- rewrites and tracing ------------------------------------------------------------------
+
+def available_rewrites(model) -> dict[str, str]:
+    """Every rewrite that can apply to ``model``: generic ones first, then the model's own."""
+    own = dict(getattr(model, "export_rewrites", {}) or {})
+    return {**{name: r.description for name, r in GENERIC_REWRITES.items()}, **own}
+
+
+def _apply_rewrites(model, selection, skipped, example: torch.Tensor) -> list[dict]:
+    known = available_rewrites(model)
+    if selection is True:
+        names = list(known)
+    elif selection is False or selection is None:
+        names = []
+    else:
+        names = list(selection)
+    skipped = list(skipped)
+    unknown = [n for n in names + skipped if n not in known]
+    if unknown:
+        raise UsageError(f"unknown rewrite(s) {', '.join(unknown)}; this model has: {', '.join(known)}")
+    names = [n for n in names if n not in skipped]
+    applied = []
+    model_names = [n for n in names if n not in GENERIC_REWRITES]
+    if model_names:
+        model.set_export_rewrites(model_names)
+        applied += [{"name": n, "scope": "model", "description": known[n]} for n in model_names]
+    for name in (n for n in names if n in GENERIC_REWRITES):
+        with torch.no_grad():
+            changes = GENERIC_REWRITES[name].apply(model, example)
+        applied.append({"name": name, "scope": "generic", "description": known[name], "changes": changes})
+    return applied
+
+
+def _trace_to_onnx(model, spec, batch_size: int, dynamic_batch: bool, opset: int) -> tuple[onnx.ModelProto, list[str]]:
+    example = torch.zeros((batch_size, 3, spec.input_size, spec.input_size))
+    dynamic_axes = {spec.input_name: {0: "batch"}, spec.output_name: {0: "batch"}} if dynamic_batch else None
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(record=True) as caught, torch.no_grad():
+        warnings.simplefilter("always", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        try:
+            torch.onnx.export(
+                model, (example,), buffer, dynamo=False, opset_version=opset,
+                input_names=[spec.input_name], output_names=[spec.output_name],
+                do_constant_folding=True, dynamic_axes=dynamic_axes,
+            )
+        except Exception as e:
+            raise FocalinferError(f"{spec.name}: torch.onnx.export failed at opset {opset} ({_first_line(e)}); "
+                                  "try another --opset or --no-rewrites") from e
+    trace_notes = sorted({f"tracer: {str(w.message).splitlines()[0]}" for w in caught
+                          if issubclass(w.category, torch.jit.TracerWarning)})
+    return onnx.load_from_string(buffer.getvalue()), trace_notes[:MAX_TRACE_WARNINGS]
+
+
+def _simplify_step(model: onnx.ModelProto, out: Path) -> tuple[onnx.ModelProto, dict]:
+    model, applied, error = _simplify(model)
+    record = {"requested": True, "applied": applied, "error": error,
+              "constants_to_initializers": _constants_to_initializers(model)}
+    if error:
+        warnings.warn(f"{out}: onnxsim failed ({error}); kept the unsimplified graph")
+    return model, record
+
+
+def _constants_to_initializers(model: onnx.ModelProto) -> int:
+    """Move top-level Constant nodes (onnxsim leaves folded weights as such) into initializers,
+    where ATC and every viewer expect weights; returns how many moved."""
+    graph = model.graph
+    moved = []
+    for node in graph.node:
+        if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(node.attribute[0].t)
+            tensor.name = node.output[0]
+            graph.initializer.append(tensor)
+            moved.append(node)
+    for node in moved:
+        graph.node.remove(node)
+    return len(moved)
+
+
+def _simplify(model: onnx.ModelProto) -> tuple[onnx.ModelProto, bool, str | None]:
+    """onnxsim, or the input graph and the reason when onnxsim fails or its check does not pass."""
+    try:
+        import onnxsim
+
+        simplified, check_ok = onnxsim.simplify(model, certify=False, skipped_optimizers=list(SKIPPED_ONNXSIM_PASSES))
+    except Exception as e:  # onnxsim raises plain RuntimeErrors from its C++ core
+        return model, False, _first_line(e)
+    if not check_ok:
+        return model, False, "onnxsim's own check failed"
+    return simplified, True, None
+
+
+# --- parity --------------------------------------------------------------------------------
+
+def _parity_batch_sizes(batch_size: int, dynamic_batch: bool) -> list[int]:
+    if not dynamic_batch:
+        return [batch_size]
+    # Any batch other than the traced one exposes a batch count frozen into the graph.
+    return [1, batch_size if batch_size > 1 else 2]
+
+
+def _random_samples(count: int, shape: tuple[int, ...]) -> np.ndarray:
+    generator = torch.Generator().manual_seed(PARITY_SEED)
+    return torch.randn((count, *shape), generator=generator).numpy()
+
+
+def _load_samples(files: list[Path], shape: tuple[int, ...]) -> np.ndarray:
+    return np.stack([np.fromfile(path, dtype=np.float32).reshape(shape) for path in files])
+
+
+def _batches(samples: np.ndarray, batch: int) -> list[tuple[np.ndarray, int]]:
+    """Consecutive batches; the last is padded with its own first sample (as ais_bench does)."""
+    out = []
+    for start in range(0, len(samples), batch):
+        chunk = samples[start:start + batch]
+        real = len(chunk)
+        if real < batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[:1], batch - real, axis=0)])
+        out.append((np.ascontiguousarray(chunk), real))
+    return out
+
+
+def _eager_logits(model, batches: list[tuple[np.ndarray, int]]) -> np.ndarray:
+    rows = []
+    with torch.no_grad():
+        for chunk, real in batches:
+            rows.append(model(torch.from_numpy(chunk)).numpy()[:real])
+    return np.concatenate(rows)
+
+
+def _onnx_logits(session, input_name: str, batches: list[tuple[np.ndarray, int]]) -> np.ndarray:
+    return np.concatenate([session.run(None, {input_name: chunk})[0][:real] for chunk, real in batches])
+
+
+def _check_parity(path: Path, serialized: bytes, spec, official, rewritten, batch_size: int,
+                  dynamic_batch: bool, samples: int, data_files: list[Path]) -> dict:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(serialized, options, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise FocalinferError(f"{path}: onnxruntime cannot load the exported graph ({_first_line(e)}); "
+                              "nothing was written — try --no-simplify or --no-rewrites") from e
+    shape = (3, spec.input_size, spec.input_size)
+    sizes = _parity_batch_sizes(batch_size, dynamic_batch)
+    # Whole batches only: a static graph cannot take fewer rows than its batch.
+    random_count = max((math.ceil(samples / b) * b for b in sizes), default=0) if samples else 0
+    sources = {"random": _random_samples(random_count, shape)}
+    if data_files:
+        sources["data"] = _load_samples(data_files, shape)
+    references = {"official": official}
+    if rewritten is not None:
+        references["rewritten"] = rewritten
+
+    checks = []
+    eager_batch = max(sizes)
+    for source, pool in sources.items():
+        if not len(pool):
+            continue
+        # The eager models are batch-independent, so one pass over the pool serves every batch size.
+        eager = {name: _eager_logits(model, _batches(pool, eager_batch)) for name, model in references.items()}
+        for size in sizes:
+            count = math.ceil(samples / size) * size if source == "random" else len(pool)
+            for name, logits in eager.items():
+                checks.append({"batch_size": size, "inputs": source, "reference": name,
+                               **_compare_run(session, spec.input_name, pool[:count], size, logits[:count])})
+    failed = [c for c in checks if not c["within_bound"]]
+    worst = max(failed or checks, key=_badness)
+    return {
+        "passed": not failed,
+        "rule": "max |torch - onnxruntime| <= 1e-4 * max(1, max |torch logit|)",
+        "batch_sizes": sizes,
+        "random_samples": random_count,
+        "data_files": len(data_files),
+        "max_abs_diff": max((c["max_abs_diff"] for c in checks if c["max_abs_diff"] is not None), default=None),
+        "worst": {k: worst.get(k) for k in ("batch_size", "inputs", "reference", "max_abs_diff", "bound", "error")},
+        "checks": checks,
+    }
+
+
+def _compare_run(session, input_name: str, samples: np.ndarray, size: int, reference: np.ndarray) -> dict:
+    """Comparison figures for one batch size, or the reason onnxruntime could not produce them."""
+    try:
+        candidate = _onnx_logits(session, input_name, _batches(samples, size))
+    except Exception as e:  # a graph with a frozen batch count can fail to run at another batch
+        return {"within_bound": False, "max_abs_diff": None, "bound": None,
+                "error": f"onnxruntime failed at batch {size}: {_first_line(e)}"}
+    if candidate.shape != reference.shape:
+        return {"within_bound": False, "max_abs_diff": None, "bound": None,
+                "error": f"onnxruntime returned logits of shape {candidate.shape}, PyTorch {reference.shape}"}
+    return compare_logits(reference, candidate).as_dict()
+
+
+def _badness(check: dict) -> float:
+    if check["max_abs_diff"] is None:
+        return math.inf
+    return check["max_abs_diff"] / check["bound"]
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0][:200]}" if text else type(e).__name__
+
+
+# --- report helpers ---------------------------------------------------------------------
+
+def format_summary(report: ExportReport) -> str:
+    """A few lines for the terminal; the report file has everything."""
+    parity = report.parity
+    lint = report.lint
+    batch = "dynamic batch" if report.dynamic_batch else f"batch {report.batch_size}"
+    rewrites = ", ".join(r["name"] for r in report.rewrites) or "none"
+    simplify = "onnxsim" if report.simplify["applied"] else (
+        f"onnxsim FAILED ({report.simplify['error']})" if report.simplify["requested"] else "no onnxsim")
+    lines = [
+        f"{report.onnx}: {report.model}, opset {report.opset}, {batch}, {report.file_size / 1e6:.1f} MB",
+        f"  nodes: {report.naive['nodes']} naive -> {report.final['nodes']} final, without Constant nodes "
+        f"{report.naive['compute_nodes']} -> {report.final['compute_nodes']} (rewrites: {rewrites}; {simplify})",
+        f"  parity: max abs diff {parity['worst']['max_abs_diff']:.3g} vs bound {parity['worst']['bound']:.3g} "
+        f"over batch sizes {parity['batch_sizes']} ({'passed' if parity['passed'] else 'FAILED'})",
+        f"  lint: {lint['errors']} error(s), {lint['warnings']} warning(s)",
+        f"  report: {report.report_path}",
+    ]
+    return "\n".join(lines)
+
+def _graph_summary(model: onnx.ModelProto) -> dict:
+    histogram = op_histogram(model)
+    nodes = sum(histogram.values())
+    return {"nodes": nodes, "compute_nodes": nodes - histogram.get("Constant", 0), "ops": histogram}
+
+
+def _io_description(values, initializers) -> list[dict]:
+    skip = {t.name for t in initializers}
+    described = []
+    for value in values:
+        if value.name in skip:
+            continue
+        tensor = value.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor.shape.dim]
+        described.append({"name": value.name, "shape": dims,
+                          "dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name})
+    return described
+
+
+def _runtime_versions() -> dict:
+    import onnxruntime
+    import onnxsim
+
+    return {"onnxruntime": onnxruntime.__version__, "onnxsim": getattr(onnxsim, "__version__", "?")}
