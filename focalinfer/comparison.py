@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from focalinfer.topk import topk_indices
+
 PARITY_REL_TOL = 1e-4
 
 
@@ -37,11 +39,6 @@ class LogitComparison:
         return asdict(self)
 
 
-def topk_indices(logits: np.ndarray, k: int) -> np.ndarray:
-    """Top-k class indices per row, ties broken lowest index first (as torch.topk on CPU)."""
-    return np.argsort(-logits, axis=1, kind="stable")[:, :k]
-
-
 def _as_rows(name: str, array: np.ndarray) -> np.ndarray:
     array = np.asarray(array, dtype=np.float64)
     if array.ndim == 1:
@@ -67,7 +64,7 @@ def compare_logits(reference: np.ndarray, candidate: np.ndarray) -> LogitCompari
     cand = _as_rows("candidate", candidate)
     if ref.shape != cand.shape:
         raise ValueError(f"logit shapes differ: reference {ref.shape} vs candidate {cand.shape}")
-    count, classes = ref.shape
+    count = ref.shape[0]
     bound = parity_bound(ref)
     if count == 0:
         return LogitComparison(0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, bound, True)
@@ -79,11 +76,10 @@ def compare_logits(reference: np.ndarray, candidate: np.ndarray) -> LogitCompari
     rel_err = abs_diff / np.maximum(1.0, np.abs(ref))
     cosine = _row_cosine(ref, cand)
 
-    k = min(5, classes)
-    top1 = topk_indices(ref, 1)[:, 0] == topk_indices(cand, 1)[:, 0]
-    ref_top5 = np.sort(topk_indices(ref, k), axis=1)
-    cand_top5 = np.sort(topk_indices(cand, k), axis=1)
-    top5 = np.all(ref_top5 == cand_top5, axis=1)
+    # ranked as torch.topk ranks them, ties included, so agreement means "eval would report the same"
+    ref_top, cand_top = topk_indices(ref, 5), topk_indices(cand, 5)
+    top1 = ref_top[:, 0] == cand_top[:, 0]
+    top5 = np.all(np.sort(ref_top, axis=1) == np.sort(cand_top, axis=1), axis=1)
 
     return LogitComparison(
         count=int(count),

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from focalinfer.comparison import LogitComparison, compare_logits, parity_bound, topk_indices
+from focalinfer.comparison import LogitComparison, compare_logits, parity_bound
+from focalinfer.topk import topk_indices
 
 
 def test_parity_bound_has_floor_of_one():
@@ -51,8 +52,16 @@ def test_topk_ties_broken_like_torch_topk():
     logits = np.array([[1.0, 3.0, 3.0, 0.0, 3.0, 2.0, 3.0]], dtype=np.float32)
     ours = topk_indices(logits, 5)[0]
     theirs = torch.topk(torch.from_numpy(logits), 5, dim=1).indices[0].numpy()
-    assert list(ours[:1]) == list(theirs[:1]) == [1]
-    assert set(ours) == set(theirs.tolist())
+    assert ours.tolist() == theirs.tolist()
+
+
+def test_tied_agreement_follows_torch_order():
+    """Equal top logits: the run whose torch.topk puts the same class first agrees on top-1."""
+    ref = np.array([[0.0, 2.0, 2.0, 1.0, 0.5, 0.2]])
+    first = torch.topk(torch.from_numpy(ref), 1).indices.item()
+    cand = ref.copy()
+    cand[0, first] += 1e-3  # the class torch already reports first, now strictly first
+    assert compare_logits(ref, cand).top1_agreement == 1.0
 
 
 def test_top1_and_top5_agreement_fractions():

@@ -17,7 +17,7 @@ from focalinfer.postprocess.bench import bench_eval, txt_line, write_output
 from focalinfer.postprocess.labels import read_labels
 from focalinfer.postprocess.outputs import read_logits, read_run_summary, scan_results
 from focalinfer.postprocess.scoring import evaluate, require_complete, score_results
-from focalinfer.postprocess.topk import partial_sort_topk, topk_indices
+from focalinfer.topk import partial_sort_topk, topk_indices
 
 CLASSES = 1000
 

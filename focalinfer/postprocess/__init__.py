@@ -11,7 +11,7 @@ from focalinfer.postprocess.compare import CompareReport, compare_results
 from focalinfer.postprocess.labels import LabelSet, read_labels
 from focalinfer.postprocess.outputs import Logits, ResultDir, read_logits, read_run_summary, scan_results
 from focalinfer.postprocess.scoring import EvalResult, evaluate, require_complete, score_results, write_result
-from focalinfer.postprocess.topk import topk_indices
+from focalinfer.topk import topk_indices
 
 __all__ = [
     "CompareReport", "EvalResult", "LabelSet", "Logits", "ResultDir", "compare_results", "evaluate",

@@ -4,7 +4,7 @@ Typical use: A = onnxruntime fp32 outputs, B = the OM's outputs from the NPU; a 
 top-1 flip on some images is how an ATC precision problem (fp16 overflow in a LayerNorm or
 softmax) shows up. Cosine, error and parity-bound aggregates come from focalinfer.comparison (the
 rule export uses); the per-image rows use the same definitions, vectorised here. Top-1/top-5
-agreement ranks ties as torch.topk does, like eval (see focalinfer.postprocess.topk).
+agreement ranks ties as torch.topk does, like eval (see focalinfer.topk).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 
 from focalinfer.errors import FocalinferError
 from focalinfer.postprocess.outputs import Logits, read_result_logits, scan_results
-from focalinfer.postprocess.topk import topk_indices
+from focalinfer.topk import topk_indices
 
 DEFAULT_MIN_COSINE = 0.99
 ROW_FIELDS = ("cosine", "max_abs_err", "mean_rel_err", "top1_agree", "top5_agree", "top1_a", "top1_b")
@@ -138,10 +138,6 @@ def compare_results(
 
     aggregate = compare_logits(ref_values, cand_values).as_dict()
     columns = per_image_rows(ref_values, cand_values)
-    # comparison.py ranks ties lowest-index first; eval reports torch.topk's order, and
-    # "would the two runs report the same prediction" must use eval's rule (fp16 makes ties).
-    aggregate["top1_agreement"] = float(columns["top1_agree"].mean())
-    aggregate["top5_agreement"] = float(columns["top5_agree"].mean())
     lists = {name: column.tolist() for name, column in columns.items()}
     images = {stem: {name: lists[name][i] for name in ROW_FIELDS} for i, stem in enumerate(stems)}
     order = np.lexsort((-columns["max_abs_err"], columns["cosine"]))

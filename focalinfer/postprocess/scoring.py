@@ -12,7 +12,7 @@ import numpy as np
 from focalinfer.errors import FocalinferError, ToolMissingError, UsageError
 from focalinfer.postprocess.labels import LabelSet, read_labels
 from focalinfer.postprocess.outputs import Logits, ResultDir, read_result_logits, scan_results
-from focalinfer.postprocess.topk import topk_indices
+from focalinfer.topk import topk_indices
 from focalinfer.util import write_bytes_atomic
 
 TOPK = 5
