@@ -71,39 +71,41 @@ def window_offsets(window: int) -> torch.Tensor:
 
 def partition_windows(x: torch.Tensor, window: int, five_d: bool) -> torch.Tensor:
     """(B, H, W, C) → (B·nH·nW, window, window, C), windows in row-major order."""
-    B, H, W, C = x.shape
+    _, H, W, C = x.shape
     nh, nw = H // window, W // window
     if five_d:
-        x = x.reshape(B * nh, window, nw, window, C).permute(0, 2, 1, 3, 4)
+        x = x.reshape(-1, window, nw, window, C).permute(0, 2, 1, 3, 4)
         return x.reshape(-1, window, window, C)
-    x = x.view(B, nh, window, nw, window, C).permute(0, 1, 3, 2, 4, 5).contiguous()
+    x = x.view(-1, nh, window, nw, window, C).permute(0, 1, 3, 2, 4, 5).contiguous()
     return x.view(-1, window, window, C)
 
 
-def merge_windows(windows: torch.Tensor, window: int, batch: int, H: int, W: int, five_d: bool) -> torch.Tensor:
-    """Inverse of :func:`partition_windows`; the batch comes from the input, never from a
-    division of window counts (tracing would freeze that to the export batch size)."""
+def merge_windows(windows: torch.Tensor, window: int, H: int, W: int, C: int, five_d: bool) -> torch.Tensor:
+    """Inverse of :func:`partition_windows`. The batch is left to the reshape (-1), never computed
+    from window counts: tracing would freeze such a count to the export batch size."""
     nh, nw = H // window, W // window
     if five_d:
-        x = windows.reshape(batch * nh, nw, window, window, -1).permute(0, 2, 1, 3, 4)
-        return x.reshape(batch, H, W, -1)
-    x = windows.view(batch, nh, nw, window, window, -1).permute(0, 1, 3, 2, 4, 5).contiguous()
-    return x.view(batch, H, W, -1)
+        x = windows.reshape(-1, nw, window, window, C).permute(0, 2, 1, 3, 4)
+        return x.reshape(-1, H, W, C)
+    x = windows.view(-1, nh, nw, window, window, C).permute(0, 1, 3, 2, 4, 5).contiguous()
+    return x.view(-1, H, W, C)
 
 
-def pool_windows(x: torch.Tensor, window: int, pool: nn.Linear, five_d: bool) -> torch.Tensor:
-    """(B, H, W, C) → (B, H/window, W/window, C): the ``fc`` pooling of each window's tokens."""
-    B, H, W, C = x.shape
+def pool_windows(x: torch.Tensor, H: int, W: int, C: int, window: int, pool: nn.Linear, five_d: bool) -> torch.Tensor:
+    """(B, H, W, C) → (B, H/window, W/window, C): the ``fc`` pooling of each window's tokens.
+
+    H, W, C are the block's static sizes, so no shape arithmetic reaches the graph.
+    """
     pad_r, pad_b = (window - W % window) % window, (window - H % window) % window
     if pad_r or pad_b:  # the official code always pads, even by zero; a zero pad is a no-op
         x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
-        B, H, W, C = x.shape
+        H, W = H + pad_b, W + pad_r
     nh, nw = H // window, W // window
     if five_d:
-        x = x.reshape(B * nh, window, nw, window, C).permute(0, 2, 1, 3, 4)
+        x = x.reshape(-1, window, nw, window, C).permute(0, 2, 1, 3, 4)
     else:
-        x = x.view(B, nh, window, nw, window, C).permute(0, 1, 3, 2, 4, 5).contiguous()
-    x = x.reshape(B, nh, nw, window * window, C).transpose(3, 4)
+        x = x.view(-1, nh, window, nw, window, C).permute(0, 1, 3, 2, 4, 5).contiguous()
+    x = x.reshape(-1, nh, nw, window * window, C).transpose(3, 4)
     return pool(x).flatten(-2)
 
 
@@ -119,6 +121,7 @@ class FocalWindowAttention(nn.Module):
         self.dim, self.window, self.num_heads, self.focal_level = dim, window, num_heads, focal_level
         self.head_dim = dim // num_heads
         self.scale = self.head_dim ** -0.5
+        self.resolution = resolution
         self.query_grid = (resolution[0] // window, resolution[1] // window)
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
@@ -176,22 +179,25 @@ class FocalWindowAttention(nn.Module):
         else:
             repeated = indices.view(1, -1).repeat(batch, 1)
             picked = torch.gather(kv, 1, repeated.view(batch, -1, 1, 1).expand(-1, -1, self.num_heads, self.head_dim))
-        picked = picked.view(batch, n_windows, k, self.num_heads, self.head_dim).transpose(2, 3)
-        return picked.reshape(batch * n_windows, self.num_heads, k, self.head_dim)
+        picked = picked.view(-1, n_windows, k, self.num_heads, self.head_dim).transpose(2, 3)
+        return picked.reshape(-1, self.num_heads, k, self.head_dim)
 
     def forward(self, levels: Sequence[torch.Tensor]) -> torch.Tensor:
         x = levels[0]
-        B, H, W, C = x.shape
+        B = x.shape[0]  # only the official gather path needs it
+        (H, W), C = self.resolution, self.dim
         heads, hd = self.num_heads, self.head_dim
         five_d = rewrite_enabled(self, "window_5d")
-        q, k, v = self.qkv(x).reshape(B, H, W, 3, C).permute(3, 0, 1, 2, 4)
+        qkv = self.qkv(x).reshape(-1, H, W, 3, C).permute(3, 0, 1, 2, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
         q = partition_windows(q, self.window, five_d).reshape(-1, self.window ** 2, heads, hd).transpose(1, 2)
         keys, values = [], []
         for level in range(self.focal_level):
+            tokens = self.key_grids[level][0] * self.key_grids[level][1]
             if level == 0:
-                k_l, v_l = k.reshape(B, -1, heads, hd), v.reshape(B, -1, heads, hd)
+                k_l, v_l = k.reshape(-1, tokens, heads, hd), v.reshape(-1, tokens, heads, hd)
             else:
-                kv = self.qkv(levels[level]).reshape(B, -1, 3, heads, hd)
+                kv = self.qkv(levels[level]).reshape(-1, tokens, 3, heads, hd)
                 k_l, v_l = kv[:, :, 1], kv[:, :, 2]
             keys.append(self._level_keys(k_l, level, B))
             values.append(self._level_keys(v_l, level, B))
@@ -199,9 +205,9 @@ class FocalWindowAttention(nn.Module):
         attn = (q * self.scale) @ keys.transpose(-2, -1)
         bias = self.position_bias()
         if rewrite_enabled(self, "precomputed_bias"):
-            attn = (attn.view((B,) + bias.shape) + bias).view(attn.shape)
+            attn = (attn.view((-1,) + bias.shape) + bias).view((-1,) + bias.shape[1:])
         else:
-            attn = attn + bias.unsqueeze(0).repeat(B, 1, 1, 1, 1).view(attn.shape)
+            attn = attn + bias.unsqueeze(0).repeat(B, 1, 1, 1, 1).view((-1,) + bias.shape[1:])
         attn = attn.softmax(dim=-1)
         out = (attn @ values).transpose(1, 2).flatten(2)
         return self.proj(out)
@@ -211,7 +217,7 @@ class FocalBlock(nn.Module):
     def __init__(self, dim: int, resolution: tuple[int, int], num_heads: int, window: int,
                  focal_level: int, top_k: int, mlp_ratio: float = 4.0):
         super().__init__()
-        self.resolution = resolution
+        self.resolution, self.dim = resolution, dim
         self.window = min(window, *resolution)  # a map no larger than the window is one window
         self.focal_level = focal_level
         self.pool_layers = nn.ModuleList()
@@ -233,25 +239,25 @@ class FocalBlock(nn.Module):
             size = math.floor(self.window / 2 ** level)
             target_h = math.ceil(H / self.window) * 2 ** level * size
             target_w = math.ceil(W / self.window) * 2 ** level * size
-            levels.append(pool_windows(_fit(x, target_h, target_w), size, self.pool_layers[level], five_d))
+            levels.append(pool_windows(_fit(x, H, W, target_h, target_w), target_h, target_w, self.dim, size,
+                                       self.pool_layers[level], five_d))
         return levels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         H, W = self.resolution
-        B, L, C = x.shape
+        C = self.dim
         five_d = rewrite_enabled(self, "window_5d")
         shortcut = x
-        x = self.norm1(x).view(B, H, W, C)
+        x = self.norm1(x).view(-1, H, W, C)
         windows = self.attn([x] + self._pooled_levels(x, five_d))
         windows = windows[:, : self.window ** 2].reshape(-1, self.window, self.window, C)
-        x = merge_windows(windows, self.window, B, H, W, five_d).reshape(B, H * W, C)
+        x = merge_windows(windows, self.window, H, W, C, five_d).reshape(-1, H * W, C)
         x = shortcut + x
         return x + self.mlp(self.norm2(x))
 
 
-def _fit(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+def _fit(x: torch.Tensor, H: int, W: int, height: int, width: int) -> torch.Tensor:
     """Centre-trim or zero-pad (B, H, W, C) to (height, width), as the official pooling does."""
-    H, W = x.shape[1], x.shape[2]
     if H > height:
         top = (H - height) // 2
         x = x[:, top: top + height]
@@ -284,7 +290,7 @@ class FocalStage(nn.Module):
     def __init__(self, dim: int, resolution: tuple[int, int], depth: int, num_heads: int, window: int,
                  focal_level: int, top_k: int, downsample: bool):
         super().__init__()
-        self.resolution = resolution
+        self.resolution, self.dim = resolution, dim
         self.blocks = nn.ModuleList(
             FocalBlock(dim, resolution, num_heads, window, focal_level, top_k) for _ in range(depth)
         )
@@ -294,8 +300,7 @@ class FocalStage(nn.Module):
         for block in self.blocks:
             x = block(x)
         if self.downsample is not None:
-            B, _, C = x.shape
-            x = self.downsample(x.transpose(1, 2).reshape(B, C, *self.resolution))
+            x = self.downsample(x.transpose(1, 2).reshape(-1, self.dim, *self.resolution))
         return x
 
 
