@@ -8,7 +8,6 @@ implementation uses.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from pathlib import Path

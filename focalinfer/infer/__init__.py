@@ -127,7 +127,7 @@ def _run_devices(devices: list[int], settings: dict) -> InferResult:
     """One process per device, each with a contiguous share of the files, in <dirname>/device<N>."""
     from focalinfer.infer import contract
     from focalinfer.infer.engine import InferJob, run_devices
-    from focalinfer.infer.onnxruntime_runner import cpu_count
+    from focalinfer.infer.cpu_optimize import cpu_count
 
     files = settings.pop("files")
     shares = [None] * len(devices) if files is None else contract.split_for_devices(files, len(devices))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -23,28 +22,6 @@ _ORT_DTYPES = {
 }
 
 
-def cpu_count() -> int:
-    """CPUs this process may run on (the affinity mask, not the machine's total)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def session_options(threads: int | None):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    # Every graph fusion onnxruntime has: the model is fixed, so the one-time cost pays off.
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # One batch at a time: all cores go to the operators, none to running branches in parallel.
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = threads or cpu_count()
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return options
-
-
 def _tensor_spec(node) -> TensorSpec:
     if node.type not in _ORT_DTYPES:
         raise FocalinferError(f"tensor {node.name!r} has unsupported type {node.type}")
@@ -56,17 +33,10 @@ class OnnxRuntimeRunner(Runner):
     backend = "onnxruntime"
 
     def __init__(self, model_file: str | Path, threads: int | None = None):
-        import onnxruntime as ort
+        from focalinfer.infer.cpu_optimize import make_session
 
         self.model_file = Path(model_file)
-        try:
-            self.session = ort.InferenceSession(
-                str(self.model_file), sess_options=session_options(threads),
-                providers=["CPUExecutionProvider"],
-            )
-        except Exception as e:  # onnxruntime raises its own exception types
-            first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise FocalinferError(f"{model_file}: onnxruntime cannot load it ({first_line}); re-export the model") from None
+        self.session = make_session(self.model_file, threads)
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
             raise FocalinferError(
