@@ -63,8 +63,9 @@ def test_chain_through_files_equals_pytorch(tmp_path, model_name):
     run("sample-data", "--out", tmp_path / "images", "--count", IMAGES)
     run("synthetic-checkpoint", "--model", model_name, "--out", tmp_path / "w.pth", "--seed", 3)
     run("preprocess", "--model", model_name, "--images", tmp_path / "images", "--out", tmp_path / "databin", "--quiet")
-    run("export", "--model", model_name, "--checkpoint", tmp_path / "w.pth", "--out", tmp_path / "m.onnx",
-        "--dynamic-batch", "--parity-samples", 1)
+    exported = run("export", "--model", model_name, "--checkpoint", tmp_path / "w.pth", "--out", tmp_path / "m.onnx",
+                   "--dynamic-batch", "--parity-samples", 1, "--parity-data", tmp_path / "databin")
+    assert f"PyTorch vs onnxruntime on {IMAGES} preprocessed images: top-1 agreement 100.0 %" in exported
     logits = torch_logits(model_name, tmp_path / "w.pth", tmp_path / "databin")
     labels = write_labels(tmp_path / "val_label.txt", logits)
     want = direct_accuracy(logits, labels)

@@ -436,6 +436,11 @@ def format_summary(report: ExportReport) -> str:
         f"  lint: {lint['errors']} error(s), {lint['warnings']} warning(s)",
         f"  report: {report.report_path}",
     ]
+    data_checks = [c for c in parity.get("checks", []) if c.get("inputs") == "data" and c.get("count")]
+    if data_checks:  # the images the user will score: does onnxruntime predict what PyTorch predicts?
+        worst = min(data_checks, key=lambda c: c["top1_agreement"])
+        lines.insert(-2, f"  PyTorch vs onnxruntime on {parity['data_files']} preprocessed images: top-1 agreement "
+                         f"{100 * worst['top1_agreement']:.1f} %, top-5 {100 * worst['top5_agreement']:.1f} %")
     return "\n".join(lines)
 
 def _graph_summary(model: onnx.ModelProto) -> dict:
