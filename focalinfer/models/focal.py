@@ -7,8 +7,10 @@ nearest window-pooled tokens (level 1, an ``fc`` pooling of each window). Which 
 sees and their relative coordinates are constants of the architecture, stored as buffers (the
 official checkpoints hold them); a small MLP turns those coordinates into a per-head bias.
 
-The eager path follows the official operations. Export rewrites (``export_rewrites``) give the
-same numbers with a graph ATC maps well.
+The eager path follows the official operations, except that it never computes a batch count from
+tensor sizes (the official ``window_reverse`` does, and tracing freezes it to the export batch) and
+drops the official no-op slice and zero-size pads. v2 uses no shift, so there are no attention
+masks. Export rewrites (``export_rewrites``) give the same numbers with a graph ATC maps well.
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ from focalinfer.registry import (
 SOURCE = "microsoft/Focal-Transformer@57bb303 classification/focal_transformer_v2.py"
 
 REWRITES = {
-    "constant_gather": "level keys/values taken with one constant-index Gather on the token axis "
-                       "instead of torch.gather over batch-repeated indices (GatherElements, slow on Ascend)",
-    "precomputed_bias": "relative-position bias MLP over constant coordinates evaluated once at export: "
-                        "a constant, broadcast over the batch instead of repeated per image",
+    "constant_gather": "each window's keys/values taken with one constant-index Gather on the token axis of a "
+                       "[level-0 | pooled] token table, batch kept apart from windows, instead of torch.gather "
+                       "over batch-repeated indices (GatherElements, slow on Ascend)",
+    "precomputed_bias": "relative-position bias MLP over the constant coordinate buffers evaluated once and "
+                        "cached (weights are fixed after loading): one constant broadcast over the batch instead "
+                        "of recomputed and repeated per image (Tile in a dynamic-batch graph)",
     "window_5d": "window partition/merge and window pooling through 5-D reshapes instead of 6-D ones "
                  "(ATC's Transpose/Reshape are limited to rank 5)",
 }
@@ -41,23 +45,34 @@ REWRITES = {
 # --- constant geometry (what the official code registers as buffers) ---
 
 
-def closest_keys(query_grid: tuple[int, int], key_grid: tuple[int, int], top_k: int):
-    """For each query-window centre, the ``top_k`` nearest key positions and their offsets.
-
-    Returns (indices (Q, k) int64, offsets (Q, k, 2) float32 as query - key, k).
-    """
+def grid_offsets(query_grid: tuple[int, int], key_grid: tuple[int, int]) -> torch.Tensor:
+    """(2, Q, K) int64 offsets query - key; on a coarser query grid a query sits at its cell's centre."""
     qh, qw = torch.arange(query_grid[0]), torch.arange(query_grid[1])
     if query_grid[0] != key_grid[0]:
         factor = key_grid[0] // query_grid[0]
         qh, qw = qh * factor + factor // 2, qw * factor + factor // 2
     q = torch.stack(torch.meshgrid(qh, qw, indexing="ij")).flatten(1)
     k = torch.stack(torch.meshgrid(torch.arange(key_grid[0]), torch.arange(key_grid[1]), indexing="ij")).flatten(1)
-    offsets = q[:, :, None] - k[:, None, :]  # 2, Q, K
+    return q[:, :, None] - k[:, None, :]
+
+
+def offsets_of(offsets: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """The (Q, k, 2) float32 offsets of the chosen keys ``indices`` (Q, k) from :func:`grid_offsets`."""
+    chosen = torch.gather(offsets, 2, indices.unsqueeze(0).expand(2, -1, -1))
+    return chosen.permute(1, 2, 0).contiguous().float()
+
+
+def closest_keys(query_grid: tuple[int, int], key_grid: tuple[int, int], top_k: int):
+    """For each query-window centre, the ``top_k`` nearest key positions and their offsets.
+
+    Returns (indices (Q, k) int64, offsets (Q, k, 2) float32 as query - key, k). Ties are broken
+    by ``torch.topk``, as in the official code.
+    """
+    offsets = grid_offsets(query_grid, key_grid)
     dists = torch.sqrt(offsets[0].float() ** 2 + offsets[1].float() ** 2)
     top_k = min(top_k, dists.shape[1])
     _, indices = torch.topk(-dists, top_k, dim=1)
-    chosen = torch.gather(offsets, 2, indices.unsqueeze(0).repeat(2, 1, 1))
-    return indices, chosen.permute(1, 2, 0).contiguous().float(), top_k
+    return indices, offsets_of(offsets, indices), top_k
 
 
 def window_offsets(window: int) -> torch.Tensor:
@@ -171,26 +186,37 @@ class FocalWindowAttention(nn.Module):
         return self._bias_cache[1]
 
     def _level_keys(self, kv: torch.Tensor, level: int, batch: int) -> torch.Tensor:
-        """kv (B, tokens, heads, hd) → the selected keys (B·nW, heads, k, hd)."""
+        """kv (B, tokens, heads, hd) → the selected keys (B·nW, heads, k, hd), as the official code."""
         indices = self.indices(level)
         n_windows, k = indices.shape
-        if rewrite_enabled(self, "constant_gather"):
-            picked = kv.index_select(1, indices.reshape(-1))
-        else:
-            repeated = indices.view(1, -1).repeat(batch, 1)
-            picked = torch.gather(kv, 1, repeated.view(batch, -1, 1, 1).expand(-1, -1, self.num_heads, self.head_dim))
+        repeated = indices.view(1, -1).repeat(batch, 1)
+        picked = torch.gather(kv, 1, repeated.view(batch, -1, 1, 1).expand(-1, -1, self.num_heads, self.head_dim))
         picked = picked.view(-1, n_windows, k, self.num_heads, self.head_dim).transpose(2, 3)
         return picked.reshape(-1, self.num_heads, k, self.head_dim)
 
+    def table_indices(self) -> torch.Tensor:
+        """(nW·keys,) positions of each window's keys in the table [level-0 tokens | pooled tokens]."""
+        offset, parts = 0, []
+        for level, (h, w) in enumerate(self.key_grids):
+            parts.append(self.indices(level) + offset)
+            offset += h * w
+        return torch.cat(parts, 1).reshape(-1)
+
     def forward(self, levels: Sequence[torch.Tensor]) -> torch.Tensor:
+        """levels[0] (B, H, W, C) and the pooled maps → (B·nW, window², C) attended windows."""
+        if rewrite_enabled(self, "constant_gather"):
+            return self._forward_token_table(levels)
+        return self._forward_official(levels)
+
+    def _forward_official(self, levels: Sequence[torch.Tensor]) -> torch.Tensor:
         x = levels[0]
-        B = x.shape[0]  # only the official gather path needs it
+        B = x.shape[0]  # only the batch-repeated indices need it; every reshape leaves the batch to -1
         (H, W), C = self.resolution, self.dim
         heads, hd = self.num_heads, self.head_dim
-        five_d = rewrite_enabled(self, "window_5d")
         qkv = self.qkv(x).reshape(-1, H, W, 3, C).permute(3, 0, 1, 2, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
-        q = partition_windows(q, self.window, five_d).reshape(-1, self.window ** 2, heads, hd).transpose(1, 2)
+        q = partition_windows(q, self.window, rewrite_enabled(self, "window_5d"))
+        q = q.reshape(-1, self.window ** 2, heads, hd).transpose(1, 2)
         keys, values = [], []
         for level in range(self.focal_level):
             tokens = self.key_grids[level][0] * self.key_grids[level][1]
@@ -211,6 +237,29 @@ class FocalWindowAttention(nn.Module):
         attn = attn.softmax(dim=-1)
         out = (attn @ values).transpose(1, 2).flatten(2)
         return self.proj(out)
+
+    def _forward_token_table(self, levels: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The same attention with the batch kept apart from the windows (rank 5 at most).
+
+        All levels' tokens go through ``qkv`` as one table; each window's keys and values are one
+        constant-index Gather from it, and the (nW, heads, window², keys) bias broadcasts over the
+        batch with no Tile or Reshape.
+        """
+        (H, W), C = self.resolution, self.dim
+        heads, hd, area = self.num_heads, self.head_dim, self.window ** 2
+        table = self.table_indices()
+        n_windows = self.query_grid[0] * self.query_grid[1]
+        n_keys = table.numel() // n_windows
+        tokens = [x.reshape(-1, h * w, C) for x, (h, w) in zip(levels, self.key_grids)]
+        qkv = self.qkv(torch.cat(tokens, 1))  # (B, tokens of all levels, 3C)
+        q = qkv[:, : H * W, :C].reshape(-1, H, W, C)
+        q = partition_windows(q, self.window, rewrite_enabled(self, "window_5d"))
+        q = q.reshape(-1, n_windows, area, heads, hd).transpose(2, 3)  # (B, nW, heads, window², hd)
+        k = qkv[:, :, C: 2 * C].index_select(1, table).reshape(-1, n_windows, n_keys, heads, hd)
+        v = qkv[:, :, 2 * C:].index_select(1, table).reshape(-1, n_windows, n_keys, heads, hd)
+        attn = (q * self.scale) @ k.permute(0, 1, 3, 4, 2) + self.position_bias()
+        out = attn.softmax(dim=-1) @ v.transpose(2, 3)  # (B, nW, heads, window², hd)
+        return self.proj(out.transpose(2, 3).reshape(-1, area, C))
 
 
 class FocalBlock(nn.Module):
@@ -249,8 +298,8 @@ class FocalBlock(nn.Module):
         five_d = rewrite_enabled(self, "window_5d")
         shortcut = x
         x = self.norm1(x).view(-1, H, W, C)
-        windows = self.attn([x] + self._pooled_levels(x, five_d))
-        windows = windows[:, : self.window ** 2].reshape(-1, self.window, self.window, C)
+        # the official code slices the output to window² tokens: it has exactly that many, a no-op
+        windows = self.attn([x] + self._pooled_levels(x, five_d)).reshape(-1, self.window, self.window, C)
         x = merge_windows(windows, self.window, H, W, C, five_d).reshape(-1, H * W, C)
         x = shortcut + x
         return x + self.mlp(self.norm2(x))
@@ -276,14 +325,17 @@ def _fit(x: torch.Tensor, H: int, W: int, height: int, width: int) -> torch.Tens
 class ConvPatchEmbed(nn.Module):
     """Strided conv + LayerNorm: the stem (7×7, stride 4) and the stage transitions (3×3, stride 2)."""
 
-    def __init__(self, in_chans: int, embed_dim: int, stem: bool):
+    def __init__(self, in_chans: int, embed_dim: int, stem: bool, in_size: int):
         super().__init__()
         kernel, padding, stride = (7, 2, 4) if stem else (3, 1, 2)
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel, stride=stride, padding=padding)
         self.norm = nn.LayerNorm(embed_dim)
+        self.out_size = (in_size + 2 * padding - kernel) // stride + 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.proj(x).flatten(2).transpose(1, 2))
+        # a constant token count (not flatten) keeps the Reshape target static in a dynamic-batch graph
+        tokens = self.proj(x).reshape(-1, self.proj.out_channels, self.out_size ** 2)
+        return self.norm(tokens.transpose(1, 2))
 
 
 class FocalStage(nn.Module):
@@ -294,7 +346,7 @@ class FocalStage(nn.Module):
         self.blocks = nn.ModuleList(
             FocalBlock(dim, resolution, num_heads, window, focal_level, top_k) for _ in range(depth)
         )
-        self.downsample = ConvPatchEmbed(dim, 2 * dim, stem=False) if downsample else None
+        self.downsample = ConvPatchEmbed(dim, 2 * dim, stem=False, in_size=resolution[0]) if downsample else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
@@ -312,8 +364,8 @@ class FocalTransformerV2(nn.Module, ExportRewrites):
                  window_size: int = 7, focal_levels: Sequence[int] = (2, 2, 2, 2), focal_top_k: int = 128):
         super().__init__()
         self.img_size = img_size
-        self.patch_embed = ConvPatchEmbed(3, embed_dim, stem=True)
-        side = (img_size + 2 * 2 - 7) // 4 + 1
+        self.patch_embed = ConvPatchEmbed(3, embed_dim, stem=True, in_size=img_size)
+        side = self.patch_embed.out_size
         self.layers = nn.ModuleList()
         for i, depth in enumerate(depths):
             res = (side // 2 ** i, side // 2 ** i)
@@ -331,6 +383,10 @@ class FocalTransformerV2(nn.Module, ExportRewrites):
 
 
 # --- checkpoint adapter ---
+
+
+REBUILD_HINT = ("; the checkpoint's constant buffers were edited or come from another window size or resolution"
+                " — use the official .pth of this model")
 
 
 def checkpoint_filter_fn(state_dict: dict, model: FocalTransformerV2) -> dict:
@@ -351,8 +407,8 @@ def checkpoint_filter_fn(state_dict: dict, model: FocalTransformerV2) -> dict:
                 continue  # reported as missing by the loader
             indices = state_dict[idx_key]
             if indices.shape != module.indices(level).shape or not _valid_choice(indices, module.query_grid, grid):
-                raise FocalinferError(f"{idx_key} does not select the nearest keys this architecture needs")
-            _, offsets, _ = _offsets_for(indices, module.query_grid, grid)
+                raise FocalinferError(f"{idx_key} does not select the nearest keys this architecture needs{REBUILD_HINT}")
+            offsets = offsets_of(grid_offsets(module.query_grid, grid), indices)
             if level > 0:
                 offsets = offsets * module.window
             want = offsets.unsqueeze(1) + module.window_coords.view(-1, 2)[None, :, None, :]
@@ -363,29 +419,16 @@ def checkpoint_filter_fn(state_dict: dict, model: FocalTransformerV2) -> dict:
 def _expect_equal(state_dict: dict, key: str, want: torch.Tensor) -> None:
     got = state_dict.get(key)
     if got is not None and (got.shape != want.shape or not torch.equal(got.to(want.dtype), want)):
-        raise FocalinferError(f"{key} differs from the constant this architecture computes")
-
-
-def _offsets_for(indices: torch.Tensor, query_grid, key_grid):
-    """(indices, offsets (Q, k, 2) of those keys, k) for the given key indices."""
-    qh, qw = torch.arange(query_grid[0]), torch.arange(query_grid[1])
-    if query_grid[0] != key_grid[0]:
-        factor = key_grid[0] // query_grid[0]
-        qh, qw = qh * factor + factor // 2, qw * factor + factor // 2
-    q = torch.stack(torch.meshgrid(qh, qw, indexing="ij")).flatten(1)
-    k = torch.stack(torch.meshgrid(torch.arange(key_grid[0]), torch.arange(key_grid[1]), indexing="ij")).flatten(1)
-    offsets = q[:, :, None] - k[:, None, :]
-    chosen = torch.gather(offsets, 2, indices.unsqueeze(0).repeat(2, 1, 1))
-    return indices, chosen.permute(1, 2, 0).contiguous().float(), indices.shape[1]
+        raise FocalinferError(f"{key} differs from the constant this architecture computes{REBUILD_HINT}")
 
 
 def _valid_choice(indices: torch.Tensor, query_grid, key_grid) -> bool:
     """True when ``indices`` are distinct keys at the k smallest distances of each query."""
     if indices.min() < 0 or indices.max() >= key_grid[0] * key_grid[1]:
         return False
-    if any(len(set(row.tolist())) != len(row) for row in indices):
+    if (indices.sort(dim=1).values.diff(dim=1) == 0).any():
         return False
-    _, picked, _ = _offsets_for(indices, query_grid, key_grid)
+    picked = offsets_of(grid_offsets(query_grid, key_grid), indices)
     _, best, _ = closest_keys(query_grid, key_grid, indices.shape[1])
     return torch.equal(picked.norm(dim=-1).sort(dim=1).values, best.norm(dim=-1).sort(dim=1).values)
 
@@ -393,12 +436,13 @@ def _valid_choice(indices: torch.Tensor, query_grid, key_grid) -> bool:
 # --- variants ---
 
 FOCAL_FAST = {
-    # name: (embed_dim, depths, heads, config in the official repo or None)
-    "focal-fast-t": (96, (2, 2, 6, 2), (3, 6, 12, 24), None),
+    # name: (embed_dim, depths, heads, config in the official repo's configs/)
+    "focal-fast-t": (96, (2, 2, 6, 2), (3, 6, 12, 24), "configs/focalv2_tiny_useconv_patch4_window7_224.yaml"),
     "focal-fast-s": (96, (2, 2, 18, 2), (3, 6, 12, 24), "configs/focalv2_small_useconv_patch4_window7_224.yaml"),
     "focal-fast-b": (128, (2, 2, 18, 2), (4, 8, 16, 32), "configs/focalv2_base_useconv_patch4_window7_224.yaml"),
 }
-PARAMS = {"focal-fast-s": 51526540}
+# parameter counts of the official models built with those configs
+PARAMS = {"focal-fast-t": 30_220_564, "focal-fast-s": 51_526_540, "focal-fast-b": 91_186_824}
 
 
 def _builder(embed_dim, depths, heads):
@@ -428,9 +472,10 @@ for _name, _build in (("focal-fast-t", focal_fast_tiny), ("focal-fast-s", focal_
             "modelzoo": modelzoo_transform(224),
         },
         checkpoint_layout="model",
-        source=f"{SOURCE} ({_config or 'FocalTransformer __main__ tiny settings; no released config'})",
+        source=SOURCE,
         checkpoint_filter=checkpoint_filter_fn,
-        params=PARAMS.get(_name),
+        params=PARAMS[_name],
         is_lead=_name == "focal-fast-s",
-        notes="focal levels 2, focal windows 7/5/3/1, top-k 128, fc pooling, conv patch embed, no shift",
+        notes=f"{_config}: focal levels 2, top-k 128, fc pooling, conv patch embed, no shift",
+        extra={"config": _config},
     ))
