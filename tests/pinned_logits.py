@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -27,3 +29,10 @@ def assert_same_logits(got: torch.Tensor, expected: torch.Tensor) -> None:
     diff = (got - expected).abs().max().item()
     assert diff <= bound, f"max abs diff {diff:.3g} > {bound:.3g}"
     assert got.topk(5).indices.tolist() == expected.topk(5).indices.tolist()
+
+
+def make_images(shape, seed: int) -> torch.Tensor:
+    """Deterministic pseudo-images in the normalised-pixel range, identical on every platform."""
+    index = torch.arange(math.prod(shape), dtype=torch.float64)
+    pattern = torch.sin(index * 0.7548776662 + seed) * torch.cos(index * 0.5698402910 + 2 * seed)
+    return (2.0 * pattern).reshape(shape).to(torch.float32)

@@ -20,7 +20,6 @@ Regenerate only from the official code, never from this package.
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -35,7 +34,7 @@ from focalinfer.models.checkpoint import load_model, read_state_dict, save_check
 from focalinfer.models.evo_levit import STATIC_SELECTION, ConvBN, EvoStage, LinearBN, checkpoint_filter_fn
 from focalinfer.models.synthetic import make_checkpoint, synthetic_state_dict
 from focalinfer.registry import get_model_spec
-from pinned_logits import assert_matches_pinned, assert_same_logits
+from pinned_logits import assert_matches_pinned, assert_same_logits, make_images
 
 DATA = Path(__file__).parent / "data"
 LEAD = "evo-levit-256-384"
@@ -50,13 +49,6 @@ def read_json(relative: str) -> dict:
 
 def pinned_case(name: str) -> dict:
     return read_json("pinned/evo_levit.json")["cases"][name]
-
-
-def make_images(shape, seed: int) -> torch.Tensor:
-    """Deterministic pseudo-images in the normalised-pixel range, identical on every platform."""
-    index = torch.arange(math.prod(shape), dtype=torch.float64)
-    pattern = torch.sin(index * 0.7548776662 + seed) * torch.cos(index * 0.5698402910 + 2 * seed)
-    return (2.0 * pattern).reshape(shape).to(torch.float32)
 
 
 def load_pinned_model(case: dict, tmp_path: Path):

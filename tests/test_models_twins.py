@@ -16,7 +16,6 @@ Regenerate only from the official code, never from this package.
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import torch
 from focalinfer.models.checkpoint import load_model, read_state_dict, save_checkpoint
 from focalinfer.models.synthetic import make_checkpoint, synthetic_state_dict
 from focalinfer.registry import get_model_spec
-from pinned_logits import assert_matches_pinned, assert_same_logits
+from pinned_logits import assert_matches_pinned, assert_same_logits, make_images
 
 DATA = Path(__file__).parent / "data"
 
@@ -40,13 +39,6 @@ def read_json(relative: str) -> dict:
 
 def pinned_case(name: str) -> dict:
     return read_json("pinned/twins.json")["cases"][name]
-
-
-def make_images(shape, seed: int) -> torch.Tensor:
-    """Deterministic pseudo-images in the normalised-pixel range, identical on every platform."""
-    index = torch.arange(math.prod(shape), dtype=torch.float64)
-    pattern = torch.sin(index * 0.7548776662 + seed) * torch.cos(index * 0.5698402910 + 2 * seed)
-    return (2.0 * pattern).reshape(shape).to(torch.float32)
 
 
 def shrink_for_eps_probe(state: dict, scale: float) -> dict:
