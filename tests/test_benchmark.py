@@ -176,6 +176,61 @@ def test_harness_times_a_tiny_model_on_onnxruntime_and_eager(tiny_onnx):
     assert summary["ratio_vs_eager"]["ort"] > 0
 
 
+def test_foreign_cpu_is_machine_busy_time_minus_our_own(monkeypatch):
+    readings = iter([(100.0, 10.0), (103.0, 11.0)])  # (machine busy s, own CPU s) at enter, exit
+    clock = iter([50.0, 52.0])
+    current = [0.0, 0.0]
+
+    def busy():
+        value = next(readings)
+        current[:] = value
+        return value[0]
+
+    monkeypatch.setattr(benchmark, "_machine_busy_s", busy)
+    monkeypatch.setattr(benchmark, "_own_cpu_s", lambda: current[1])
+    monkeypatch.setattr(benchmark.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(benchmark.os, "cpu_count", lambda: 2)
+    with benchmark.ForeignCpu() as load:
+        pass
+    # 3 s busy in 2 s on 2 CPUs, 1 s of it ours: others used 2 / 4 of the machine.
+    assert load.share == 0.5
+
+
+def test_foreign_cpu_sees_a_busy_child_process():
+    import subprocess
+    import sys
+
+    with benchmark.ForeignCpu() as load:
+        child = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 0.8\nwhile time.time() < end: pass"])
+        child.wait()
+    assert load.share >= 0.25  # one of the CPUs was busy with someone else's work
+
+
+def test_a_disturbed_batch_size_is_measured_again_and_the_calmest_attempt_kept(monkeypatch):
+    shares = iter([0.5, 0.3, 0.05, 0.9])
+
+    class FakeLoad:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.share = next(shares)
+
+    monkeypatch.setattr(benchmark, "ForeignCpu", FakeLoad)
+    monkeypatch.setattr(benchmark, "SWITCH_PAUSE_S", 0.0)
+    waits = []
+    monkeypatch.setattr(benchmark, "wait_for_quiet", lambda share, wait: waits.append((share, wait)))
+    settings = benchmark.BenchSettings(models=[], batch_sizes=[1], rounds=1, budget_s=0.0, min_iters=1,
+                                       remeasure=2, max_foreign_cpu=0.1, quiet_wait_s=7.0)
+    lines = []
+    summary = benchmark.measure_batch({"ort": lambda x: None, "eager": lambda x: None}, np.zeros((1, 3)),
+                                      settings, "m", log=lines.append)
+    assert summary["attempts"] == 3 and summary["foreign_cpu"] == 0.05
+    assert waits == [(0.1, 7.0), (0.1, 7.0)] and "50% of the CPUs" in lines[0]
+    settings.remeasure = 0
+    assert benchmark.measure_batch({"ort": lambda x: None}, np.zeros((1, 3)), settings, "m")["foreign_cpu"] == 0.9
+
+
 def test_best_figures_pick_each_backends_own_best_batch():
     batches = [
         {"batch_size": 1, "results": {"ort": {"img_per_s": 10.0}, "eager": {"img_per_s": 8.0}}},
@@ -245,6 +300,7 @@ def test_quick_bench_on_a_tiny_model_writes_json_docs_and_plot(tiny_model, tmp_p
     assert set(tiny["backends"]) == {"ort", "ort_naive", "ort_cpu", "eager"}  # the tiny MLP fuses
     for batch in tiny["batches"]:
         assert set(batch["ratio_vs_eager"]) == {"ort", "ort_naive", "ort_cpu"}
+        assert batch["attempts"] == 1 and 0 <= batch["foreign_cpu"] <= 1  # --quick never re-measures
         for backend in tiny["backends"]:
             res = batch["results"][backend]
             assert res["img_per_s"] > 0 and 0 < res["fraction_of_limit"] < 1
