@@ -1,14 +1,16 @@
 # focalinfer: `make demo` runs the chain on generated sample data; `make test` runs the tests.
 # Stage targets take the variables below, e.g. `make preprocess export om BS=16 DATA=ImageNet/val`.
 
-MODEL       ?= focal-fast-s
+# Defaults come from focalinfer/defaults.py, the one place the CLI reads them too.
+default_of   = $(shell sed -n 's/^$(1) = "\(.*\)"$$/\1/p' focalinfer/defaults.py)
+MODEL       ?= $(call default_of,DEFAULT_MODEL)
 DATA        ?= ImageNet/val
-WORK        ?= infer
+WORK        ?= $(call default_of,WORK_DIR)
 LABELS      ?= $(WORK)/val_label.txt
 CKPT        ?=
 BS          ?= 1
 BATCH_SIZES ?= $(BS)
-SOC         ?= Ascend310P3
+SOC         ?= $(call default_of,DEFAULT_SOC)
 PRESET      ?= official
 BACKEND     ?= ais_bench
 OUTFMT      ?= TXT

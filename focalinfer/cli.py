@@ -12,6 +12,7 @@ import sys
 import click
 
 from focalinfer import __version__
+from focalinfer.defaults import DATABIN_DIR, DEFAULT_MODEL, DEFAULT_SOC, OM_DIR, RESULT_JSON, WORK_DIR
 from focalinfer.errors import FocalinferError
 
 
@@ -47,7 +48,7 @@ def bench():
 
 
 @cli.command()
-@click.option("--model", default="focal-fast-s", show_default=True, help="Registry model whose eval transform to apply.")
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Registry model whose eval transform to apply.")
 @click.option("--images", required=True, type=click.Path(path_type=str), help="Flat image folder or class sub-folders.")
 @click.option("--out", required=True, type=click.Path(path_type=str), help="Folder for the .bin files and manifest.json.")
 @click.option("--labels-out", type=click.Path(path_type=str), help="Write val_label.txt here (class-folder layout).")
@@ -84,7 +85,7 @@ def preprocess(model, images, out, labels_out, workers, limit, preset, rename, a
 
 @bench.command("preprocess")
 @click.option("--count", default=500, show_default=True, type=click.IntRange(min=1), help="ImageNet-sized JPEGs to generate.")
-@click.option("--model", default="focal-fast-s", show_default=True)
+@click.option("--model", default=DEFAULT_MODEL, show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), help="Parallel run's processes (default: CPU count).")
 @click.option("--json", "json_out", type=click.Path(path_type=str), help="Also write the figures here.")
 @user_errors
@@ -92,7 +93,7 @@ def bench_preprocess_cmd(count, model, workers, json_out):
     """img/s with 1 and all workers, next to the seed-style baseline."""
     import json
 
-    from focalinfer.preprocess.bench import bench_preprocess
+    from focalinfer.bench.preprocess import bench_preprocess
     from focalinfer.util import write_json_atomic
 
     figures = bench_preprocess(count=count, model=model, workers=workers)
@@ -158,7 +159,7 @@ def inspect_cmd(checkpoint, as_json):
 
 
 @cli.command("synthetic-checkpoint")
-@click.option("--model", default="focal-fast-s", show_default=True)
+@click.option("--model", default=DEFAULT_MODEL, show_default=True)
 @click.option("--out", required=True, type=click.Path(path_type=str))
 @click.option("--seed", default=0, show_default=True)
 @user_errors
@@ -212,7 +213,7 @@ def export_command(model_name, checkpoint, out, batch_size, dynamic_batch, opset
 @cli.command("lint")
 @click.argument("onnx_path", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable findings on stdout.")
-@click.option("--soc", default="Ascend310P3", show_default=True, help="Target Ascend SoC.")
+@click.option("--soc", default=DEFAULT_SOC, show_default=True, help="Target Ascend SoC.")
 @click.option("--static", "expect_static", is_flag=True, help="Dynamic input/output dims are errors.")
 @user_errors
 def lint_command(onnx_path, as_json, soc, expect_static):
@@ -233,8 +234,8 @@ def lint_command(onnx_path, as_json, soc, expect_static):
 @click.option("--onnx", "onnx_path", required=True, type=click.Path(dir_okay=False, path_type=str),
               help="The exported ONNX (export stage).")
 @click.option("--batch-sizes", default="1", show_default=True, help="Comma list; one static-batch .om each.")
-@click.option("--soc", default="Ascend310P3", show_default=True, help="ATC --soc_version.")
-@click.option("--out-dir", default="infer/om", show_default=True, type=click.Path(file_okay=False, path_type=str),
+@click.option("--soc", default=DEFAULT_SOC, show_default=True, help="ATC --soc_version.")
+@click.option("--out-dir", default=OM_DIR, show_default=True, type=click.Path(file_okay=False, path_type=str),
               help="Where the .om files, logs and sidecars go.")
 @click.option("--model", "model_name", help="Registry model whose ATC options to apply (default: from the export report).")
 @click.option("--precision-mode", help="ATC --precision_mode, e.g. allow_fp32_to_fp16 or force_fp32.")
@@ -263,7 +264,7 @@ def doctor_command(as_json):
     """Report atc, the CANN environment, ais_bench, onnxruntime, torch and CPUs on this machine."""
     import json
 
-    from focalinfer.atc.doctor import doctor_report, format_doctor
+    from focalinfer.doctor import doctor_report, format_doctor
 
     report = doctor_report()
     click.echo(json.dumps(report, indent=2) if as_json else format_doctor(report))
@@ -276,7 +277,7 @@ def doctor_command(as_json):
 @click.option("--model-file", required=True, type=click.Path(dir_okay=False, path_type=str), help="X.om or X.onnx.")
 @click.option("--input", "input_dir", type=click.Path(path_type=str),
               help="Folder of .bin/.npy files; without it, pure inference on generated data.")
-@click.option("--output", default="infer/", show_default=True, type=click.Path(path_type=str))
+@click.option("--output", default=WORK_DIR + "/", show_default=True, type=click.Path(path_type=str))
 @click.option("--output-dirname", help="Results go to <output>/<dirname> (default: a timestamp).")
 @click.option("--outfmt", default="TXT", show_default=True, type=click.Choice(["TXT", "NPY", "BIN"], case_sensitive=False))
 @click.option("--batch-size", type=click.IntRange(min=1), help="Needed for a dynamic-batch model; must match a static one.")
@@ -321,9 +322,9 @@ def infer_command(model_file, input_dir, output, output_dirname, outfmt, batch_s
 @click.option("--onnx", type=click.Path(dir_okay=False, path_type=str), help="Run this .onnx (onnxruntime) first.")
 @click.option("--results", type=click.Path(file_okay=False, path_type=str),
               help="Score an existing ais_bench/focalinfer result folder instead.")
-@click.option("--input", "input_dir", default="infer/databin", show_default=True, type=click.Path(path_type=str),
+@click.option("--input", "input_dir", default=DATABIN_DIR, show_default=True, type=click.Path(path_type=str),
               help="Preprocessed .bin files (with --om / --onnx).")
-@click.option("--output", default="infer/result.json", show_default=True, type=click.Path(dir_okay=False, path_type=str),
+@click.option("--output", default=RESULT_JSON, show_default=True, type=click.Path(dir_okay=False, path_type=str),
               help="result.json; inference outputs go to the folder of the same name beside it.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Inference batch size (with --results: recorded only).")
 @click.option("--outfmt", type=click.Choice(["TXT", "NPY", "BIN"], case_sensitive=False),
@@ -334,7 +335,8 @@ def infer_command(model_file, input_dir, output, output_dirname, outfmt, batch_s
 def eval_command(labels, om, onnx, results, input_dir, output, batch_size, outfmt, allow_missing, model_name):
     """Top-1/Top-5 of a model's outputs against val_label.txt, joined by image name, into result.json."""
     from focalinfer.errors import UsageError
-    from focalinfer.postprocess.scoring import evaluate, require_complete
+    from focalinfer.pipeline import evaluate
+    from focalinfer.postprocess.scoring import require_complete
 
     if sum(bool(source) for source in (om, onnx, results)) != 1:
         raise UsageError("pass exactly one of --om X.om, --onnx X.onnx or --results DIR")
@@ -391,7 +393,7 @@ def bench_eval_command(count, baseline_count, repeats, workers, json_out):
     """Scoring files/s on generated ais_bench TXT outputs, next to the seed's np.loadtxt-per-file way."""
     import json
 
-    from focalinfer.postprocess.bench import bench_eval
+    from focalinfer.bench.eval import bench_eval
     from focalinfer.util import write_json_atomic
 
     figures = bench_eval(count=count, baseline_count=baseline_count, repeats=repeats, workers=workers)
@@ -449,7 +451,7 @@ def bench_all_cmd(quick, models, batch_sizes, json_out, docs, plot, skip, backen
     """Every stage against its baseline and this machine's GEMM limit → JSON, docs/benchmarks.md, plot."""
     import os
 
-    from focalinfer.benchmark import bench_all, parse_list, terminal_summary
+    from focalinfer.bench.run import bench_all, parse_list, terminal_summary
 
     command = _command_line("focalinfer bench all")
     if os.environ.get("MAKELEVEL"):

@@ -17,3 +17,12 @@ class ToolMissingError(FocalinferError):
     """An external tool (atc, ais_bench) is not available on this machine."""
 
     exit_code = 2
+
+
+def first_line(e: BaseException, with_type: bool = False) -> str:
+    """An exception's first message line (≤ 200 characters), for one-line error text."""
+    text = str(e).strip()
+    if not text:
+        return type(e).__name__
+    line = text.splitlines()[0][:200]
+    return f"{type(e).__name__}: {line}" if with_type else line

@@ -124,7 +124,7 @@ def test_registry_options_from_report_or_flag(onnx_path, tmp_path, no_atc, capsy
 
 
 def test_registry_precision_mode_yields_to_the_flag(onnx_path, tmp_path, no_atc, monkeypatch):
-    import focalinfer.atc as atc
+    import focalinfer.atc.build as atc
 
     monkeypatch.setattr(atc, "registry_atc_settings",
                         lambda name, explicit: ((), ("--precision_mode=force_fp32", "--keep_dtype=k.cfg")))
@@ -217,7 +217,7 @@ def test_exit_zero_without_om_is_a_failure(onnx_path, tmp_path, fake_atc, monkey
 
 
 def test_standin_rejects_unknown_flags(onnx_path, tmp_path, fake_atc, monkeypatch, capsys):
-    import focalinfer.atc as atc
+    import focalinfer.atc.build as atc
 
     monkeypatch.setattr(atc, "registry_atc_settings", lambda name, explicit: ((), ("--bogus_flag=1",)))
     with pytest.raises(FocalinferError):
@@ -248,7 +248,7 @@ def test_bad_batch_sizes(onnx_path, tmp_path):
 
 
 def test_doctor(tmp_path, fake_atc):
-    from focalinfer.atc.doctor import doctor_report
+    from focalinfer.doctor import doctor_report
 
     toolkit = tmp_path / "Ascend" / "ascend-toolkit" / "latest"
     (toolkit / "compiler" / "bin").mkdir(parents=True)

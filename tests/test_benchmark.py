@@ -15,10 +15,12 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from focalinfer import benchmark, registry
-from focalinfer.benchmark_macs import count_macs
+from focalinfer import registry
+from focalinfer.bench import run as benchmark
+from focalinfer.bench import cpu_graph
+from focalinfer.backend import onnxrt
+from focalinfer.bench.macs import count_macs
 from focalinfer.errors import FocalinferError
-from focalinfer.infer import cpu_optimize
 
 TINY = "bench-tiny"
 
@@ -160,7 +162,7 @@ def test_interleaved_timing_rotates_backends_and_reports_ratios():
 
 def test_harness_times_a_tiny_model_on_onnxruntime_and_eager(tiny_onnx):
     path, model = tiny_onnx
-    session = cpu_optimize.make_session(path, threads=1)
+    session = onnxrt.make_session(path, threads=1)
 
     def eager(x):
         with torch.inference_mode():
@@ -366,7 +368,7 @@ def test_a_graph_whose_dynamic_batch_fails_parity_is_exported_per_batch_size(tin
     x = np.random.default_rng(1).standard_normal((3, 3, 32, 32), dtype=np.float32)
     by_backend = runners.for_batch(3)
     assert {"ort", "ort_naive", "eager"} <= set(by_backend)
-    eager = by_backend["eager"](x).numpy()
+    eager = by_backend["eager"](x)[0]
     for backend in ("ort", "ort_naive"):
         np.testing.assert_allclose(by_backend[backend](x)[0], eager, atol=1e-4)
     assert runners.paths(3)["ort"].name == f"{TINY}.bs3.onnx"
@@ -397,7 +399,7 @@ def test_bad_flags_are_one_line_errors(tiny_model):
 def test_cpu_graph_is_written_beside_fuses_and_keeps_parity(tiny_onnx, tmp_path):
     path, _ = tiny_onnx
     before = hashlib.sha256(path.read_bytes()).hexdigest()
-    record = cpu_optimize.build_cpu_graph(path, samples=4)
+    record = cpu_graph.build_cpu_graph(path, samples=4)
     assert record["path"] == str(path.with_name("tiny.cpu.onnx"))
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before  # the ATC graph is untouched
     assert record["fused"].get("LayerNormalization") == 1 and record["fused"].get("Gelu", 0) + \
@@ -417,20 +419,20 @@ def test_cpu_graph_parity_catches_a_graph_that_computes_something_else(tiny_onnx
     weight.CopyFrom(numpy_helper.from_array(values.astype(np.float32), weight.name))
     changed = tmp_path / "changed.onnx"
     onnx.save(other, str(changed))
-    parity = cpu_optimize.cpu_graph_parity(path, changed)
+    parity = cpu_graph.cpu_graph_parity(path, changed)
     assert not parity["passed"] and parity["max_abs_diff"] > parity["bound"]
 
 
 def test_cpu_graph_never_replaces_the_exported_graph(tiny_onnx):
     path, _ = tiny_onnx
     with pytest.raises(FocalinferError, match="must not replace"):
-        cpu_optimize.build_cpu_graph(path, out=path)
+        cpu_graph.build_cpu_graph(path, out=path)
 
 
 def test_session_options_are_the_chosen_ones():
     import onnxruntime as ort
 
-    options = cpu_optimize.session_options(threads=3)
+    options = onnxrt.session_options(threads=3)
     assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     assert options.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
     assert (options.intra_op_num_threads, options.inter_op_num_threads) == (3, 1)
@@ -443,41 +445,20 @@ def test_optimized_cache_is_reused_and_rebuilt_when_the_graph_changes(tiny_onnx,
     source.write_bytes(path.read_bytes())
     cache = tmp_path / "m.opt.onnx"
     x = np.ones((2, 3, 32, 32), np.float32)
-    first = cpu_optimize.make_session(source, threads=1, optimized_cache=cache).run(None, {"image": x})[0]
+    first = onnxrt.make_session(source, threads=1, optimized_cache=cache).run(None, {"image": x})[0]
     stamp = cache.stat().st_mtime_ns
-    again = cpu_optimize.make_session(source, threads=1, optimized_cache=cache).run(None, {"image": x})[0]
+    again = onnxrt.make_session(source, threads=1, optimized_cache=cache).run(None, {"image": x})[0]
     assert cache.stat().st_mtime_ns == stamp
     np.testing.assert_allclose(again, first, atol=1e-6)
     time.sleep(0.01)
     source.write_bytes(path.read_bytes())  # same bytes, new mtime: the key no longer matches
-    cpu_optimize.make_session(source, threads=1, optimized_cache=cache)
+    onnxrt.make_session(source, threads=1, optimized_cache=cache)
     assert cache.stat().st_mtime_ns != stamp
-
-
-def test_read_bin_batch_fills_a_preallocated_array_and_names_a_bad_file(tmp_path):
-    samples = np.random.default_rng(0).standard_normal((3, 3, 4, 4), dtype=np.float32)
-    paths = []
-    for i, sample in enumerate(samples):
-        paths.append(tmp_path / f"{i}.bin")
-        sample.tofile(paths[-1])
-    batch = np.full((4, 3, 4, 4), 7.0, np.float32)
-    out = cpu_optimize.read_bin_batch(paths, batch)
-    assert out is batch
-    np.testing.assert_array_equal(batch[:3], samples)
-    assert (batch[3] == 7.0).all()  # padding rows are the caller's
-    short = tmp_path / "short.bin"
-    short.write_bytes(b"\0" * 12)
-    with pytest.raises(FocalinferError, match="short.bin: 12 bytes"):
-        cpu_optimize.read_bin_batch([short], batch)
-    long = tmp_path / "long.bin"
-    long.write_bytes(b"\0" * (batch[0].nbytes + 4))
-    with pytest.raises(FocalinferError, match="long.bin"):
-        cpu_optimize.read_bin_batch([long], batch)
 
 
 def test_profile_sums_kernel_time_by_op_type(tiny_onnx):
     path, _ = tiny_onnx
-    profile = cpu_optimize.profile_op_types(path, batch=2, runs=2, threads=1)
+    profile = cpu_graph.profile_op_types(path, batch=2, runs=2, threads=1)
     ops = {row["op"]: row for row in profile["op_types"]}
     assert "MatMul" in ops or "FusedMatMul" in ops or "Gemm" in ops
     assert any(op.startswith("Conv") or op == "FusedConv" for op in ops)

@@ -10,9 +10,9 @@ import torch
 from click.testing import CliRunner
 
 from focalinfer.cli import cli
-from focalinfer.comparison import compare_logits
+from focalinfer.metrics.logits import compare_logits
 from focalinfer.errors import FocalinferError
-from focalinfer.postprocess.bench import write_output
+from focalinfer.layout import write_sample as write_output
 from focalinfer.postprocess.compare import compare_results
 
 CLASSES = 1000

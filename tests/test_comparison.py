@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from focalinfer.comparison import LogitComparison, compare_logits, parity_bound
-from focalinfer.topk import topk_indices
+from focalinfer.metrics.logits import LogitComparison, compare_logits, parity_bound
+from focalinfer.metrics.topk import topk_indices
 
 
 def test_parity_bound_has_floor_of_one():

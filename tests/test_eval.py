@@ -13,11 +13,17 @@ from click.testing import CliRunner
 from focalinfer.cli import cli
 from focalinfer.errors import FocalinferError
 from focalinfer.postprocess import outputs as outputs_mod
-from focalinfer.postprocess.bench import bench_eval, txt_line, write_output
+from focalinfer.bench.eval import bench_eval
+from focalinfer.layout import txt_bytes, write_sample as write_output
+
+
+def txt_line(vector):
+    return txt_bytes(np.asarray(vector).reshape(1, -1))
 from focalinfer.postprocess.labels import read_labels
 from focalinfer.postprocess.outputs import read_logits, read_run_summary, scan_results
-from focalinfer.postprocess.scoring import evaluate, require_complete, score_results
-from focalinfer.topk import partial_sort_topk, topk_indices
+from focalinfer.pipeline import evaluate
+from focalinfer.postprocess.scoring import require_complete, score_results
+from focalinfer.metrics.topk import partial_sort_topk, topk_indices
 
 CLASSES = 1000
 

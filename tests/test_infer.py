@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from focalinfer.errors import FocalinferError, ToolMissingError, UsageError
-from focalinfer.infer import InferResult, contract, run_inference
+from focalinfer import layout as contract
+from focalinfer.infer import InferResult, run_inference
 
 STANDINS = Path(__file__).parent / "standins"
 N_FILES = 37
@@ -320,7 +321,7 @@ def standin_api(monkeypatch):
 
 
 def test_ais_bench_api_mode_resumes(models, tmp_path, om_model, monkeypatch, standin_api):
-    from focalinfer.infer.ais_bench import AisBenchRunner
+    from focalinfer.backend.ais_bench import AisBenchRunner
 
     real_write = contract.write_batch_outputs
     calls = []

@@ -23,8 +23,10 @@ import numpy as np
 import onnx
 import torch
 
-from focalinfer.comparison import compare_logits
-from focalinfer.errors import FocalinferError, UsageError
+from focalinfer.backend.onnxrt import make_session
+from focalinfer.metrics.logits import compare_logits
+from focalinfer.records import export_report_path
+from focalinfer.errors import FocalinferError, UsageError, first_line
 from focalinfer.export.lint import lint_onnx, op_histogram
 from focalinfer.export.rewrites import GENERIC_REWRITES
 from focalinfer.util import ensure_writable_dir, sha256_file, write_bytes_atomic, write_json_atomic
@@ -81,8 +83,7 @@ class ExportReport:
 
 
 def report_path_for(onnx_path: str | Path) -> Path:
-    onnx_path = Path(onnx_path)
-    return onnx_path.with_name(onnx_path.name + ".report.json")
+    return export_report_path(onnx_path)
 
 
 def export_onnx(
@@ -257,7 +258,7 @@ def _trace_to_onnx(model, spec, batch_size: int, dynamic_batch: bool, opset: int
                 do_constant_folding=True, dynamic_axes=dynamic_axes,
             )
         except Exception as e:
-            raise FocalinferError(f"{spec.name}: torch.onnx.export failed at opset {opset} ({_first_line(e)}); "
+            raise FocalinferError(f"{spec.name}: torch.onnx.export failed at opset {opset} ({first_line(e, with_type=True)}); "
                                   "try another --opset or --no-rewrites") from e
     trace_notes = sorted({f"tracer: {str(w.message).splitlines()[0]}" for w in caught
                           if issubclass(w.category, torch.jit.TracerWarning)})
@@ -297,7 +298,7 @@ def _simplify(model: onnx.ModelProto) -> tuple[onnx.ModelProto, bool, str | None
 
         simplified, check_ok = onnxsim.simplify(model, certify=False, skipped_optimizers=list(SKIPPED_ONNXSIM_PASSES))
     except Exception as e:  # onnxsim raises plain RuntimeErrors from its C++ core
-        return model, False, _first_line(e)
+        return model, False, first_line(e, with_type=True)
     if not check_ok:
         return model, False, "onnxsim's own check failed"
     return simplified, True, None
@@ -347,15 +348,10 @@ def _onnx_logits(session, input_name: str, batches: list[tuple[np.ndarray, int]]
 
 def _check_parity(path: Path, serialized: bytes, spec, official, rewritten, batch_size: int,
                   dynamic_batch: bool, samples: int, data_files: list[Path]) -> dict:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
     try:
-        session = ort.InferenceSession(serialized, options, providers=["CPUExecutionProvider"])
-    except Exception as e:
-        raise FocalinferError(f"{path}: onnxruntime cannot load the exported graph ({_first_line(e)}); "
-                              "nothing was written — try --no-simplify or --no-rewrites") from e
+        session = make_session(serialized)
+    except FocalinferError as e:
+        raise FocalinferError(f"{path}: {e}; nothing was written — try --no-simplify or --no-rewrites") from None
     shape = (3, spec.input_size, spec.input_size)
     sizes = _parity_batch_sizes(batch_size, dynamic_batch)
     # Whole batches only: a static graph cannot take fewer rows than its batch.
@@ -399,7 +395,7 @@ def _compare_run(session, input_name: str, samples: np.ndarray, size: int, refer
         candidate = _onnx_logits(session, input_name, _batches(samples, size))
     except Exception as e:  # a graph with a frozen batch count can fail to run at another batch
         return {"within_bound": False, "max_abs_diff": None, "bound": None,
-                "error": f"onnxruntime failed at batch {size}: {_first_line(e)}"}
+                "error": f"onnxruntime failed at batch {size}: {first_line(e, with_type=True)}"}
     if candidate.shape != reference.shape:
         return {"within_bound": False, "max_abs_diff": None, "bound": None,
                 "error": f"onnxruntime returned logits of shape {candidate.shape}, PyTorch {reference.shape}"}
@@ -410,11 +406,6 @@ def _badness(check: dict) -> float:
     if check["max_abs_diff"] is None:
         return math.inf
     return check["max_abs_diff"] / check["bound"]
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0][:200]}" if text else type(e).__name__
 
 
 # --- report helpers ---------------------------------------------------------------------

@@ -21,9 +21,9 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto
 
+from focalinfer.defaults import DEFAULT_SOC
 from focalinfer.errors import FocalinferError, UsageError
 
-DEFAULT_SOC = "Ascend310P3"
 # The op table is ATC's ONNX parser map, the same for every SoC; the name is recorded, not used.
 SOC_PATTERN = re.compile(r"Ascend\w+")
 # ATC's ONNX parser turns Constant nodes into weights before op mapping, so the table omits them.

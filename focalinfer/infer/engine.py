@@ -15,8 +15,8 @@ from typing import Callable
 import numpy as np
 
 from focalinfer.errors import FocalinferError, UsageError
-from focalinfer.infer import contract
-from focalinfer.infer.runner import Runner, TensorSpec, open_runner
+from focalinfer import layout
+from focalinfer.backend import Runner, TensorSpec, open_runner
 
 
 @dataclass
@@ -69,35 +69,6 @@ def resolve_batch_size(spec: TensorSpec, requested: int | None, model_file: str)
     return requested
 
 
-def check_file_sizes(files: list[str], expected: int) -> None:
-    """Every input must hold as many bytes as the first (the batch arithmetic assumes it)."""
-    for path in files:
-        size = contract.file_data_bytes(path)
-        if size != expected:
-            raise FocalinferError(
-                f"{path}: {size} bytes, but {files[0]} has {expected}; every input file must hold the same "
-                "tensor size (re-run preprocess for this model)"
-            )
-
-
-def _read_into(path: str, view: memoryview) -> None:
-    if path.lower().endswith(".npy"):
-        view[:] = np.ascontiguousarray(np.load(path)).tobytes()
-        return
-    with open(path, "rb", buffering=0) as f:
-        if f.readinto(view) != len(view):
-            raise FocalinferError(f"{path}: file shrank while reading; re-run preprocess")
-
-
-def fill_batch(buffer: np.ndarray, batch: contract.Batch, file_bytes: int) -> None:
-    """One read per file straight into the pre-allocated batch; padding repeats the first file."""
-    view = memoryview(buffer.reshape(-1)).cast("B")
-    for slot, path in enumerate(batch.files):
-        _read_into(path, view[slot * file_bytes:(slot + 1) * file_bytes])
-    for slot in range(len(batch.files), batch.slots):
-        view[slot * file_bytes:(slot + 1) * file_bytes] = view[:file_bytes]
-
-
 def pure_data(spec: TensorSpec, batch_size: int, kind: str) -> np.ndarray:
     shape = (batch_size,) + tuple(spec.shape[1:])
     if kind == "random":
@@ -106,7 +77,7 @@ def pure_data(spec: TensorSpec, batch_size: int, kind: str) -> np.ndarray:
 
 
 def _report(summary: dict, batch_size: int) -> None:
-    for line in contract.summary_log_lines(summary, batch_size):
+    for line in layout.summary_log_lines(summary, batch_size):
         print(line, flush=True)
 
 
@@ -128,25 +99,25 @@ def _pure_inference(job: InferJob, runner: Runner, spec: TensorSpec, batch_size:
     runner.reset_times()
     for _ in range(job.loop):
         runner.infer(data)
-    summary = contract.build_summary({}, runner.compute_times_ms, batch_size, job.args)
-    path = contract.summary_path(job.output, job.dirname)
-    contract.write_summary(path, summary)
+    summary = layout.build_summary({}, runner.compute_times_ms, batch_size, job.args)
+    path = layout.summary_path(job.output, job.dirname)
+    layout.write_summary(path, summary)
     _report(summary, batch_size)
     return JobOutcome(job.output_dir, path, batch_size, summary["throughput"], 0, 0)
 
 
 def _files_inference(job, runner, spec, batch_size, on_event) -> JobOutcome:
     files = job.files
-    file_bytes = contract.file_data_bytes(files[0])
-    per_batch = contract.files_per_batch(batch_size * spec.sample_bytes(), file_bytes, files[0], batch_size)
-    check_file_sizes(files, file_bytes)
-    batches = contract.plan_batches(files, per_batch)
+    file_bytes = layout.file_data_bytes(files[0])
+    per_batch = layout.files_per_batch(batch_size * spec.sample_bytes(), file_bytes, files[0], batch_size)
+    layout.check_file_sizes(files, file_bytes)
+    batches = layout.plan_batches(files, per_batch)
     num_outputs = len(runner.output_specs())
     out_dir = job.output_dir
-    contract.remove_stale_temps(out_dir)
+    layout.remove_stale_temps(out_dir)
 
     def done(batch):
-        return all(os.path.exists(p) for p in contract.batch_output_paths(batch, out_dir, num_outputs, job.outfmt))
+        return all(os.path.exists(p) for p in layout.batch_output_paths(batch, out_dir, num_outputs, job.outfmt))
 
     pending = [b for b in batches if not done(b)]
     pending_ids = {b.index for b in pending}
@@ -158,18 +129,18 @@ def _files_inference(job, runner, spec, batch_size, on_event) -> JobOutcome:
     filesinfo = {
         b.index * per_batch + slot: {
             "infiles": [path],
-            "outfiles": [os.path.join(out_dir, contract.output_name(path, i, job.outfmt)) for i in range(num_outputs)],
+            "outfiles": [os.path.join(out_dir, layout.output_name(path, i, job.outfmt)) for i in range(num_outputs)],
         }
         for b in batches for slot, path in enumerate(b.files)
     }
-    path = contract.summary_path(job.output, job.dirname)
+    path = layout.summary_path(job.output, job.dirname)
     if not pending and os.path.exists(path):
         print(f"[INFO] all {len(batches)} batches already done in {out_dir}; kept its summary", flush=True)
         with open(path) as f:
             summary = json.load(f)
     else:
-        summary = contract.build_summary(filesinfo, runner.compute_times_ms, batch_size, job.args)
-        contract.write_summary(path, summary)
+        summary = layout.build_summary(filesinfo, runner.compute_times_ms, batch_size, job.args)
+        layout.write_summary(path, summary)
         _report(summary, batch_size)
     return JobOutcome(out_dir, path, batch_size, summary.get("throughput"), written, kept)
 
@@ -180,17 +151,17 @@ def _run_batches(job, runner, spec, batch_size, pending, file_bytes, on_event) -
     from tqdm import tqdm
 
     buffer = np.empty((batch_size,) + tuple(spec.shape[1:]), dtype=spec.dtype)
-    fill_batch(buffer, pending[0], file_bytes)
+    layout.fill_batch(buffer, pending[0], file_bytes)
     for _ in range(job.warmup):
         runner.infer(buffer)
     runner.reset_times()
     written = 0
     bar = tqdm(pending, desc="infer", unit="batch", disable=not job.progress, file=sys.stderr, leave=False)
     for batch in bar:
-        fill_batch(buffer, batch, file_bytes)
+        layout.fill_batch(buffer, batch, file_bytes)
         for _ in range(job.loop):
             outputs = runner.infer(buffer)
-        paths = contract.write_batch_outputs(batch, outputs, job.output_dir, job.outfmt)
+        paths = layout.write_batch_outputs(batch, outputs, job.output_dir, job.outfmt)
         written += sum(len(p) for p in paths)
         if on_event:
             on_event("batch")

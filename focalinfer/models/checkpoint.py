@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from focalinfer.errors import FocalinferError
+from focalinfer.errors import FocalinferError, first_line
 from focalinfer.util import atomic_path
 
 # Wrappers the official repos and common trainers use, in order of preference.
@@ -76,16 +76,15 @@ def _torch_load(path: Path):
                 f"{path}: contains pickled Python objects, not only tensors; focalinfer loads "
                 "weights only (weights_only=True) — re-save it with torch.save(model.state_dict())"
             ) from None
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(e)}); re-download or re-save it") from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_reason(e)}); re-download or re-save it") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint, truncated or corrupt ({_first_line(e)}); re-download or re-save it"
+            f"{path}: not a readable PyTorch checkpoint, truncated or corrupt ({_reason(e)}); re-download or re-save it"
         ) from None
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0].split(". ")[0][:120] if text else type(e).__name__
+def _reason(e: BaseException) -> str:
+    return first_line(e).split(". ")[0][:120]
 
 
 def _is_tensor_dict(d: dict) -> bool:

@@ -2,9 +2,9 @@
 
 Typical use: A = onnxruntime fp32 outputs, B = the OM's outputs from the NPU; a low cosine or a
 top-1 flip on some images is how an ATC precision problem (fp16 overflow in a LayerNorm or
-softmax) shows up. Cosine, error and parity-bound aggregates come from focalinfer.comparison (the
+softmax) shows up. Cosine, error and parity-bound aggregates come from focalinfer.metrics.logits (the
 rule export uses); the per-image rows use the same definitions, vectorised here. Top-1/top-5
-agreement ranks ties as torch.topk does, like eval (see focalinfer.topk).
+agreement ranks ties as torch.topk does, like eval (see focalinfer.metrics.topk).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 
 from focalinfer.errors import FocalinferError
 from focalinfer.postprocess.outputs import Logits, read_result_logits, scan_results
-from focalinfer.topk import topk_indices
+from focalinfer.metrics.topk import topk_indices
 
 DEFAULT_MIN_COSINE = 0.99
 ROW_FIELDS = ("cosine", "max_abs_err", "mean_rel_err", "top1_agree", "top5_agree", "top1_a", "top1_b")
@@ -87,7 +87,7 @@ def _row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def per_image_rows(reference: np.ndarray, candidate: np.ndarray) -> dict[str, np.ndarray]:
-    """Columns of the per-image table, with the same definitions as focalinfer.comparison."""
+    """Columns of the per-image table, with the same definitions as focalinfer.metrics.logits."""
     ref = reference.astype(np.float64)
     cand = candidate.astype(np.float64)
     abs_err = np.abs(ref - cand)
@@ -115,7 +115,7 @@ def compare_results(
     candidate_outfmt: str | None = None, workers: int | None = None,
 ) -> CompareReport:
     """Join two result directories by output name and compare their logits image by image."""
-    from focalinfer.comparison import compare_logits
+    from focalinfer.metrics.logits import compare_logits
 
     ref_dir = scan_results(reference_dir, reference_outfmt)
     cand_dir = scan_results(candidate_dir, candidate_outfmt)

@@ -11,13 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from focalinfer.errors import FocalinferError
-
-
-def name_stem(image_name: str) -> str:
-    """The key outputs are named by: basename up to the first '.'."""
-    if "/" in image_name or "\\" in image_name:
-        image_name = image_name.replace("\\", "/").rsplit("/", 1)[-1]
-    return image_name.partition(".")[0]
+from focalinfer.layout import name_stem
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ import ast
 import json
 import math
 import os
-import re
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,10 +20,10 @@ from typing import Sequence
 import numpy as np
 
 from focalinfer.errors import FocalinferError, UsageError
+from focalinfer.layout import DEVICE_DIR, OUTFMTS, OUTPUT_NAME, find_summary
+from focalinfer.machine import cpu_count
 
-OUTFMTS = ("TXT", "NPY", "BIN")
-OUTPUT_FILE = re.compile(r"^(?P<stem>.+)_(?P<index>\d+)\.(?P<ext>txt|npy|bin)$", re.IGNORECASE)
-DEVICE_DIR = re.compile(r"^device\d+$")
+
 DEFAULT_CLASSES = 1000
 
 # Per-file status codes (int8 so a chunk's statuses pickle cheaply between processes).
@@ -63,7 +62,7 @@ def _scan_one(directory: Path) -> dict[str, dict[str, list[tuple[int, str]]]]:
     """ext -> stem -> [(output index, path)] for the output files directly in ``directory``."""
     # Plain strings, not Path objects: 50,000 Paths cost more than the scan itself.
     found: dict[str, dict[str, list[tuple[int, str]]]] = {}
-    match_name = OUTPUT_FILE.match
+    match_name = OUTPUT_NAME.match
     with os.scandir(directory) as entries:
         for entry in entries:
             match = match_name(entry.name)
@@ -165,15 +164,6 @@ def _device_summaries(directory: Path) -> RunSummary | None:
         batch_size=first.batch_size, model=first.model, backend=first.backend,
         problem=next((p.problem for p in parts if p.problem), None),
     )
-
-
-def find_summary(results_dir: str | os.PathLike) -> Path | None:
-    """``<dir>_summary.json`` beside the directory, else an older release's ``sumary.json`` inside."""
-    directory = Path(results_dir)
-    for candidate in (directory.with_name(directory.name + "_summary.json"), directory / "sumary.json"):
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 _BATCH_FLAGS = ("--batchsize", "--batch-size", "--batch_size", "--dymBatch", "--dym-batch", "--dym_batch")
@@ -435,10 +425,7 @@ def _sniff_classes(paths: Sequence[str], outfmt: str, sample: int = 16) -> int:
 
 
 def default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
+    return cpu_count()
 
 
 def _chunks(paths: Sequence[str], workers: int) -> list[Sequence[str]]:

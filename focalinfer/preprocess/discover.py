@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from focalinfer.errors import FocalinferError
+from focalinfer.layout import name_stem
 
 # torchvision's IMG_EXTENSIONS: what the official ImageFolder would pick up.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -71,22 +72,18 @@ def discover_images(root: str | Path) -> ImageSet:
         items, classes = [], [d.name for d in class_dirs]
         for index, folder in enumerate(class_dirs):
             for path in _scan(folder, root, ignored):
-                items.append(ImageItem(path, path.name, _stem(path.name), index))
+                items.append(ImageItem(path, path.name, name_stem(path.name), index))
         layout = "class-folders"
     else:
         for d in class_dirs:
             ignored.append((d.name + "/", "sub-folder beside images at the top level (flat layout)"))
-        items = [ImageItem(p, p.name, _stem(p.name), None) for p in top_images]
+        items = [ImageItem(p, p.name, name_stem(p.name), None) for p in top_images]
         classes, layout = [], "flat"
     if not items:
         raise FocalinferError(
             f"{root}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)}, flat or in class sub-folders)"
         )
     return ImageSet(root, layout, items, classes, ignored)
-
-
-def _stem(name: str) -> str:
-    return name.split(".", 1)[0]
 
 
 def _renamed_stem(item: ImageItem) -> str:

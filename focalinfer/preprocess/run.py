@@ -16,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from focalinfer.errors import FocalinferError
+from focalinfer.machine import cpu_count
 from focalinfer.preprocess.discover import ImageItem, ImageSet, check_stems, discover_images
 from focalinfer.preprocess.transform import ImageTransform, load_rgb
 from focalinfer.registry import EvalTransform
@@ -134,7 +135,7 @@ def _done(path: Path, transform: EvalTransform) -> bool:
 def _run_all(todo, out, transform, workers, progress) -> list[str | None]:
     """Convert ``todo`` in order; the reason per item (None = written), independent of scheduling."""
     tasks = [(str(i.source), str(out / f"{i.stem}.bin")) for i in todo]
-    workers = max(1, min(workers or os.cpu_count() or 1, len(tasks) or 1))
+    workers = max(1, min(workers or cpu_count(), len(tasks) or 1))
     with tqdm(total=len(tasks), unit="img", desc="preprocess", disable=not progress) as bar:
         if workers == 1:
             _init_worker(transform)

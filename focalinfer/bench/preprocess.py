@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from focalinfer.defaults import DEFAULT_MODEL
+from focalinfer.machine import cpu_count
 from focalinfer.preprocess.run import preprocess
 from focalinfer.preprocess.transform import RESAMPLE, crop_offsets, load_rgb, resized_size
 
@@ -45,14 +47,14 @@ def _seconds(fn) -> float:
     return time.perf_counter() - start
 
 
-def bench_preprocess(count: int = 500, model: str = "focal-fast-s", workers: int | None = None,
+def bench_preprocess(count: int = 500, model: str = DEFAULT_MODEL, workers: int | None = None,
                      rounds: int = 3, workdir: str | Path | None = None) -> dict:
     """Interleaved rounds of baseline / 1 worker / all workers; ratios are medians over rounds."""
     import torch  # noqa: F401  (imported before timing: the baseline should not pay for it)
 
     from focalinfer.samples import make_sample_set
 
-    workers = workers or os.cpu_count() or 1
+    workers = workers or cpu_count()
     root = Path(tempfile.mkdtemp(prefix="focalinfer-bench-", dir=workdir))
     try:
         images_dir = make_sample_set(root / "images", count=count, modes=["RGB"])
@@ -77,7 +79,7 @@ def bench_preprocess(count: int = 500, model: str = "focal-fast-s", workers: int
             "model": model,
             "images": count,
             "rounds": rounds,
-            "cpu_count": os.cpu_count(),
+            "cpu_count": cpu_count(),
             "workers": workers,
             **{f"{k}_img_per_s": round(statistics.median(v), 1) for k, v in rate.items()},
             "single_vs_baseline": round(per_round("workers_1", "baseline"), 2),

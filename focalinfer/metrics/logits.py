@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from focalinfer.topk import topk_indices
+from focalinfer.metrics.topk import topk_indices
 
 PARITY_REL_TOL = 1e-4
 

@@ -9,7 +9,6 @@ writes the outputs itself (and redoes every batch on a rerun: it has no resume).
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import re
 import shutil
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from focalinfer.errors import FocalinferError, ToolMissingError, UsageError
-from focalinfer.infer.runner import Runner, TensorSpec
+from focalinfer.backend.base import Runner, TensorSpec
 
 MODES = ("auto", "api", "cli")
 _DTYPE_NAMES = ("float16", "float32", "float64", "int64", "int32", "int8", "uint8")
@@ -50,16 +49,11 @@ def find_cli_python() -> str | None:
 
 
 def onnx_for_om(om_path: str | Path) -> str | None:
-    """The ONNX an .om was built from, as the om stage's sidecar recorded it."""
-    om_path = Path(om_path)
-    for sidecar in om_path.parent.glob("*.atc.json"):
-        try:
-            record = json.loads(sidecar.read_text())
-        except (OSError, ValueError):
-            continue
-        if record.get("om") == om_path.name and record.get("onnx"):
-            return record["onnx"]
-    return None
+    """The ONNX an .om was built from, as the om stage's record says."""
+    from focalinfer.records import AtcRecord
+
+    record = AtcRecord.for_om(om_path)
+    return record.onnx if record else None
 
 
 def missing_error(om_path: str | Path) -> ToolMissingError:

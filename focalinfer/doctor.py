@@ -35,8 +35,8 @@ def _version(module: str) -> str | None:
 
 
 def doctor_report() -> dict:
-    from focalinfer.infer.ais_bench import api_available, find_cli_python
-    from focalinfer.infer.cpu_optimize import cpu_count
+    from focalinfer.backend.ais_bench import api_available, find_cli_python
+    from focalinfer.machine import cpu_count
 
     atc = shutil.which("atc")
     ld_paths = [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(":") if "ascend" in p.lower()]

@@ -1,4 +1,6 @@
-"""ais_bench's output contract, reproduced for every backend (see /spec/ais_bench.md).
+"""The ais_bench file contract, in one place: infer writes through it, postprocess reads through it.
+
+The facts are in docs/contract.md.
 
 Inputs: the .bin/.npy files of a directory, natural-sorted; consecutive files fill one batch
 (files per batch = input tensor bytes / first file's bytes); the last batch is padded with its
@@ -21,12 +23,17 @@ from typing import Sequence
 import numpy as np
 
 from focalinfer.errors import FocalinferError
+from focalinfer.util import write_bytes_atomic
 
 INPUT_SUFFIXES = (".bin", ".BIN", ".npy", ".NPY")
 OUTFMTS = ("TXT", "NPY", "BIN")
 PERCENTILE = 99
 # Output files this contract writes: used to recognise a result directory's contents.
-OUTPUT_NAME = re.compile(r"^.+_\d+\.(txt|npy|bin)$", re.IGNORECASE)
+OUTPUT_NAME = re.compile(r"^(?P<stem>.+)_(?P<index>\d+)\.(?P<ext>txt|npy|bin)$", re.IGNORECASE)
+# ais_bench --device 0,1 writes one <dirname>/device<N>/ folder per device.
+DEVICE_DIR = re.compile(r"^device\d+$")
+# Older ais_bench releases wrote the summary inside the result folder under this name.
+OLD_SUMMARY_NAME = "sumary.json"
 
 
 def natural_key(text: str) -> list:
@@ -61,8 +68,17 @@ def file_data_bytes(path: str) -> int:
     return os.path.getsize(path)
 
 
+def name_stem(name: str) -> str:
+    """The key an output is named by: the basename up to its first '.' (ais_bench's rule).
+
+    ``n01/ILSVRC2012_val_00000001.JPEG`` → ``ILSVRC2012_val_00000001``; label lines, input files
+    and output files are joined by it.
+    """
+    return name.replace("\\", "/").rsplit("/", 1)[-1].partition(".")[0]
+
+
 def output_stem(input_path: str) -> str:
-    return os.path.basename(input_path).split(".")[0]
+    return name_stem(os.fspath(input_path))
 
 
 def output_name(input_path: str, output_index: int, outfmt: str) -> str:
@@ -113,6 +129,35 @@ def plan_batches(files: Sequence[str], per_batch: int) -> list[Batch]:
     return batches
 
 
+def check_file_sizes(files: list[str], expected: int) -> None:
+    """Every input must hold as many bytes as the first (the batch arithmetic assumes it)."""
+    for path in files:
+        size = file_data_bytes(path)
+        if size != expected:
+            raise FocalinferError(
+                f"{path}: {size} bytes, but {files[0]} has {expected}; every input file must hold the same "
+                "tensor size (re-run preprocess for this model)"
+            )
+
+
+def _read_into(path: str, view: memoryview) -> None:
+    if path.lower().endswith(".npy"):
+        view[:] = np.ascontiguousarray(np.load(path)).tobytes()
+        return
+    with open(path, "rb", buffering=0) as f:
+        if f.readinto(view) != len(view):
+            raise FocalinferError(f"{path}: file shrank while reading; re-run preprocess")
+
+
+def fill_batch(buffer: np.ndarray, batch: Batch, file_bytes: int) -> None:
+    """One read per file straight into the pre-allocated batch; padding repeats the first file."""
+    view = memoryview(buffer.reshape(-1)).cast("B")
+    for slot, path in enumerate(batch.files):
+        _read_into(path, view[slot * file_bytes:(slot + 1) * file_bytes])
+    for slot in range(len(batch.files), batch.slots):
+        view[slot * file_bytes:(slot + 1) * file_bytes] = view[:file_bytes]
+
+
 def split_for_devices(files: Sequence[str], devices: int) -> list[list[str]]:
     """ais_bench's multi-device split: contiguous chunks of ceil(n / devices) files."""
     size = math.ceil(len(files) / devices)
@@ -130,10 +175,28 @@ def summary_path(output: str, dirname: str) -> str:
 def find_summary(output_dir: str | os.PathLike) -> Path | None:
     """``<dir>_summary.json`` beside the directory, or an older release's ``sumary.json`` inside."""
     output_dir = Path(output_dir)
-    for candidate in (output_dir.with_name(output_dir.name + "_summary.json"), output_dir / "sumary.json"):
+    for candidate in (output_dir.with_name(output_dir.name + "_summary.json"), output_dir / OLD_SUMMARY_NAME):
         if candidate.is_file():
             return candidate
     return None
+
+
+def summary_throughput(path: str | os.PathLike) -> float | None:
+    """The summary's ``throughput`` (ais_bench: 1000 × batch / mean compute ms), or None."""
+    try:
+        value = json.loads(Path(path).read_text())["throughput"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def result_files(output_dir: Path) -> list[Path]:
+    """Every file the contract writes for ``output_dir``: outputs (device folders too) and summaries."""
+    dirs = [output_dir] + sorted(p for p in output_dir.glob("device*") if p.is_dir() and DEVICE_DIR.match(p.name))
+    found = [f for d in dirs for f in d.iterdir() if f.is_file() and OUTPUT_NAME.match(f.name)]
+    summaries = [output_dir.with_name(output_dir.name + "_summary.json"), output_dir / OLD_SUMMARY_NAME]
+    summaries += [d.with_name(d.name + "_summary.json") for d in dirs[1:]]
+    return found + [s for s in summaries if s.is_file()]
 
 
 # --- output files ------------------------------------------------------------------------
@@ -163,23 +226,29 @@ def sample_bytes(sample: np.ndarray, outfmt: str) -> bytes:
     return np.ascontiguousarray(sample).tobytes()
 
 
-def write_file_atomic(path: str, data: bytes) -> None:
-    """A reader, or a rerun after Ctrl-C, sees the whole file or none of it."""
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def remove_stale_temps(output_dir: str) -> None:
     """Temp files a killed run left behind (never a finished output)."""
     for name in os.listdir(output_dir):
         if name.startswith(".") and name.endswith(".tmp") and OUTPUT_NAME.match(name[1:].rsplit(".", 2)[0]):
             os.unlink(os.path.join(output_dir, name))
+
+
+def write_sample(directory: str | os.PathLike, stem: str, sample: np.ndarray, outfmt: str, index: int = 0,
+                 atomic: bool = True) -> Path:
+    """One sample's output ``index`` as ais_bench writes it: ``<stem>_<index>.<fmt>``.
+
+    A (C,) vector is written as the (1, C) piece ais_bench's split gives.
+    """
+    sample = np.asarray(sample)
+    if sample.ndim == 1:
+        sample = sample.reshape(1, -1)
+    path = Path(directory) / f"{stem}_{index}.{outfmt.lower()}"
+    data = sample_bytes(sample, outfmt.upper())
+    if atomic:
+        write_bytes_atomic(path, data)
+    else:
+        path.write_bytes(data)
+    return path
 
 
 def batch_output_paths(batch: Batch, output_dir: str, num_outputs: int, outfmt: str) -> list[str]:
@@ -208,7 +277,7 @@ def write_batch_outputs(
         pieces = np.array_split(tensor, batch.slots, axis=0)
         for slot, path in enumerate(batch.files):
             out_path = os.path.join(output_dir, output_name(path, out_index, outfmt))
-            write_file_atomic(out_path, sample_bytes(pieces[slot], outfmt))
+            write_bytes_atomic(out_path, sample_bytes(pieces[slot], outfmt))
             written[slot].append(out_path)
     return written
 
@@ -264,4 +333,4 @@ def summary_log_lines(summary: dict, batch_size: int) -> list[str]:
 
 
 def write_summary(path: str, summary: dict) -> None:
-    write_file_atomic(path, json.dumps(summary).encode())
+    write_bytes_atomic(path, json.dumps(summary).encode())

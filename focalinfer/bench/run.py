@@ -1,7 +1,7 @@
 """``focalinfer bench all``: every stage against its baseline and against this machine's limit.
 
 This module orchestrates; each stage's measurement lives in the stage (preprocess, eval) and the
-CPU inference settings in :mod:`focalinfer.infer.cpu_optimize`. Machines here are shared and noisy,
+CPU inference settings in :mod:`focalinfer.backend.onnxrt`. Machines here are shared and noisy,
 so every comparison is made inside one run, with the compared things interleaved round by round,
 and reported as a ratio (median of the per-round ratios) next to the absolute figures.
 """
@@ -24,7 +24,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from focalinfer.errors import FocalinferError, UsageError
+from focalinfer.defaults import DEFAULT_MODEL
+from focalinfer.errors import FocalinferError, UsageError, first_line
 
 SCHEMA = "focalinfer.bench/1"
 FULL_BATCH_SIZES = (1, 4, 8, 16, 32, 64)
@@ -40,7 +41,7 @@ BACKENDS = {
 }
 # Focal-fast-S on the seed's Ascend 310P3 at batch 1: the figure the CPU path is measured against.
 SEED_310P3_BS1_IMG_PER_S = 6.06
-TARGET_MODEL = "focal-fast-s"
+TARGET_MODEL = DEFAULT_MODEL
 
 Log = Callable[[str], None]
 
@@ -112,7 +113,7 @@ def machine_info(threads: int) -> dict:
     import onnxruntime
     import torch
 
-    from focalinfer.infer.cpu_optimize import cpu_count, cpu_model
+    from focalinfer.machine import cpu_count, cpu_model
 
     return {
         "cpu": cpu_model(),
@@ -133,15 +134,11 @@ def machine_info(threads: int) -> dict:
 
 def _vector_isa() -> list[str]:
     """The SIMD extensions that decide the GEMM kernels (a bare 'AMD EPYC' says little)."""
+    from focalinfer.machine import cpu_flags
+
     wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                return [f for f in wanted if f in flags]
-    except OSError:
-        pass
-    return []
+    flags = cpu_flags()
+    return [f for f in wanted if f in flags]
 
 
 def _memory_gib() -> float | None:
@@ -171,7 +168,7 @@ def gemm_rates(n: int = 2048, repeats: int = 5, threads: int | None = None) -> d
     import torch
     from onnx import TensorProto, helper, numpy_helper
 
-    from focalinfer.infer.cpu_optimize import make_session
+    from focalinfer.backend.onnxrt import make_session
 
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=np.float32)
@@ -261,10 +258,10 @@ def _code_fingerprint() -> str:
     import onnxruntime
     import torch
 
-    root = Path(__file__).resolve().parent
+    root = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256(f"{torch.__version__} {onnx.__version__} {onnxruntime.__version__}".encode())
     for path in sorted([root / "registry.py", *root.glob("models/*.py"), *root.glob("export/*.py"),
-                        *root.glob("export/**/*.json"), *root.glob("data/*.json"), root / "infer" / "cpu_optimize.py"]):
+                        *root.glob("export/**/*.json"), *root.glob("data/*.json"), root / "backend" / "onnxrt.py"]):
         if path.is_file():
             digest.update(path.name.encode())
             digest.update(path.read_bytes())
@@ -322,7 +319,7 @@ def _cached_preparation(key_file: Path, fingerprint: str) -> PreparedModel | Non
 def _ensure_graph(prepared: PreparedModel, graph: PreparedGraph, folder: Path, batch_sizes: list[int],
                   threads: int | None, log: Log) -> int:
     """Export what ``batch_sizes`` need of this graph kind; returns how many exports were made."""
-    from focalinfer.benchmark_macs import count_macs
+    from focalinfer.bench.macs import count_macs
     from focalinfer.export import ParityError
 
     if graph.error or (graph.dynamic and "dynamic" in graph.paths):
@@ -334,7 +331,7 @@ def _ensure_graph(prepared: PreparedModel, graph: PreparedGraph, folder: Path, b
             made += 1
         except ParityError as e:
             graph.dynamic = False
-            graph.note = f"the dynamic-batch export fails parity ({_one_line(e)}); exported per batch size instead"
+            graph.note = f"the dynamic-batch export fails parity ({first_line(e)}); exported per batch size instead"
             log(f"  {prepared.name}: {graph.kind} {graph.note}")
     if not graph.dynamic:
         for size in batch_sizes:
@@ -344,7 +341,7 @@ def _ensure_graph(prepared: PreparedModel, graph: PreparedGraph, folder: Path, b
                 _export_graph(prepared, graph, folder, size, threads)
                 made += 1
             except ParityError as e:
-                graph.error = f"static batch {size}: {_one_line(e)}"
+                graph.error = f"static batch {size}: {first_line(e)}"
                 log(f"  {prepared.name}: {graph.kind} graph unusable: {graph.error}")
                 return made
     if graph.kind not in prepared.macs:
@@ -370,17 +367,12 @@ def _export_graph(prepared: PreparedModel, graph: PreparedGraph, folder: Path, b
 
 def _ensure_cpu_graphs(graph: PreparedGraph, threads: int | None) -> int:
     """The transformer optimiser's CPU graph beside each rewritten export that lacks one."""
-    from focalinfer.infer.cpu_optimize import build_cpu_graph
+    from focalinfer.bench.cpu_graph import build_cpu_graph
 
     missing = [key for key in graph.paths if key not in graph.cpu_graphs]
     for key in missing:
         graph.cpu_graphs[key] = build_cpu_graph(graph.paths[key], threads=threads)
     return len(missing)
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _read_json(path: Path) -> dict | None:
@@ -517,17 +509,9 @@ def _ort_runner(session):
 
 
 def _eager_runner(name: str, checkpoint: str | Path):
-    import torch
+    from focalinfer.backend.torch import EagerRunner
 
-    from focalinfer.models.checkpoint import load_model
-
-    model = load_model(name, checkpoint)
-
-    def run(x: np.ndarray):
-        with torch.inference_mode():
-            return model(torch.from_numpy(x))
-
-    return run
+    return EagerRunner(name, checkpoint).infer
 
 
 class ModelRunners:
@@ -553,7 +537,7 @@ class ModelRunners:
         return {k: v for k, v in paths.items() if v is not None and k in self.backends}
 
     def for_batch(self, batch_size: int) -> dict[str, Callable]:
-        from focalinfer.infer.cpu_optimize import make_session
+        from focalinfer.backend.onnxrt import make_session
 
         paths = self.paths(batch_size)
         wanted = {str(p) for p in paths.values()}
@@ -685,7 +669,7 @@ def graph_figures(prepared: PreparedModel) -> dict:
 
 def profile_model(prepared: PreparedModel, settings: BenchSettings, threads: int | None) -> dict:
     """onnxruntime's per-op-type time for the rewritten graph at batch 16 (or the nearest measured)."""
-    from focalinfer.infer.cpu_optimize import profile_op_types
+    from focalinfer.bench.cpu_graph import profile_op_types
 
     batch = min(settings.batch_sizes, key=lambda b: abs(b - 16))
     path = prepared.graphs["rewritten"].path_for(batch)
@@ -733,7 +717,7 @@ def _target(name: str, model: str, value, threshold: float, missing: str | None,
 # --- the stages ----------------------------------------------------------------------------
 
 def bench_preprocess_stage(settings: BenchSettings) -> dict:
-    from focalinfer.preprocess.bench import bench_preprocess
+    from focalinfer.bench.preprocess import bench_preprocess
 
     return bench_preprocess(count=settings.preprocess_count, model=TARGET_MODEL, rounds=settings.preprocess_rounds)
 
@@ -741,7 +725,7 @@ def bench_preprocess_stage(settings: BenchSettings) -> dict:
 def bench_eval_stage(settings: BenchSettings) -> dict:
     """The eval helper's benchmark (scoring TXT outputs vs the seed-style np.loadtxt loop)."""
     try:
-        from focalinfer.postprocess.bench import bench_eval
+        from focalinfer.bench.eval import bench_eval
     except ImportError as e:
         return {"skipped": f"eval benchmark not available ({e})"}
     return bench_eval(count=settings.eval_count, baseline_count=settings.eval_baseline_count,
@@ -806,7 +790,7 @@ def run_bench(settings: BenchSettings, *, workdir: str | Path | None = None, com
     """Run every selected stage and return the JSON-able result (see docs/benchmarks.md)."""
     import torch
 
-    from focalinfer.infer.cpu_optimize import cpu_count
+    from focalinfer.machine import cpu_count
 
     _check_settings(settings)
     workdir = Path(workdir) if workdir else default_workdir()
@@ -989,7 +973,7 @@ def render_run(result: dict) -> str:
         f"round, {SWITCH_PAUSE_S} s idle before each turn so no library's spinning threads overlap the next) so "
         "noise hits them alike. img/s = batch size / median latency. Backends: "
         + "; ".join(f"`{k}` = {BACKENDS[k]}" for k in s.get("backends", BACKENDS)) + ". All use "
-        f"{m['threads']} threads; onnxruntime sessions come from `focalinfer.infer.cpu_optimize.make_session`.",
+        f"{m['threads']} threads; onnxruntime sessions come from `focalinfer.backend.onnxrt.make_session`.",
         "- **All figures come from this one run: trust the ratios (median of per-round ratios, measured "
         "side by side) more than the absolute img/s.** 'CPU used by other processes' is the machine's busy "
         "time minus this process's own during each batch size (from /proc/stat); a batch size disturbed by "

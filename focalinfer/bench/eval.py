@@ -17,27 +17,16 @@ from typing import Sequence
 
 import numpy as np
 
+from focalinfer.layout import write_sample
 from focalinfer.postprocess.outputs import pool_context, default_workers
 
 BAR_COUNT = 50_000
 BAR_SECONDS = 5.0
 
 
-def txt_line(vector: np.ndarray) -> bytes:
-    """ais_bench's TXT for a (C,) sample: ``%f`` values, each followed by a space, then a newline."""
-    return ((("%f " * vector.shape[-1]) + "\n") % tuple(vector.tolist())).encode()
-
-
 def write_output(directory: Path, stem: str, vector: np.ndarray, outfmt: str) -> Path:
-    """One sample's output 0 in ais_bench's layout: ``<stem>_0.<fmt>``."""
-    path = directory / f"{stem}_0.{outfmt.lower()}"
-    if outfmt == "TXT":
-        path.write_bytes(txt_line(vector))
-    elif outfmt == "NPY":
-        np.save(path, vector.reshape(1, -1))
-    else:
-        vector.astype(np.float32).tofile(path)
-    return path
+    """One sample's output 0 in ais_bench's layout (generated data: no atomic rename needed)."""
+    return write_sample(directory, stem, vector, outfmt, atomic=False)
 
 
 def _write_chunk(task) -> None:

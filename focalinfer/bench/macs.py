@@ -17,6 +17,8 @@ import numpy as np
 import onnx
 from onnx import shape_inference
 
+from focalinfer.backend.onnxrt import ORT_DTYPES, make_session
+
 COUNTED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 
 
@@ -124,8 +126,6 @@ def _static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...] | None]:
 
 def _runtime_shapes(model: onnx.ModelProto, names: set[str]) -> dict[str, tuple[int, ...]]:
     """Shapes of ``names`` measured by running the graph once on zeros."""
-    import onnxruntime as ort
-
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     outputs = {o.name for o in probe.graph.output}
@@ -133,22 +133,14 @@ def _runtime_shapes(model: onnx.ModelProto, names: set[str]) -> dict[str, tuple[
     shapes = {name: tuple(initializers[name].dims) for name in names if name in initializers}
     for name in sorted(names - outputs - set(shapes)):
         probe.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
     # No graph rewriting, so every named tensor still exists when the graph runs.
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = make_session(probe, optimization="none")
     feed = {}
     for value in session.get_inputs():
-        dtype = _ORT_TO_NUMPY.get(value.type, np.float32)
+        dtype = ORT_DTYPES.get(value.type, np.float32)
         feed[value.name] = np.zeros([d if isinstance(d, int) else 1 for d in value.shape], dtype=dtype)
     names_out = [o.name for o in session.get_outputs()]
     for name, array in zip(names_out, session.run(names_out, feed)):
         if name in names:
             shapes[name] = tuple(array.shape)
     return shapes
-
-
-_ORT_TO_NUMPY = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-                 "tensor(int64)": np.int64, "tensor(int32)": np.int32}
-

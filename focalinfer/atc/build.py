@@ -1,0 +1,332 @@
+"""The om stage: ONNX → one static-batch .om per batch size with CANN's ATC.
+
+The atc argv is built from the ONNX itself (input name, C, H, W) and the registry's ATC options
+for the model; each batch size runs as its own subprocess with its log beside the .om, and a
+sidecar JSON (ONNX hash + argv + ini hash) lets an unchanged batch size be skipped.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from focalinfer.defaults import DEFAULT_SOC, OM_DIR
+from focalinfer.errors import FocalinferError, ToolMissingError, UsageError
+from focalinfer.records import AtcRecord, ExportRecord, atc_record_path
+from focalinfer.util import sha256_file, write_bytes_atomic
+
+__all__ = ["OnnxInput", "OmBuild", "read_onnx_input", "build_atc_argv", "build_om", "parse_batch_sizes"]
+
+SET_ENV_HINT = "/usr/local/Ascend/ascend-toolkit/set_env.sh"
+# ATC's error codes: E + a letter or digit + four digits (E10001, EZ3002, E19999).
+_ERROR_CODE = re.compile(r"\bE[0-9A-Z]\d{4}\b")
+
+
+@dataclass(frozen=True)
+class OnnxInput:
+    """The ONNX graph's single real input (graph inputs that are not initializers)."""
+
+    name: str
+    batch: int | None  # None when the batch axis is dynamic
+    channels: int
+    height: int
+    width: int
+    model_name: str | None  # a registry name found in the ONNX's metadata, if any
+
+
+@dataclass
+class OmBuild:
+    batch_size: int
+    argv: list[str]
+    prefix: Path  # ATC's --output: it writes <prefix>.om (or <prefix>_<arch>.om)
+    log_path: Path
+    sidecar_path: Path
+    status: str = "planned"  # planned | up-to-date | built | failed
+    om_path: Path | None = None
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def command(self) -> str:
+        return shlex.join(self.argv)
+
+
+def _dim(dim) -> int | None:
+    return dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else None
+
+
+def read_onnx_input(onnx_path: str | Path) -> OnnxInput:
+    """Input name and shape from the ONNX file (weights in external files are not read)."""
+    path = Path(onnx_path)
+    stat = path.stat() if path.is_file() else None
+    if stat is None:
+        raise FocalinferError(f"{onnx_path}: ONNX file not found; run `focalinfer export` first")
+    return _read_onnx_input(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_onnx_input(path: str, _mtime_ns: int, _size: int) -> OnnxInput:
+    import onnx
+
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception as e:  # protobuf raises its own types
+        raise FocalinferError(f"{path}: not a readable ONNX file ({type(e).__name__}); re-export it") from None
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        raise FocalinferError(
+            f"{path}: the graph has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); "
+            "the om stage builds single-input image classifiers"
+        )
+    dims = [_dim(d) for d in inputs[0].type.tensor_type.shape.dim]
+    if len(dims) != 4 or any(d is None for d in dims[1:]):
+        raise FocalinferError(
+            f"{path}: input {inputs[0].name!r} has shape {dims}; ATC's NCHW --input_shape needs a 4-D input "
+            "with fixed channels, height and width"
+        )
+    metadata = {p.key: p.value for p in model.metadata_props}
+    return OnnxInput(inputs[0].name, dims[0], dims[1], dims[2], dims[3],
+                     metadata.get("focalinfer.model") or metadata.get("model"))
+
+
+def output_prefix(onnx_path: str | Path, batch_size: int, out_dir: str | Path) -> Path:
+    return Path(out_dir) / f"{Path(onnx_path).stem}_bs{batch_size}"
+
+
+def build_atc_argv(onnx_path, batch_size: int, soc: str, out_dir, op_precision_ini=None,
+                   precision_mode: str | None = None, extra: Sequence[str] = ()) -> list[str]:
+    """The atc command for one batch size, as the seed runs it (an argv list, no shell)."""
+    spec = read_onnx_input(onnx_path)
+    argv = [
+        "atc",
+        "--framework=5",
+        f"--model={onnx_path}",
+        f"--output={output_prefix(onnx_path, batch_size, out_dir)}",
+        "--input_format=NCHW",
+        f"--input_shape={spec.name}:{batch_size},{spec.channels},{spec.height},{spec.width}",
+        "--log=error",
+        f"--soc_version={soc}",
+    ]
+    if op_precision_ini is not None:
+        argv.append(f"--op_precision_mode={op_precision_ini}")
+    if precision_mode is not None:
+        argv.append(f"--precision_mode={precision_mode}")
+    argv.extend(extra)
+    return argv
+
+
+def parse_batch_sizes(text: str | Iterable[int]) -> list[int]:
+    items = text.split(",") if isinstance(text, str) else list(text)
+    try:
+        sizes = [int(str(i).strip()) for i in items if str(i).strip()]
+    except ValueError:
+        raise UsageError(f"--batch-sizes {text!r}: give positive integers separated by commas, e.g. 1,4,16") from None
+    if not sizes or any(s < 1 for s in sizes):
+        raise UsageError(f"--batch-sizes {text!r}: give positive integers separated by commas, e.g. 1,4,16")
+    return list(dict.fromkeys(sizes))
+
+
+# --- registry options ----------------------------------------------------------------------
+
+
+def registry_model_name(onnx_path: Path, model: str | None, onnx_input: OnnxInput) -> str | None:
+    """--model NAME, else the export report's ``model``, else the ONNX metadata's."""
+    try:
+        record = ExportRecord.read(onnx_path)
+    except FocalinferError:
+        record = None
+    found = (record.model if record else None) or onnx_input.model_name
+    if model and found and model != found:
+        print(f"[om] note: {onnx_path} was exported from {found}; using --model {model} as asked", file=sys.stderr)
+    return model or found
+
+
+def registry_atc_settings(model_name: str | None, explicit: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(op precision ini lines, extra atc options) the registry keeps for this model."""
+    if model_name is None:
+        return (), ()
+    from focalinfer.registry import get_model_spec
+
+    try:
+        spec = get_model_spec(model_name)
+    except UsageError:
+        if explicit:
+            raise
+        print(f"[om] note: {model_name!r} (from the export report) is not a registered model; "
+              "no registry ATC options applied", file=sys.stderr)
+        return (), ()
+    return tuple(spec.atc_op_precision), tuple(spec.atc_options)
+
+
+def _write_ini(out_dir: Path, model_name: str, lines: Sequence[str]) -> Path:
+    path = out_dir / f"{model_name}_op_precision.ini"
+    content = ("\n".join(lines) + "\n").encode()
+    if not path.is_file() or path.read_bytes() != content:
+        write_bytes_atomic(path, content)
+    return path
+
+
+# --- building ------------------------------------------------------------------------------
+
+
+def build_om(
+    onnx_path,
+    batch_sizes: str | Iterable[int],
+    soc: str = DEFAULT_SOC,
+    out_dir=OM_DIR,
+    model: str | None = None,
+    precision_mode: str | None = None,
+    op_precision_ini=None,
+    dry_run: bool = False,
+    jobs: int = 1,
+    force: bool = False,
+    progress: bool = True,
+) -> list[OmBuild]:
+    """Run (or with ``dry_run`` print) atc once per batch size; returns one OmBuild each.
+
+    Paths in the commands are absolute, so each atc can run in its own scratch directory (ATC
+    drops kernel_meta/ and fusion_result.json in its working directory, which parallel jobs share
+    badly) and a printed command works from anywhere.
+    """
+    onnx_path = Path(onnx_path)
+    if onnx_path.suffix.lower() != ".onnx":
+        raise UsageError(f"{onnx_path}: --onnx must be an .onnx file (the export stage's output)")
+    if jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    sizes = parse_batch_sizes(batch_sizes)
+    onnx_input = read_onnx_input(onnx_path)
+    onnx_abs = onnx_path.resolve()
+    out_abs = Path(out_dir).resolve()
+    out_abs.mkdir(parents=True, exist_ok=True)
+
+    ini, extra = _resolve_options(onnx_path, onnx_input, out_abs, model, precision_mode, op_precision_ini)
+    builds = [_plan(onnx_abs, bs, soc, out_abs, ini, precision_mode, extra) for bs in sizes]
+    fingerprint = {
+        "onnx_sha256": sha256_file(onnx_path),
+        "inputs": {"op_precision": sha256_file(ini)} if ini else {},
+    }
+    for build in builds:
+        if not force and _up_to_date(build, fingerprint):
+            build.status = "up-to-date"
+        elif onnx_input.batch is not None and onnx_input.batch != build.batch_size:
+            print(f"[om] warning: {onnx_path} has a static batch of {onnx_input.batch}; ATC may fail at batch "
+                  f"{build.batch_size} (export with --dynamic-batch)", file=sys.stderr)
+    if dry_run:
+        for build in builds:
+            print(f"# bs{build.batch_size}: up to date ({build.om_path})" if build.status == "up-to-date"
+                  else build.command)
+        return builds
+    todo = [b for b in builds if b.status != "up-to-date"]
+    for build in builds:
+        if build.status == "up-to-date" and progress:
+            print(f"[om] bs{build.batch_size}: up to date ({build.om_path})", file=sys.stderr)
+    if todo and shutil.which("atc") is None:
+        raise ToolMissingError(
+            f"atc not found on PATH: source CANN's set_env.sh (e.g. . {SET_ENV_HINT}) or pass --dry-run to print the commands"
+        )
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(lambda b: _run_atc(b, onnx_path, soc, fingerprint, progress), todo))
+    failed = [b for b in todo if b.status == "failed"]
+    if failed:
+        for build in failed:
+            print(f"[om] bs{build.batch_size}: ATC failed; log: {build.log_path}", file=sys.stderr)
+            for line in build.errors:
+                print(f"    {line}", file=sys.stderr)
+        raise FocalinferError(
+            f"ATC failed for batch size {', '.join(str(b.batch_size) for b in failed)} of {onnx_path}; "
+            f"the E-code lines and log paths are above"
+        )
+    return builds
+
+
+def _resolve_options(onnx_path, onnx_input, out_abs, model, precision_mode, op_precision_ini):
+    name = registry_model_name(onnx_path, model, onnx_input)
+    ini_lines, registry_options = registry_atc_settings(name, explicit=model is not None)
+    if op_precision_ini is not None:
+        ini = Path(op_precision_ini)
+        if not ini.is_file():
+            raise FocalinferError(f"{ini}: op precision ini not found; give an existing file of OpType=mode lines")
+        ini = ini.resolve()
+    elif ini_lines:
+        ini = _write_ini(out_abs, name, ini_lines)
+    else:
+        ini = None
+    # An explicit --precision-mode replaces the registry's.
+    extra = tuple(o for o in registry_options if not (precision_mode and o.startswith("--precision_mode")))
+    return ini, extra
+
+
+def _plan(onnx_abs, bs, soc, out_abs, ini, precision_mode, extra) -> OmBuild:
+    prefix = output_prefix(onnx_abs, bs, out_abs)
+    return OmBuild(
+        batch_size=bs,
+        argv=build_atc_argv(onnx_abs, bs, soc, out_abs, ini, precision_mode, extra),
+        prefix=prefix,
+        log_path=prefix.with_name(prefix.name + ".atc.log"),
+        sidecar_path=atc_record_path(prefix),
+    )
+
+
+def _up_to_date(build: OmBuild, fingerprint: dict) -> bool:
+    record = AtcRecord.read(build.sidecar_path)
+    if record is None:
+        return False
+    om = build.prefix.parent / record.om
+    same = (record.argv == build.argv and record.onnx_sha256 == fingerprint["onnx_sha256"]
+            and record.inputs == fingerprint["inputs"])
+    if same and record.om and om.is_file():
+        build.om_path = om
+        return True
+    return False
+
+
+def find_om(prefix: Path, since: float) -> Path | None:
+    """The .om ATC wrote for ``prefix``: <prefix>.om or <prefix>_<arch>.om, newest, not older than ``since``."""
+    pattern = re.compile(rf"^{re.escape(prefix.name)}(_[A-Za-z]\w*)?\.om$")
+    candidates = [p for p in prefix.parent.glob(f"{prefix.name}*.om")
+                  if pattern.match(p.name) and p.stat().st_mtime >= since]
+    return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
+
+
+def error_lines(log_text: str, limit: int = 10) -> list[str]:
+    """ATC's E-code lines (and its 'ATC run failed' line), else the log's last lines."""
+    lines = [ln.strip() for ln in log_text.splitlines() if ln.strip()]
+    picked = [ln for ln in lines if _ERROR_CODE.search(ln) or "ATC run failed" in ln]
+    return list(dict.fromkeys(picked))[:limit] or lines[-5:]
+
+
+def _run_atc(build: OmBuild, onnx_path: Path, soc: str, fingerprint: dict, progress: bool) -> None:
+    workdir = build.prefix.parent / f".atc-work-bs{build.batch_size}"
+    workdir.mkdir(exist_ok=True)
+    if progress:
+        print(f"[om] bs{build.batch_size}: running atc (log: {build.log_path})", file=sys.stderr, flush=True)
+    start = time.time()
+    with open(build.log_path, "wb") as log:
+        log.write(f"$ {build.command}\n".encode())
+        log.flush()
+        code = subprocess.run(build.argv, stdout=log, stderr=subprocess.STDOUT, cwd=workdir).returncode
+    build.seconds = time.time() - start
+    build.om_path = find_om(build.prefix, since=start - 1) if code == 0 else None
+    if build.om_path is None:
+        build.status = "failed"
+        text = build.log_path.read_text(errors="replace")
+        why = [] if code != 0 else [f"atc exited 0 but wrote no {build.prefix.name}*.om"]
+        build.errors = why + error_lines(text)
+        return
+    shutil.rmtree(workdir, ignore_errors=True)
+    AtcRecord(onnx=str(onnx_path), om=build.om_path.name, onnx_sha256=fingerprint["onnx_sha256"],
+              batch_size=build.batch_size, soc=soc, argv=build.argv, built=time.strftime("%Y-%m-%dT%H:%M:%S"),
+              seconds=round(build.seconds, 1), inputs=fingerprint["inputs"]).write(build.sidecar_path)
+    build.status = "built"
+    if progress:
+        print(f"[om] bs{build.batch_size}: built {build.om_path} in {build.seconds:.1f} s", file=sys.stderr, flush=True)

@@ -1,0 +1,13 @@
+"""The backend layer: one runner interface, one module per runtime, one table of which runs what.
+
+- ``base``: :class:`Runner`, :class:`TensorSpec`;
+- ``onnxrt``: the only onnxruntime session builder (:func:`make_session`) and its runner;
+- ``torch``: the PyTorch eager runner (the reference);
+- ``ais_bench``: .om files through ais_bench's API or command line;
+- ``table``: model file → backend, :func:`open_runner`.
+"""
+
+from focalinfer.backend.base import Runner, TensorSpec
+from focalinfer.backend.table import BACKENDS, BACKENDS_BY_SUFFIX, open_runner, resolve_backend
+
+__all__ = ["BACKENDS", "BACKENDS_BY_SUFFIX", "Runner", "TensorSpec", "open_runner", "resolve_backend"]

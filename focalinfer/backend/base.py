@@ -1,0 +1,66 @@
+"""The one runner interface every inference backend implements (Polygraphy's idea).
+
+A runner loads one model, describes its single input, runs a batch and reports how long the
+compute took. What to do with the outputs (ais_bench's files, parity figures, timings) is the
+caller's: comparing results lives in ``focalinfer.metrics``, writing them in ``focalinfer.layout``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import numpy as np
+
+from focalinfer.errors import FocalinferError
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A model tensor: ``shape[0]`` is None when the batch axis is dynamic."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: np.dtype
+
+    @property
+    def static_batch(self) -> int | None:
+        return self.shape[0] if self.shape else None
+
+    def sample_bytes(self) -> int:
+        dims = self.shape[1:]
+        if any(d is None for d in dims):
+            raise FocalinferError(
+                f"model input {self.name!r} has dynamic dimensions {self.shape} beyond the batch axis; "
+                "export it with a fixed image size"
+            )
+        return int(np.prod(dims, dtype=np.int64)) * self.dtype.itemsize
+
+
+class Runner:
+    """Base class: subclasses load the model in __init__ and implement the four methods."""
+
+    backend = "?"
+
+    def input_spec(self) -> TensorSpec:
+        raise NotImplementedError
+
+    def output_specs(self) -> list[TensorSpec]:
+        raise NotImplementedError
+
+    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Run one batch; record its compute time (ms) in ``compute_times_ms``."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    compute_times_ms: list[float]
+
+    def reset_times(self) -> None:
+        """Forget the timings so far (after warm-up)."""
+        self.compute_times_ms = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,175 @@
+"""The infer stage: run an .om (ais_bench) or an .onnx (onnxruntime) over preprocessed .bin files
+and write ais_bench's output contract (see docs/infer.md and focalinfer.layout).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from focalinfer import layout
+from focalinfer.backend import resolve_backend
+from focalinfer.backend.ais_bench import choose_mode, cli_argv, run_cli
+from focalinfer.defaults import WORK_DIR
+from focalinfer.errors import FocalinferError, UsageError
+from focalinfer.infer import outdir
+from focalinfer.infer.engine import InferJob, run_devices, run_job
+from focalinfer.machine import cpu_count
+
+
+
+
+@dataclass
+class InferResult:
+    output_dir: Path  # <output>/<dirname>; with several devices the device<N> folders are inside
+    summary_path: Path | None  # <output>/<dirname>_summary.json (None with several devices)
+    backend: str
+    batch_size: int
+    outfmt: str
+    throughput: float | None  # samples/s: 1000 × batch / mean compute ms (summed over devices)
+    files_written: int  # output files written by this run
+    files_kept: int = 0  # output files a previous, interrupted run had finished
+    device_dirs: list[Path] = field(default_factory=list)
+
+
+def parse_devices(device: str | int) -> list[int]:
+    try:
+        ids = [int(part) for part in str(device).split(",")]
+    except ValueError:
+        raise UsageError(f"--device {device!r}: give a device id or a comma list such as 0,1") from None
+    if any(not 0 <= i <= 255 for i in ids) or len(set(ids)) != len(ids):
+        raise UsageError(f"--device {device!r}: ids must be distinct and within 0–255")
+    return ids
+
+
+def run_inference(
+    model_file,
+    input_dir=None,
+    output=WORK_DIR + "/",
+    output_dirname=None,
+    outfmt="TXT",
+    batch_size=None,
+    backend="auto",
+    device="0",
+    loop=1,
+    warmup=1,
+    threads=None,
+    force=False,
+    progress=True,
+    pure_data_type="zero",
+    ais_bench_mode="auto",
+) -> InferResult:
+    """Run ``model_file`` over ``input_dir`` (or ``loop`` times on generated data when it is None).
+
+    Outputs go to ``<output>/<output_dirname>`` (a timestamp when no dirname), exactly as
+    ais_bench writes them; a rerun into the same directory continues where an interrupted run
+    stopped. ``ais_bench_mode`` picks the ais_bench API ('api') or command line ('cli').
+    """
+
+    model_file = os.fspath(model_file)
+    backend = resolve_backend(model_file, backend)
+    outfmt = str(outfmt).upper()
+    if outfmt not in layout.OUTFMTS:
+        raise UsageError(f"--outfmt {outfmt}: choose one of {', '.join(layout.OUTFMTS)}")
+    if loop < 1 or warmup < 0:
+        raise UsageError("--loop must be at least 1 and --warmup at least 0")
+    if pure_data_type not in ("zero", "random"):
+        raise UsageError(f"pure data type {pure_data_type!r}: choose zero or random")
+    if not os.path.isfile(model_file):
+        raise FocalinferError(f"{model_file}: model file not found; check the path (or run export / om first)")
+    devices = parse_devices(device)
+    files = None
+    if input_dir is not None:
+        files = layout.list_input_files(input_dir)
+        layout.check_unique_stems(files)
+    output = os.fspath(output)
+    dirname = output_dirname or layout.timestamp_dirname()
+    output_dir = os.path.join(output, dirname)
+
+    mode = python = None
+    if backend == "ais_bench":
+        mode, python = choose_mode(model_file, ais_bench_mode)
+    claimed = outdir.claim(output_dir, model_file, backend, force)
+    try:
+        settings = dict(model_file=model_file, backend=backend, files=files, output=output, dirname=dirname,
+                        outfmt=outfmt, batch_size=batch_size, loop=loop, warmup=warmup, threads=threads,
+                        pure_data_type=pure_data_type, progress=progress, args=list(sys.argv))
+        return _dispatch(mode, python, input_dir, devices, settings)
+    except FocalinferError:
+        outdir.release(output_dir, claimed)  # a run that failed before writing leaves no claim behind
+        raise
+
+
+def _dispatch(mode, python, input_dir, devices, settings) -> InferResult:
+    if mode == "cli":
+        return _run_ais_bench_cli(python, input_dir, devices, settings)
+    if len(devices) == 1:
+        return _run_in_process(devices[0], settings)
+    return _run_devices(devices, settings)
+
+
+def _result(outcome, backend, outfmt) -> InferResult:
+    return InferResult(
+        output_dir=Path(outcome.output_dir),
+        summary_path=Path(outcome.summary_path) if outcome.summary_path else None,
+        backend=backend, batch_size=outcome.batch_size, outfmt=outfmt, throughput=outcome.throughput,
+        files_written=outcome.files_written, files_kept=outcome.files_kept,
+    )
+
+
+def _run_in_process(device: int, settings: dict) -> InferResult:
+
+    outcome = run_job(InferJob(device=device, **settings))
+    return _result(outcome, settings["backend"], settings["outfmt"])
+
+
+def _run_devices(devices: list[int], settings: dict) -> InferResult:
+    """One process per device, each with a contiguous share of the files, in <dirname>/device<N>."""
+
+    files = settings.pop("files")
+    shares = [None] * len(devices) if files is None else layout.split_for_devices(files, len(devices))
+    threads = max(1, (settings.pop("threads") or cpu_count()) // len(devices))
+    dirname = settings.pop("dirname")
+    progress = settings.pop("progress")
+    jobs = [
+        InferJob(device=dev, files=share, dirname=os.path.join(dirname, f"device{dev}"), threads=threads,
+                 progress=False, **settings)
+        for dev, share in zip(devices, shares)
+    ]
+    if len(jobs) < len(devices):
+        print(f"[INFO] {len(files)} input files fill only {len(jobs)} of {len(devices)} devices", flush=True)
+    outcomes = run_devices(jobs, progress)
+    total = sum(o.throughput or 0.0 for o in outcomes)
+    print(f"[INFO] summary throughput:{total}", flush=True)
+    return InferResult(
+        output_dir=Path(settings["output"]) / dirname, summary_path=None, backend=settings["backend"],
+        batch_size=outcomes[0].batch_size, outfmt=settings["outfmt"], throughput=total,
+        files_written=sum(o.files_written for o in outcomes), files_kept=sum(o.files_kept for o in outcomes),
+        device_dirs=[Path(o.output_dir) for o in outcomes],
+    )
+
+
+def _run_ais_bench_cli(python: str, input_dir, devices: list[int], settings: dict) -> InferResult:
+
+    if settings["threads"]:
+        print("[INFO] --threads applies to onnxruntime only; ais_bench ignores it", flush=True)
+    device = ",".join(str(d) for d in devices)
+    argv = cli_argv(python, settings["model_file"], None if input_dir is None else os.fspath(input_dir),
+                    settings["output"], settings["dirname"], settings["outfmt"], settings["batch_size"],
+                    device, settings["loop"], settings["warmup"], settings["pure_data_type"])
+    logged_throughput, logged_batch = run_cli(argv)
+    output_dir = Path(settings["output"]) / settings["dirname"]
+    device_dirs = [output_dir / f"device{d}" for d in devices] if len(devices) > 1 else []
+    result_dirs = device_dirs or [output_dir]
+    written = sum(
+        1 for d in result_dirs if d.is_dir() for f in d.iterdir() if layout.OUTPUT_NAME.match(f.name)
+    )
+    summary = None if device_dirs else layout.find_summary(output_dir)
+    throughput = layout.summary_throughput(summary) if summary else logged_throughput
+    return InferResult(
+        output_dir=output_dir, summary_path=summary, backend="ais_bench",
+        batch_size=settings["batch_size"] or logged_batch or 0, outfmt=settings["outfmt"],
+        throughput=throughput, files_written=written, device_dirs=device_dirs,
+    )

@@ -1,0 +1,211 @@
+"""Typed read/write of every stage's record: the files through which the stages talk.
+
+| record | written by | where | read by |
+|---|---|---|---|
+| :class:`Manifest` | preprocess | ``<out>/manifest.json`` | infer, eval, precision |
+| :class:`ExportRecord` | export | ``<onnx>.report.json`` | om, infer, eval |
+| :class:`AtcRecord` | om | ``<out-dir>/<stem>_bs<N>.atc.json`` | om (rebuilds), infer (which ONNX) |
+| :class:`InferRecord` | infer | ``<output>/<dirname>.focalinfer.json`` (beside the folder) | infer (resume), eval |
+
+A stage finds another stage's record only through the path functions here and reads it only
+through these classes, so no stage spells another's file names or keys.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from focalinfer.errors import FocalinferError
+from focalinfer.util import write_json_atomic
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = 1
+
+
+def _read_json(path: Path, what: str) -> dict | None:
+    """The JSON object at ``path``, None when absent, a one-line error when unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise FocalinferError(f"{path}: {what} is not readable JSON ({e}); delete it and rerun the stage that wrote it") from None
+    if not isinstance(data, dict):
+        raise FocalinferError(f"{path}: {what} is not a JSON object; delete it and rerun the stage that wrote it")
+    return data
+
+
+def _known(cls, data: dict) -> dict:
+    """The keys of ``data`` that ``cls`` has fields for (records may carry more)."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+# --- preprocess ---------------------------------------------------------------------------
+
+
+def manifest_path(out_dir: str | os.PathLike) -> Path:
+    return Path(out_dir) / MANIFEST_NAME
+
+
+@dataclass
+class Manifest:
+    """What a folder of .bin files is: model, transform, dtype, layout and the files it holds."""
+
+    model: str
+    preset: str
+    transform: dict
+    dtype: str = "float32"
+    shape: list = field(default_factory=list)
+    bytes_per_file: int = 0
+    status: str = "complete"
+    files: list = field(default_factory=list)  # {"source", "bin", ["label"]}
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, out_dir: str | os.PathLike) -> "Manifest | None":
+        data = _read_json(manifest_path(out_dir), "the preprocess manifest")
+        if data is None:
+            return None
+        try:
+            known = _known(cls, data)
+            return cls(**known, extra={k: v for k, v in data.items() if k not in known})
+        except TypeError:
+            raise FocalinferError(
+                f"{manifest_path(out_dir)}: not a focalinfer preprocess manifest; rerun preprocess"
+            ) from None
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        return {**data.pop("extra"), **data}
+
+    def write(self, out_dir: str | os.PathLike) -> Path:
+        path = manifest_path(out_dir)
+        write_json_atomic(path, {"format": MANIFEST_FORMAT, **self.as_dict()})
+        return path
+
+
+# --- export -------------------------------------------------------------------------------
+
+
+def export_report_path(onnx_path: str | os.PathLike) -> Path:
+    onnx_path = Path(onnx_path)
+    return onnx_path.with_name(onnx_path.name + ".report.json")
+
+
+@dataclass
+class ExportRecord:
+    """The facts of an export report that later stages check."""
+
+    model: str
+    onnx_sha256: str = ""
+    checkpoint: str | None = None
+    checkpoint_sha256: str | None = None
+    batch_size: int | None = None
+    dynamic_batch: bool = False
+    outputs: list = field(default_factory=list)
+    parity: dict = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, onnx_path: str | os.PathLike) -> "ExportRecord | None":
+        path = export_report_path(onnx_path)
+        data = _read_json(path, "the export report")
+        if data is None:
+            return None
+        if not data.get("model"):
+            raise FocalinferError(f"{path}: not a focalinfer export report; re-export the model")
+        return cls(**_known(cls, data))
+
+
+# --- om (ATC) -----------------------------------------------------------------------------
+
+
+def atc_record_path(prefix: str | os.PathLike) -> Path:
+    """The sidecar of ATC output prefix ``<out-dir>/<stem>_bs<N>``."""
+    prefix = Path(prefix)
+    return prefix.with_name(prefix.name + ".atc.json")
+
+
+@dataclass
+class AtcRecord:
+    """One .om build: what went in (ONNX hash, argv, option-file hashes) and the .om it wrote."""
+
+    onnx: str
+    om: str
+    onnx_sha256: str = ""
+    batch_size: int = 0
+    soc: str = ""
+    argv: list = field(default_factory=list)
+    built: str = ""
+    seconds: float = 0.0
+    inputs: dict = field(default_factory=dict)  # option file → sha256 (op precision ini, …)
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> "AtcRecord | None":
+        try:
+            data = _read_json(Path(path), "the ATC build record")
+        except FocalinferError:
+            return None  # a broken sidecar only means "rebuild"
+        if data is None:
+            return None
+        try:
+            return cls(**_known(cls, data))
+        except TypeError:
+            return None
+
+    def write(self, path: str | os.PathLike) -> None:
+        write_json_atomic(path, asdict(self))
+
+    @classmethod
+    def for_om(cls, om_path: str | os.PathLike) -> "AtcRecord | None":
+        """The record of the build that wrote ``om_path`` (ATC may add an arch suffix to its name)."""
+        om_path = Path(om_path)
+        for sidecar in sorted(om_path.parent.glob("*.atc.json")):
+            record = cls.read(sidecar)
+            if record is not None and record.om == om_path.name:
+                return record
+        return None
+
+
+# --- infer --------------------------------------------------------------------------------
+
+
+def infer_record_path(output_dir: str | os.PathLike) -> Path:
+    """Beside ``<output>/<dirname>``, never inside: ais_bench's folder holds only its outputs."""
+    output_dir = Path(output_dir)
+    return output_dir.with_name(output_dir.name + ".focalinfer.json")
+
+
+@dataclass
+class InferRecord:
+    """Which model (and, from the trust checks on, which inputs and settings) a result folder holds."""
+
+    model_file: str
+    model_sha256: str
+    backend: str
+    updated: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, output_dir: str | os.PathLike) -> "InferRecord | None":
+        path = infer_record_path(output_dir)
+        try:
+            data = _read_json(path, "the infer record")
+        except FocalinferError:
+            return cls("", "", "")  # unreadable: belongs to nobody
+        if data is None:
+            return None
+        known = _known(cls, data)
+        known.pop("extra", None)
+        return cls(**{"model_file": "", "model_sha256": "", "backend": "", **known},
+                   extra={k: v for k, v in data.items() if k not in known})
+
+    def write(self, output_dir: str | os.PathLike) -> Path:
+        path = infer_record_path(output_dir)
+        data = asdict(self)
+        write_json_atomic(path, {**data.pop("extra"), **data})
+        return path
