@@ -59,7 +59,8 @@ class Manifest:
     model: str
     preset: str
     transform: dict
-    dtype: str = "float32"
+    dtype: str = "float32"              # float32 (normalised) | uint8 (raw RGB, normalised later)
+    tensor_layout: str = "NCHW"         # NCHW for float32, NHWC for uint8
     shape: list = field(default_factory=list)
     bytes_per_file: int = 0
     status: str = "complete"
@@ -82,6 +83,14 @@ class Manifest:
     def as_dict(self) -> dict:
         data = asdict(self)
         return {**data.pop("extra"), **data}
+
+    @staticmethod
+    def sha256(out_dir: str | os.PathLike) -> str | None:
+        """Hash of the manifest file (what infer and eval record as "made from these inputs")."""
+        from focalinfer.util import sha256_file
+
+        path = manifest_path(out_dir)
+        return sha256_file(path) if path.is_file() else None
 
     def write(self, out_dir: str | os.PathLike) -> Path:
         path = manifest_path(out_dir)
@@ -188,6 +197,17 @@ class InferRecord:
     model_sha256: str
     backend: str
     updated: str = ""
+    model: str | None = None           # registry name (from the export report / ONNX metadata)
+    batch_size: int | None = None      # the batch that really ran
+    outfmt: str | None = None
+    input_dir: str | None = None
+    manifest_sha256: str | None = None  # the preprocess manifest the inputs came with
+    inputs_sha256: str | None = None    # hash of the input file list with sizes and mtimes
+    preset: str | None = None
+    dtype: str | None = None            # of the input files (float32 | uint8)
+    files_written: int = 0
+    files_kept: int = 0
+    tool_version: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
