@@ -441,3 +441,14 @@ def test_cli_infer(models, tmp_path):
     assert bad.output.strip().splitlines() == [
         f"focalinfer: error: {tmp_path / 'missing'}: input directory does not exist; "
         "pass the folder of .bin files that preprocess wrote"]
+
+
+def test_the_result_folder_holds_only_what_ais_bench_writes(models, tmp_path):
+    """Scorers list the folder and parse every file: focalinfer's own record lives beside it."""
+    import re
+
+    run_inference(models["paths"][4], models["data"], output=tmp_path, output_dirname="res",
+                  outfmt="TXT", progress=False)
+    names = sorted(p.name for p in (tmp_path / "res").iterdir())
+    assert names and all(re.fullmatch(r".+_0\.txt", n) for n in names), names
+    assert (tmp_path / "res.focalinfer.json").is_file() and (tmp_path / "res_summary.json").is_file()

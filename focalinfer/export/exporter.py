@@ -12,7 +12,6 @@ import copy
 import hashlib
 import io
 import math
-import re
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -25,6 +24,7 @@ import torch
 
 from focalinfer.backend.onnxrt import make_session
 from focalinfer.metrics.logits import compare_logits
+from focalinfer.layout import natural_key
 from focalinfer.records import export_report_path
 from focalinfer.errors import FocalinferError, UsageError, first_line
 from focalinfer.export.lint import lint_onnx, op_histogram
@@ -190,16 +190,12 @@ def _check_arguments(out: Path, batch_size, opset, parity_samples, parity_data, 
     ensure_writable_dir(out.parent)
 
 
-def _natural_key(name: str):
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
-
-
 def _parity_files(directory: str | Path, input_size: int) -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
         raise UsageError(f"{directory}: --parity-data is not a directory; pass a directory of preprocessed .bin files")
     files = sorted((p for p in directory.iterdir() if p.suffix.lower() == ".bin" and p.is_file()),
-                   key=lambda p: _natural_key(p.name))
+                   key=lambda p: natural_key(p.name))
     if not files:
         raise UsageError(f"{directory}: holds no .bin files; run `focalinfer preprocess` for this model first")
     expected = 3 * input_size * input_size * 4

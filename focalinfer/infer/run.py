@@ -1,6 +1,5 @@
-"""The infer stage: run an .om (ais_bench) or an .onnx (onnxruntime) over preprocessed .bin files
-and write ais_bench's output contract (see docs/infer.md and focalinfer.layout).
-"""
+"""``run_inference``: resolve the backend, claim the result folder, run the batches (in-process, per device, or
+ais_bench's command line) and report what was written."""
 
 from __future__ import annotations
 
