@@ -292,10 +292,12 @@ def doctor_command(as_json):
 @click.option("--ais-bench-mode", default="auto", show_default=True, type=click.Choice(["auto", "api", "cli"]),
               help="ais_bench through its Python API (resumable) or `python3 -m ais_bench`.")
 @click.option("--force", is_flag=True, help="Replace results of another model in the output folder.")
+@click.option("--allow-transform-mismatch", is_flag=True,
+              help="Run on .bin files that another model's eval transform made (the manifest says which).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @user_errors
 def infer_command(model_file, input_dir, output, output_dirname, outfmt, batch_size, backend, device, loop,
-                  warmup, threads, pure_data_type, ais_bench_mode, force, quiet):
+                  warmup, threads, pure_data_type, ais_bench_mode, force, allow_transform_mismatch, quiet):
     """Run a model over preprocessed .bin files; writes ais_bench's per-image outputs and summary."""
     from focalinfer.infer import run_inference
 
@@ -303,6 +305,7 @@ def infer_command(model_file, input_dir, output, output_dirname, outfmt, batch_s
         model_file, input_dir, output=output, output_dirname=output_dirname, outfmt=outfmt.upper(),
         batch_size=batch_size, backend=backend, device=device, loop=loop, warmup=warmup, threads=threads,
         force=force, progress=not quiet, pure_data_type=pure_data_type, ais_bench_mode=ais_bench_mode,
+        allow_transform_mismatch=allow_transform_mismatch,
     )
     kept = f", {result.files_kept} kept from an earlier run" if result.files_kept else ""
     speed = f", {result.throughput:.1f} samples/s" if result.throughput else ""
@@ -331,8 +334,11 @@ def infer_command(model_file, input_dir, output, output_dirname, outfmt, batch_s
               help="Output format to write (default TXT) or, with --results, to read when several exist.")
 @click.option("--allow-missing", is_flag=True, help="Exit 0 even when labelled images have no (valid) output.")
 @click.option("--model", "model_name", help="Model name to record (default: the model file's or summary's).")
+@click.option("--allow-transform-mismatch", is_flag=True,
+              help="Run on .bin files that another model's eval transform made (the manifest says which).")
 @user_errors
-def eval_command(labels, om, onnx, results, input_dir, output, batch_size, outfmt, allow_missing, model_name):
+def eval_command(labels, om, onnx, results, input_dir, output, batch_size, outfmt, allow_missing, model_name,
+                 allow_transform_mismatch):
     """Top-1/Top-5 of a model's outputs against val_label.txt, joined by image name, into result.json."""
     from focalinfer.errors import UsageError
     from focalinfer.pipeline import evaluate
@@ -348,6 +354,7 @@ def eval_command(labels, om, onnx, results, input_dir, output, batch_size, outfm
         labels, results_dir=results, model_file=om or onnx, input_dir=input_dir, output=output,
         outfmt=outfmt, batch_size=batch_size, model=model_name,
         backend="ais_bench" if om else "onnxruntime" if onnx else None,
+        allow_transform_mismatch=allow_transform_mismatch,
     )
     for note in result.warnings:
         click.echo(f"warning: {note}", err=True)

@@ -16,7 +16,7 @@ def evaluate(
     model_file: str | os.PathLike | None = None, input_dir: str | os.PathLike = DATABIN_DIR,
     output: str | os.PathLike = RESULT_JSON, outfmt: str | None = None,
     batch_size: int | None = None, model: str | None = None, num_classes: int | None = None,
-    backend: str | None = None, workers: int | None = None,
+    backend: str | None = None, workers: int | None = None, allow_transform_mismatch: bool = False,
 ) -> tuple[EvalResult, Path]:
     """Score ``results_dir``, or first run ``model_file`` (.om → ais_bench, .onnx → onnxruntime) on
     ``input_dir`` into ``<output dir>/<output stem>/``; write result.json to ``output``."""
@@ -31,6 +31,7 @@ def evaluate(
             run = run_inference(
                 model_file, input_dir=input_dir, output=output.parent, output_dirname=output.stem,
                 outfmt=(outfmt or "TXT").upper(), batch_size=batch_size, backend=backend,
+                allow_transform_mismatch=allow_transform_mismatch,
             )
         except ToolMissingError as e:
             if backend != "ais_bench":

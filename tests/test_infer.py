@@ -19,6 +19,7 @@ import pytest
 
 from focalinfer.errors import FocalinferError, ToolMissingError, UsageError
 from focalinfer import layout as contract
+from focalinfer.records import Manifest
 from focalinfer.infer import InferResult, run_inference
 
 STANDINS = Path(__file__).parent / "standins"
@@ -65,7 +66,9 @@ def models(tmp_path_factory):
     names = [f"ILSVRC2012_val_{i + 1}" for i in range(N_FILES)]
     for name, image in zip(names, images):
         image.tofile(data / f"{name}.bin")
-    (data / "manifest.json").write_text("{}")  # preprocess writes one; it is not an input
+    # preprocess writes one; it is not an input
+    Manifest(model="tiny", preset="official", transform={}, shape=[1, 3, H, W],
+             files=[{"source": f"{n}.JPEG", "bin": f"{n}.bin"} for n in names]).write(data)
     with torch.no_grad():
         reference = {name: net(torch.from_numpy(img)).numpy() for name, img in zip(names, images)}
     return {"paths": paths, "data": data, "names": names, "reference": reference, "root": root}

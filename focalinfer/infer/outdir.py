@@ -8,43 +8,66 @@ sits beside ``<output>/<dirname>``, never inside it: ais_bench's folder holds on
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
 from focalinfer import layout
 from focalinfer.errors import FocalinferError
 from focalinfer.records import InferRecord, infer_record_path
-from focalinfer.util import sha256_file
 
 
-def claim(output_dir: str | os.PathLike, model_file: str | os.PathLike, backend: str,
-          force: bool) -> tuple[bool, bool]:
-    """Make ``output_dir`` this model's (refusing another's unless ``force``).
+def _changed_settings(old: InferRecord, new: InferRecord) -> str | None:
+    """Why the outputs in a folder of the same model cannot be resumed, or None when they can."""
+    if old.inputs_sha256 and new.inputs_sha256 and old.inputs_sha256 != new.inputs_sha256:
+        return f"they were made from other inputs ({old.input_dir or 'another folder'}, or files changed since)"
+    if old.batch_size and new.batch_size and old.batch_size != new.batch_size:
+        return f"they were made at batch {old.batch_size}, not {new.batch_size}"
+    if old.outfmt and new.outfmt and old.outfmt != new.outfmt:
+        return f"they are {old.outfmt}, not {new.outfmt}"
+    return None
+
+
+def claim(output_dir: str | os.PathLike, record: InferRecord, force: bool) -> tuple[bool, bool]:
+    """Make ``output_dir`` this run's: resume the same model, inputs and settings; start over (saying
+    so) for the same model with other inputs or settings; refuse another model's unless ``force``.
 
     Returns (the directory is new, the record is new), for :func:`release`.
     """
     output_dir = Path(output_dir)
     created = not output_dir.exists()
-    model_hash = sha256_file(model_file)
-    record = InferRecord.read(output_dir)
+    old = InferRecord.read(output_dir)
     results = layout.result_files(output_dir) if output_dir.is_dir() else []
-    if record is not None and record.model_sha256 != model_hash:
+    clear = force
+    if old is not None and old.model_sha256 != record.model_sha256:
         if not force:
             raise FocalinferError(
-                f"{output_dir}: holds results of another model ({record.model_file or 'unknown'}); choose another "
+                f"{output_dir}: holds results of another model ({old.model_file or 'unknown'}); choose another "
                 "--output-dirname or pass --force to replace them"
             )
-    elif record is None and results and not force:
+    elif old is None and results and not force:
         raise FocalinferError(
             f"{output_dir}: holds output files focalinfer has no record of (another model or tool?); choose "
             "another --output-dirname or pass --force to replace them"
         )
-    if force:
+    elif old is not None and results and (why := _changed_settings(old, record)):
+        print(f"[INFO] {output_dir}: not resuming the {len(results)} files there, {why}; starting over",
+              file=sys.stderr, flush=True)
+        clear = True
+    if clear:
         for path in results:
             path.unlink()
     output_dir.mkdir(parents=True, exist_ok=True)
-    InferRecord(str(model_file), model_hash, backend, time.strftime("%Y-%m-%dT%H:%M:%S")).write(output_dir)
-    return created, record is None or record.model_sha256 != model_hash
+    record.updated = time.strftime("%Y-%m-%dT%H:%M:%S")
+    record.write(output_dir)
+    return created, old is None or old.model_sha256 != record.model_sha256
+
+
+def finish(output_dir: str | os.PathLike, record: InferRecord, batch_size: int, written: int, kept: int) -> None:
+    """Record what the finished run did: the batch that really ran, outputs written and reused."""
+    record.batch_size, record.files_written, record.files_kept = batch_size, written, kept
+    record.updated = time.strftime("%Y-%m-%dT%H:%M:%S")
+    record.write(output_dir)
 
 
 def release(output_dir: str | os.PathLike, claimed: tuple[bool, bool]) -> None:

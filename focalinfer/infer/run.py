@@ -8,14 +8,17 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from focalinfer import layout
+from focalinfer import __version__, layout
 from focalinfer.backend import resolve_backend
 from focalinfer.backend.ais_bench import choose_mode, cli_argv, run_cli
 from focalinfer.defaults import WORK_DIR
 from focalinfer.errors import FocalinferError, UsageError
 from focalinfer.infer import outdir
 from focalinfer.infer.engine import InferJob, run_devices, run_job
+from focalinfer.infer.provenance import InputSet, check_transform, model_name_of, read_input_set
 from focalinfer.machine import cpu_count
+from focalinfer.records import InferRecord
+from focalinfer.util import ensure_writable_dir, sha256_file
 
 
 
@@ -59,12 +62,14 @@ def run_inference(
     progress=True,
     pure_data_type="zero",
     ais_bench_mode="auto",
+    allow_transform_mismatch=False,
 ) -> InferResult:
     """Run ``model_file`` over ``input_dir`` (or ``loop`` times on generated data when it is None).
 
     Outputs go to ``<output>/<output_dirname>`` (a timestamp when no dirname), exactly as
     ais_bench writes them; a rerun into the same directory continues where an interrupted run
-    stopped. ``ais_bench_mode`` picks the ais_bench API ('api') or command line ('cli').
+    stopped — only when the model, the inputs and the batch size are the same (otherwise it starts
+    over, saying so). ``ais_bench_mode`` picks the ais_bench API ('api') or command line ('cli').
     """
 
     model_file = os.fspath(model_file)
@@ -79,26 +84,48 @@ def run_inference(
     if not os.path.isfile(model_file):
         raise FocalinferError(f"{model_file}: model file not found; check the path (or run export / om first)")
     devices = parse_devices(device)
-    files = None
+    model_name = model_name_of(model_file)
+    inputs = None
     if input_dir is not None:
-        files = layout.list_input_files(input_dir)
-        layout.check_unique_stems(files)
+        inputs = read_input_set(input_dir)
+        check_transform(inputs, model_name, model_file, allow_transform_mismatch)
+        if inputs.extra:
+            print(f"[INFO] {len(inputs.extra)} input files in {input_dir} are not in its manifest and were left out "
+                  f"(first: {os.path.basename(inputs.extra[0])})", file=sys.stderr, flush=True)
     output = os.fspath(output)
     dirname = output_dirname or layout.timestamp_dirname()
     output_dir = os.path.join(output, dirname)
+    ensure_writable_dir(output, "--output folder")
 
     mode = python = None
     if backend == "ais_bench":
         mode, python = choose_mode(model_file, ais_bench_mode)
-    claimed = outdir.claim(output_dir, model_file, backend, force)
+    record = _record(model_file, model_name, backend, batch_size, outfmt, inputs)
+    claimed = outdir.claim(output_dir, record, force)
     try:
-        settings = dict(model_file=model_file, backend=backend, files=files, output=output, dirname=dirname,
-                        outfmt=outfmt, batch_size=batch_size, loop=loop, warmup=warmup, threads=threads,
-                        pure_data_type=pure_data_type, progress=progress, args=list(sys.argv))
-        return _dispatch(mode, python, input_dir, devices, settings)
+        settings = dict(model_file=model_file, backend=backend, files=inputs.files if inputs else None,
+                        output=output, dirname=dirname, outfmt=outfmt, batch_size=batch_size, loop=loop,
+                        warmup=warmup, threads=threads, pure_data_type=pure_data_type, progress=progress,
+                        args=list(sys.argv))
+        result = _dispatch(mode, python, input_dir, devices, settings)
     except FocalinferError:
         outdir.release(output_dir, claimed)  # a run that failed before writing leaves no claim behind
         raise
+    outdir.finish(output_dir, record, result.batch_size, result.files_written, result.files_kept)
+    return result
+
+
+def _record(model_file: str, model_name: str | None, backend: str, batch_size: int | None, outfmt: str,
+            inputs: InputSet | None) -> InferRecord:
+    manifest = inputs.manifest if inputs else None
+    return InferRecord(
+        model_file=model_file, model_sha256=sha256_file(model_file), backend=backend, model=model_name,
+        batch_size=batch_size, outfmt=outfmt, input_dir=inputs.directory if inputs else None,
+        manifest_sha256=inputs.manifest_sha256 if inputs else None,
+        inputs_sha256=inputs.fingerprint if inputs else None,
+        preset=manifest.preset if manifest else None, dtype=manifest.dtype if manifest else None,
+        tool_version=__version__,
+    )
 
 
 def _dispatch(mode, python, input_dir, devices, settings) -> InferResult:
