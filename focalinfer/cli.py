@@ -26,6 +26,11 @@ def user_errors(fn):
         except FocalinferError as e:
             click.echo(f"focalinfer: error: {e}", err=True)
             sys.exit(e.exit_code)
+        except OSError as e:  # a disk or permission failure no check foresaw: still one line, no traceback
+            where = e.filename or "a file"
+            click.echo(f"focalinfer: error: {where}: {e.strerror or e}; check the path, its permissions and free disk",
+                       err=True)
+            sys.exit(1)
         except KeyboardInterrupt:
             click.echo("focalinfer: interrupted; completed outputs are kept, rerun to resume", err=True)
             sys.exit(130)

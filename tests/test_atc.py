@@ -264,3 +264,11 @@ def test_doctor(tmp_path, fake_atc):
     result = CliRunner().invoke(cli, ["doctor"])
     assert result.exit_code == 0 and f"atc: {real_atc} (CANN 7.0.RC1)" in result.output
     assert "onnxruntime:" in result.output and "CPUs:" in result.output
+
+
+def test_an_unwritable_out_dir_is_one_line_before_any_work(onnx_path, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    res = CliRunner().invoke(cli, ["om", "--onnx", str(onnx_path), "--out-dir", str(blocker / "om"), "--dry-run"])
+    assert res.exit_code == 1 and "--out-dir is not writable" in res.output
+    assert res.output.count("\n") == 1 and isinstance(res.exception, SystemExit)

@@ -22,7 +22,7 @@ from typing import Iterable, Sequence
 from focalinfer.defaults import DEFAULT_SOC, OM_DIR
 from focalinfer.errors import FocalinferError, ToolMissingError, UsageError
 from focalinfer.records import AtcRecord, ExportRecord, atc_record_path
-from focalinfer.util import sha256_file, write_bytes_atomic
+from focalinfer.util import ensure_writable_dir, sha256_file, write_bytes_atomic
 
 __all__ = ["OnnxInput", "OmBuild", "read_onnx_input", "build_atc_argv", "build_om", "parse_batch_sizes"]
 
@@ -207,7 +207,7 @@ def build_om(
     onnx_input = read_onnx_input(onnx_path)
     onnx_abs = onnx_path.resolve()
     out_abs = Path(out_dir).resolve()
-    out_abs.mkdir(parents=True, exist_ok=True)
+    ensure_writable_dir(out_abs, "--out-dir")
 
     ini, extra = _resolve_options(onnx_path, onnx_input, out_abs, model, precision_mode, op_precision_ini)
     builds = [_plan(onnx_abs, bs, soc, out_abs, ini, precision_mode, extra) for bs in sizes]
