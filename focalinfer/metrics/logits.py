@@ -49,13 +49,34 @@ def _as_rows(name: str, array: np.ndarray) -> np.ndarray:
 
 
 def _row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    dots = np.sum(a * b, axis=1)
-    # Two all-zero rows are identical; one zero row against a non-zero one shares no direction.
-    both_zero = (np.linalg.norm(a, axis=1) == 0) & (np.linalg.norm(b, axis=1) == 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cosine = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), 0.0)
-    return np.where(both_zero, 1.0, cosine)
+    """Per-row cosine; two zero rows are identical (1), one zero row shares no direction (0)."""
+    norm_a = np.linalg.norm(a, axis=1)
+    norm_b = np.linalg.norm(b, axis=1)
+    norms = norm_a * norm_b
+    dots = np.einsum("ij,ij->i", a, b)
+    cosine = np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
+    return np.where((norm_a == 0) & (norm_b == 0), 1.0, cosine)
+
+
+def row_metrics(reference: np.ndarray, candidate: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-row columns: cosine, max abs error, mean relative error, top-1/top-5 agreement, top-1s."""
+    ref = _as_rows("reference", reference)
+    cand = _as_rows("candidate", candidate)
+    if ref.shape != cand.shape:
+        raise ValueError(f"logit shapes differ: reference {ref.shape} vs candidate {cand.shape}")
+    abs_err = np.abs(ref - cand)
+    # ranked as torch.topk ranks them, ties included, so agreement means "eval would report the same"
+    top_ref, top_cand = topk_indices(ref, 5), topk_indices(cand, 5)
+    return {
+        "cosine": _row_cosine(ref, cand),
+        "max_abs_err": abs_err.max(axis=1) if ref.shape[1] else np.zeros(len(ref)),
+        # Same floor of 1 as the bound, so near-zero logits do not blow it up.
+        "mean_rel_err": (abs_err / np.maximum(1.0, np.abs(ref))).mean(axis=1),
+        "top1_agree": top_ref[:, 0] == top_cand[:, 0],
+        "top5_agree": (np.sort(top_ref, axis=1) == np.sort(top_cand, axis=1)).all(axis=1),
+        "top1_a": top_ref[:, 0],
+        "top1_b": top_cand[:, 0],
+    }
 
 
 def compare_logits(reference: np.ndarray, candidate: np.ndarray) -> LogitComparison:
@@ -64,32 +85,20 @@ def compare_logits(reference: np.ndarray, candidate: np.ndarray) -> LogitCompari
     cand = _as_rows("candidate", candidate)
     if ref.shape != cand.shape:
         raise ValueError(f"logit shapes differ: reference {ref.shape} vs candidate {cand.shape}")
-    count = ref.shape[0]
     bound = parity_bound(ref)
-    if count == 0:
+    if ref.shape[0] == 0:
         return LogitComparison(0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, bound, True)
-
-    abs_diff = np.abs(ref - cand)
-    max_abs_diff = float(abs_diff.max())
-    # Relative error per element, with the same floor of 1 as the bound so near-zero logits do not
-    # blow it up.
-    rel_err = abs_diff / np.maximum(1.0, np.abs(ref))
-    cosine = _row_cosine(ref, cand)
-
-    # ranked as torch.topk ranks them, ties included, so agreement means "eval would report the same"
-    ref_top, cand_top = topk_indices(ref, 5), topk_indices(cand, 5)
-    top1 = ref_top[:, 0] == cand_top[:, 0]
-    top5 = np.all(np.sort(ref_top, axis=1) == np.sort(cand_top, axis=1), axis=1)
-
+    rows = row_metrics(ref, cand)
+    max_abs_diff = float(rows["max_abs_err"].max())
     return LogitComparison(
-        count=int(count),
+        count=int(ref.shape[0]),
         max_abs_diff=max_abs_diff,
-        mean_abs_diff=float(abs_diff.mean()),
-        mean_rel_err=float(rel_err.mean()),
-        cosine_min=float(cosine.min()),
-        cosine_mean=float(cosine.mean()),
-        top1_agreement=float(top1.mean()),
-        top5_agreement=float(top5.mean()),
+        mean_abs_diff=float(np.abs(ref - cand).mean()),
+        mean_rel_err=float(rows["mean_rel_err"].mean()),
+        cosine_min=float(rows["cosine"].min()),
+        cosine_mean=float(rows["cosine"].mean()),
+        top1_agreement=float(rows["top1_agree"].mean()),
+        top5_agreement=float(rows["top5_agree"].mean()),
         bound=bound,
         within_bound=bool(np.isfinite(max_abs_diff) and max_abs_diff <= bound),
     )

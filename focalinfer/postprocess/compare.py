@@ -16,7 +16,7 @@ import numpy as np
 
 from focalinfer.errors import FocalinferError
 from focalinfer.postprocess.outputs import Logits, read_result_logits, scan_results
-from focalinfer.metrics.topk import topk_indices
+from focalinfer.metrics.logits import compare_logits, row_metrics
 
 DEFAULT_MIN_COSINE = 0.99
 ROW_FIELDS = ("cosine", "max_abs_err", "mean_rel_err", "top1_agree", "top5_agree", "top1_a", "top1_b")
@@ -76,35 +76,6 @@ class CompareReport:
         return "\n".join(lines)
 
 
-def _row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-row cosine; two zero rows are identical (1), one zero row shares no direction (0)."""
-    norm_a = np.linalg.norm(a, axis=1)
-    norm_b = np.linalg.norm(b, axis=1)
-    norms = norm_a * norm_b
-    dots = np.einsum("ij,ij->i", a, b)
-    cosine = np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
-    return np.where((norm_a == 0) & (norm_b == 0), 1.0, cosine)
-
-
-def per_image_rows(reference: np.ndarray, candidate: np.ndarray) -> dict[str, np.ndarray]:
-    """Columns of the per-image table, with the same definitions as focalinfer.metrics.logits."""
-    ref = reference.astype(np.float64)
-    cand = candidate.astype(np.float64)
-    abs_err = np.abs(ref - cand)
-    top_ref = topk_indices(reference, 5)
-    top_cand = topk_indices(candidate, 5)
-    return {
-        "cosine": _row_cosine(ref, cand),
-        "max_abs_err": abs_err.max(axis=1),
-        # Same floor of 1 as the parity bound, so near-zero logits do not blow it up.
-        "mean_rel_err": (abs_err / np.maximum(1.0, np.abs(ref))).mean(axis=1),
-        "top1_agree": top_ref[:, 0] == top_cand[:, 0],
-        "top5_agree": (np.sort(top_ref, axis=1) == np.sort(top_cand, axis=1)).all(axis=1),
-        "top1_a": top_ref[:, 0],
-        "top1_b": top_cand[:, 0],
-    }
-
-
 def _invalid(logits: Logits, side: str) -> dict[str, str]:
     return {logits.stems[r]: f"{side}: {logits.problem(r)}" for r in np.flatnonzero(~logits.valid)}
 
@@ -115,8 +86,6 @@ def compare_results(
     candidate_outfmt: str | None = None, workers: int | None = None,
 ) -> CompareReport:
     """Join two result directories by output name and compare their logits image by image."""
-    from focalinfer.metrics.logits import compare_logits
-
     ref_dir = scan_results(reference_dir, reference_outfmt)
     cand_dir = scan_results(candidate_dir, candidate_outfmt)
     common = sorted(set(ref_dir.outputs) & set(cand_dir.outputs))
@@ -137,7 +106,7 @@ def compare_results(
     ref_values, cand_values = ref.values[both], cand.values[both]
 
     aggregate = compare_logits(ref_values, cand_values).as_dict()
-    columns = per_image_rows(ref_values, cand_values)
+    columns = row_metrics(ref_values, cand_values)
     lists = {name: column.tolist() for name, column in columns.items()}
     images = {stem: {name: lists[name][i] for name in ROW_FIELDS} for i, stem in enumerate(stems)}
     order = np.lexsort((-columns["max_abs_err"], columns["cosine"]))
