@@ -22,7 +22,8 @@ import numpy as np
 import onnx
 import torch
 
-from focalinfer.backend.onnxrt import make_session
+from focalinfer.backend.onnxrt import OnnxRuntimeRunner, make_session
+from focalinfer.backend.torch import EagerRunner
 from focalinfer.metrics.logits import compare_logits
 from focalinfer.layout import natural_key
 from focalinfer.records import export_report_path
@@ -330,22 +331,15 @@ def _batches(samples: np.ndarray, batch: int) -> list[tuple[np.ndarray, int]]:
     return out
 
 
-def _eager_logits(model, batches: list[tuple[np.ndarray, int]]) -> np.ndarray:
-    rows = []
-    with torch.no_grad():
-        for chunk, real in batches:
-            rows.append(model(torch.from_numpy(chunk)).numpy()[:real])
-    return np.concatenate(rows)
-
-
-def _onnx_logits(session, input_name: str, batches: list[tuple[np.ndarray, int]]) -> np.ndarray:
-    return np.concatenate([session.run(None, {input_name: chunk})[0][:real] for chunk, real in batches])
+def _logits(runner, batches: list[tuple[np.ndarray, int]]) -> np.ndarray:
+    """Output 0 of ``runner`` over the batches, padding rows dropped."""
+    return np.concatenate([runner.infer(chunk)[0][:real] for chunk, real in batches])
 
 
 def _check_parity(path: Path, serialized: bytes, spec, official, rewritten, batch_size: int,
                   dynamic_batch: bool, samples: int, data_files: list[Path]) -> dict:
     try:
-        session = make_session(serialized)
+        onnx_runner = OnnxRuntimeRunner(path, session=make_session(serialized))
     except FocalinferError as e:
         raise FocalinferError(f"{path}: {e}; nothing was written — try --no-simplify or --no-rewrites") from None
     shape = (3, spec.input_size, spec.input_size)
@@ -365,12 +359,12 @@ def _check_parity(path: Path, serialized: bytes, spec, official, rewritten, batc
         if not len(pool):
             continue
         # The eager models are batch-independent, so one pass over the pool serves every batch size.
-        eager = {name: _eager_logits(model, _batches(pool, eager_batch)) for name, model in references.items()}
+        eager = {name: _logits(EagerRunner(model), _batches(pool, eager_batch)) for name, model in references.items()}
         for size in sizes:
             count = math.ceil(samples / size) * size if source == "random" else len(pool)
             for name, logits in eager.items():
                 checks.append({"batch_size": size, "inputs": source, "reference": name,
-                               **_compare_run(session, spec.input_name, pool[:count], size, logits[:count])})
+                               **_compare_run(onnx_runner, pool[:count], size, logits[:count])})
     failed = [c for c in checks if not c["within_bound"]]
     worst = max(failed or checks, key=_badness)
     return {
@@ -385,10 +379,10 @@ def _check_parity(path: Path, serialized: bytes, spec, official, rewritten, batc
     }
 
 
-def _compare_run(session, input_name: str, samples: np.ndarray, size: int, reference: np.ndarray) -> dict:
+def _compare_run(onnx_runner, samples: np.ndarray, size: int, reference: np.ndarray) -> dict:
     """Comparison figures for one batch size, or the reason onnxruntime could not produce them."""
     try:
-        candidate = _onnx_logits(session, input_name, _batches(samples, size))
+        candidate = _logits(onnx_runner, _batches(samples, size))
     except Exception as e:  # a graph with a frozen batch count can fail to run at another batch
         return {"within_bound": False, "max_abs_diff": None, "bound": None,
                 "error": f"onnxruntime failed at batch {size}: {first_line(e, with_type=True)}"}
