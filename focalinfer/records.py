@@ -120,14 +120,33 @@ class ExportRecord:
     parity: dict = field(default_factory=dict)
 
     @classmethod
-    def read(cls, onnx_path: str | os.PathLike) -> "ExportRecord | None":
+    def read(cls, onnx_path: str | os.PathLike, verify: bool = True) -> "ExportRecord | None":
+        """The report beside ``onnx_path``; with ``verify``, refused when it describes another file."""
         path = export_report_path(onnx_path)
         data = _read_json(path, "the export report")
         if data is None:
             return None
         if not data.get("model"):
             raise FocalinferError(f"{path}: not a focalinfer export report; re-export the model")
-        return cls(**_known(cls, data))
+        record = cls(**_known(cls, data))
+        if verify and record.onnx_sha256:
+            from focalinfer.util import sha256_file
+
+            if sha256_file(onnx_path) != record.onnx_sha256:
+                raise FocalinferError(
+                    f"{path}: describes another {Path(onnx_path).name} (its sha256 differs: the ONNX was replaced "
+                    "after export); re-export, or name the model with --model"
+                )
+        return record
+
+    @property
+    def num_classes(self) -> int | None:
+        """The classifier's class count: the last dimension of output 0, when the report has it."""
+        try:
+            dim = self.outputs[0]["shape"][-1]
+        except (IndexError, KeyError, TypeError):
+            return None
+        return dim if isinstance(dim, int) and dim > 0 else None
 
 
 # --- om (ATC) -----------------------------------------------------------------------------

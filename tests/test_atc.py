@@ -272,3 +272,12 @@ def test_an_unwritable_out_dir_is_one_line_before_any_work(onnx_path, tmp_path):
     res = CliRunner().invoke(cli, ["om", "--onnx", str(onnx_path), "--out-dir", str(blocker / "om"), "--dry-run"])
     assert res.exit_code == 1 and "--out-dir is not writable" in res.output
     assert res.output.count("\n") == 1 and isinstance(res.exception, SystemExit)
+
+
+def test_a_report_describing_another_onnx_is_refused_unless_the_model_is_named(onnx_path, tmp_path, no_atc):
+    report = onnx_path.with_name(onnx_path.name + ".report.json")
+    report.write_text(json.dumps({"model": "van-b2", "onnx_sha256": "0" * 64}))
+    with pytest.raises(FocalinferError, match=r"describes another tiny-net.onnx .*--model"):
+        build_om(onnx_path, [4], out_dir=tmp_path / "om", dry_run=True)
+    (build,) = build_om(onnx_path, [4], out_dir=tmp_path / "om", dry_run=True, model="van-b2")
+    assert any(a.startswith("--op_precision_mode") for a in build.argv)

@@ -144,6 +144,8 @@ def registry_model_name(onnx_path: Path, model: str | None, onnx_input: OnnxInpu
     try:
         record = ExportRecord.read(onnx_path)
     except FocalinferError:
+        if model is None:
+            raise  # a stale report would pick another model's ATC options
         record = None
     found = (record.model if record else None) or onnx_input.model_name
     if model and found and model != found:

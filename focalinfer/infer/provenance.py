@@ -77,7 +77,8 @@ def model_name_of(model_file: str | os.PathLike) -> str | None:
         onnx = Path(record.onnx)
     try:
         export = ExportRecord.read(onnx)
-    except FocalinferError:
+    except FocalinferError as e:
+        print(f"[INFO] {e.args[0].split(';')[0]}: the inputs' transform is not checked", file=sys.stderr, flush=True)
         return None
     return export.model if export else None
 
