@@ -41,8 +41,19 @@ def _read_json(path: Path, what: str) -> dict | None:
 
 def _known(cls, data: dict) -> dict:
     """The keys of ``data`` that ``cls`` has fields for (records may carry more)."""
-    names = {f.name for f in fields(cls)}
+    names = {f.name for f in fields(cls)} - {"extra"}
     return {k: v for k, v in data.items() if k in names}
+
+
+def _with_extra(cls, data: dict, **defaults):
+    """``cls`` from ``data``: its own fields, the rest kept in ``extra`` so a rewrite loses nothing."""
+    known = _known(cls, data)
+    return cls(**{**defaults, **known}, extra={k: v for k, v in data.items() if k not in known})
+
+
+def _flat(record) -> dict:
+    data = asdict(record)
+    return {**data.pop("extra"), **data}
 
 
 # --- preprocess ---------------------------------------------------------------------------
@@ -73,16 +84,14 @@ class Manifest:
         if data is None:
             return None
         try:
-            known = _known(cls, data)
-            return cls(**known, extra={k: v for k, v in data.items() if k not in known})
+            return _with_extra(cls, data)
         except TypeError:
             raise FocalinferError(
                 f"{manifest_path(out_dir)}: not a focalinfer preprocess manifest; rerun preprocess"
             ) from None
 
     def as_dict(self) -> dict:
-        data = asdict(self)
-        return {**data.pop("extra"), **data}
+        return _flat(self)
 
     @staticmethod
     def sha256(out_dir: str | os.PathLike) -> str | None:
@@ -238,13 +247,9 @@ class InferRecord:
             return cls("", "", "")  # unreadable: belongs to nobody
         if data is None:
             return None
-        known = _known(cls, data)
-        known.pop("extra", None)
-        return cls(**{"model_file": "", "model_sha256": "", "backend": "", **known},
-                   extra={k: v for k, v in data.items() if k not in known})
+        return _with_extra(cls, data, model_file="", model_sha256="", backend="")
 
     def write(self, output_dir: str | os.PathLike) -> Path:
         path = infer_record_path(output_dir)
-        data = asdict(self)
-        write_json_atomic(path, {**data.pop("extra"), **data})
+        write_json_atomic(path, _flat(self))
         return path

@@ -110,18 +110,9 @@ class AisBenchRunner(Runner):
             ) from None
         self.model_file = Path(model_file)
         self.session = InferSession(device, str(model_file))
-        inputs = self.session.get_inputs()
-        if len(inputs) != 1:
-            raise FocalinferError(f"{model_file}: the model has {len(inputs)} inputs; focalinfer feeds one image input")
-        self._input = _tensor_spec(inputs[0])
+        self._input = _tensor_spec(self.single_input(model_file, self.session.get_inputs()))
         self._outputs = [_tensor_spec(o) for o in self.session.get_outputs()]
         self._wall_ms: list[float] = []
-
-    def input_spec(self) -> TensorSpec:
-        return self._input
-
-    def output_specs(self) -> list[TensorSpec]:
-        return list(self._outputs)
 
     def infer(self, batch: np.ndarray) -> list[np.ndarray]:
         start = time.perf_counter()

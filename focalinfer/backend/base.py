@@ -36,15 +36,27 @@ class TensorSpec:
 
 
 class Runner:
-    """Base class: subclasses load the model in __init__ and implement the four methods."""
+    """Base class: a subclass loads the model in __init__, sets ``_input`` and ``_outputs`` (or
+    overrides the two spec methods) and implements :meth:`infer`."""
 
     backend = "?"
+    _input: TensorSpec
+    _outputs: list[TensorSpec]
 
     def input_spec(self) -> TensorSpec:
-        raise NotImplementedError
+        return self._input
 
     def output_specs(self) -> list[TensorSpec]:
-        raise NotImplementedError
+        return list(self._outputs)
+
+    @staticmethod
+    def single_input(model_file, inputs: list):
+        """The model's one input, or a one-line error: focalinfer feeds classifiers one image tensor."""
+        if len(inputs) != 1:
+            raise FocalinferError(
+                f"{model_file}: the model has {len(inputs)} inputs; focalinfer feeds classifiers with one image input"
+            )
+        return inputs[0]
 
     def infer(self, batch: np.ndarray) -> list[np.ndarray]:
         """Run one batch; record its compute time (ms) in ``compute_times_ms``."""

@@ -148,21 +148,10 @@ class OnnxRuntimeRunner(Runner):
     def __init__(self, model_file: str | Path, threads: int | None = None, session=None):
         self.model_file = Path(model_file)
         self.session = session or make_session(self.model_file, threads)
-        inputs = self.session.get_inputs()
-        if len(inputs) != 1:
-            raise FocalinferError(
-                f"{model_file}: the model has {len(inputs)} inputs; focalinfer feeds classifiers with one image input"
-            )
-        self._input = tensor_spec(inputs[0])
+        self._input = tensor_spec(self.single_input(model_file, self.session.get_inputs()))
         self._outputs = [tensor_spec(o) for o in self.session.get_outputs()]
         self._output_names = [o.name for o in self._outputs]
         self.compute_times_ms = []
-
-    def input_spec(self) -> TensorSpec:
-        return self._input
-
-    def output_specs(self) -> list[TensorSpec]:
-        return list(self._outputs)
 
     def infer(self, batch: np.ndarray) -> list[np.ndarray]:
         feed = {self._input.name: batch}

@@ -39,12 +39,6 @@ class EagerRunner(Runner):
         self._outputs = [TensorSpec("class", (None, num_classes), np.dtype(np.float32))]
         self.compute_times_ms = []
 
-    def input_spec(self) -> TensorSpec:
-        return self._input
-
-    def output_specs(self) -> list[TensorSpec]:
-        return list(self._outputs)
-
     def infer(self, batch: np.ndarray) -> list[np.ndarray]:
         import torch
 
