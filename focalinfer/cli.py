@@ -325,7 +325,7 @@ def infer_command(model_file, input_dir, output, output_dirname, outfmt, batch_s
 
 @cli.command("eval")
 @click.option("--labels", required=True, type=click.Path(dir_okay=False, path_type=str),
-              help="val_label.txt: '<image file name> <class index>' per line.")
+              help="val_label.txt: '<image file name> <class index>' per line (the class is the last field).")
 @click.option("--om", type=click.Path(dir_okay=False, path_type=str), help="Run this .om (ais_bench) first.")
 @click.option("--onnx", type=click.Path(dir_okay=False, path_type=str), help="Run this .onnx (onnxruntime) first.")
 @click.option("--results", type=click.Path(file_okay=False, path_type=str),
@@ -334,16 +334,26 @@ def infer_command(model_file, input_dir, output, output_dirname, outfmt, batch_s
               help="Preprocessed .bin files (with --om / --onnx).")
 @click.option("--output", default=RESULT_JSON, show_default=True, type=click.Path(dir_okay=False, path_type=str),
               help="result.json; inference outputs go to the folder of the same name beside it.")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Inference batch size (with --results: recorded only).")
+@click.option("--output-dirname", help="With --om / --onnx: outputs go to <folder of --output>/<dirname> instead.")
+@click.option("--batch-size", type=click.IntRange(min=1),
+              help="Inference batch size (with --results: only when nothing recorded one; a different one is an error).")
 @click.option("--outfmt", type=click.Choice(["TXT", "NPY", "BIN"], case_sensitive=False),
               help="Output format to write (default TXT) or, with --results, to read when several exist.")
+@click.option("--output-dtype", default="float32", show_default=True, type=click.Choice(["float32", "float16"]),
+              help="What BIN outputs hold (an fp16-output .om writes float16); TXT and NPY say it themselves.")
+@click.option("--num-classes", type=click.IntRange(min=1),
+              help="The model's class count when no record says it (a record that disagrees is an error).")
+@click.option("--model", "model_name", help="Registry model name, when no record says it (gives the class count).")
 @click.option("--allow-missing", is_flag=True, help="Exit 0 even when labelled images have no (valid) output.")
-@click.option("--model", "model_name", help="Model name to record (default: the model file's or summary's).")
+@click.option("--allow-bad-labels", is_flag=True,
+              help="Score without label lines that do not parse or name a class the model lacks (else exit 1).")
 @click.option("--allow-transform-mismatch", is_flag=True,
               help="Run on .bin files that another model's eval transform made (the manifest says which).")
+@click.option("--force", is_flag=True, help="With --om / --onnx: replace another model's outputs in the folder.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
 @user_errors
-def eval_command(labels, om, onnx, results, input_dir, output, batch_size, outfmt, allow_missing, model_name,
-                 allow_transform_mismatch):
+def eval_command(labels, om, onnx, results, input_dir, output, output_dirname, batch_size, outfmt, output_dtype,
+                 num_classes, model_name, allow_missing, allow_bad_labels, allow_transform_mismatch, force, quiet):
     """Top-1/Top-5 of a model's outputs against val_label.txt, joined by image name, into result.json."""
     from focalinfer.errors import UsageError
     from focalinfer.pipeline import evaluate
@@ -355,10 +365,14 @@ def eval_command(labels, om, onnx, results, input_dir, output, batch_size, outfm
         raise UsageError(f"--om {om}: expected an .om file (ATC output); use --onnx for an ONNX model")
     if onnx and not onnx.lower().endswith(".onnx"):
         raise UsageError(f"--onnx {onnx}: expected an .onnx file; use --om for an Ascend .om")
+    if results and (output_dirname or force):
+        raise UsageError("--output-dirname and --force apply to the inference --om / --onnx runs; --results only reads")
     result, path = evaluate(
         labels, results_dir=results, model_file=om or onnx, input_dir=input_dir, output=output,
-        outfmt=outfmt, batch_size=batch_size, model=model_name,
-        backend="ais_bench" if om else "onnxruntime" if onnx else None,
+        output_dirname=output_dirname, outfmt=outfmt, batch_size=batch_size, model=model_name,
+        num_classes=num_classes, output_dtype=output_dtype,
+        backend="ais_bench" if om else "onnxruntime" if onnx else None, allow_missing=allow_missing,
+        allow_bad_labels=allow_bad_labels, force=force, progress=not quiet,
         allow_transform_mismatch=allow_transform_mismatch,
     )
     for note in result.warnings:
@@ -376,15 +390,24 @@ def eval_command(labels, om, onnx, results, input_dir, output, batch_size, outfm
               help="Exit 1 when any image's cosine similarity is below this.")
 @click.option("--outfmt", type=click.Choice(["TXT", "NPY", "BIN"], case_sensitive=False),
               help="Format to read when a folder holds several.")
+@click.option("--reference-dtype", default="float32", show_default=True, type=click.Choice(["float32", "float16"]),
+              help="What REFERENCE's BIN outputs hold.")
+@click.option("--candidate-dtype", default="float32", show_default=True, type=click.Choice(["float32", "float16"]),
+              help="What CANDIDATE's BIN outputs hold (an fp16-output .om writes float16).")
+@click.option("--allow-missing", is_flag=True, help="Exit 0 even when some images have outputs on one side only.")
 @user_errors
-def compare_command(reference, candidate, json_out, worst, min_cosine, outfmt):
+def compare_command(reference, candidate, json_out, worst, min_cosine, outfmt, reference_dtype, candidate_dtype,
+                    allow_missing):
     """Per-image agreement of two result folders (REFERENCE first, e.g. ONNX fp32, then the OM's)."""
     from focalinfer.errors import FocalinferError
     from focalinfer.postprocess.compare import compare_results
-    from focalinfer.util import write_json_atomic
+    from focalinfer.util import ensure_writable_file, write_json_atomic
 
+    if json_out:
+        ensure_writable_file(json_out, "compare report")
     report = compare_results(reference, candidate, worst=worst, min_cosine=min_cosine,
-                             reference_outfmt=outfmt, candidate_outfmt=outfmt)
+                             reference_outfmt=outfmt, candidate_outfmt=outfmt, reference_dtype=reference_dtype,
+                             candidate_dtype=candidate_dtype, allow_missing=allow_missing)
     click.echo(report.format_table())
     if json_out:
         write_json_atomic(json_out, report.as_dict())

@@ -1,52 +1,164 @@
-"""Where stages meet: ``eval`` with a model file is infer then score (the only place that runs both)."""
+"""Where stages meet: ``eval`` with a model file is infer then score (the only place that runs both).
+
+Everything that can refuse is checked before inference starts: the result.json path, the label
+file, the model's class count against the labels, labels without an input file.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from focalinfer import layout
 from focalinfer.defaults import DATABIN_DIR, RESULT_JSON
-from focalinfer.errors import ToolMissingError, UsageError
+from focalinfer.errors import FocalinferError, ToolMissingError, UsageError
 from focalinfer.infer import run_inference
 from focalinfer.postprocess import EvalResult, score_results, write_result
+from focalinfer.postprocess.labels import LabelSet, read_labels
+from focalinfer.postprocess.model_facts import ModelFacts, model_file_facts, registry_classes, results_facts
+from focalinfer.postprocess.outputs import run_summary
+from focalinfer.postprocess.scoring import check_label_range
+from focalinfer.records import InferRecord, Manifest, infer_record_path
+from focalinfer.util import ensure_writable_file, sha256_file
 
 
 def evaluate(
     labels_file: str | os.PathLike, *, results_dir: str | os.PathLike | None = None,
     model_file: str | os.PathLike | None = None, input_dir: str | os.PathLike = DATABIN_DIR,
-    output: str | os.PathLike = RESULT_JSON, outfmt: str | None = None,
+    output: str | os.PathLike = RESULT_JSON, output_dirname: str | None = None, outfmt: str | None = None,
     batch_size: int | None = None, model: str | None = None, num_classes: int | None = None,
-    backend: str | None = None, workers: int | None = None, allow_transform_mismatch: bool = False,
+    output_dtype: str = "float32", backend: str | None = None, allow_missing: bool = False,
+    allow_bad_labels: bool = False, force: bool = False, progress: bool = True, workers: int | None = None,
+    allow_transform_mismatch: bool = False,
 ) -> tuple[EvalResult, Path]:
     """Score ``results_dir``, or first run ``model_file`` (.om → ais_bench, .onnx → onnxruntime) on
-    ``input_dir`` into ``<output dir>/<output stem>/``; write result.json to ``output``."""
+    ``input_dir`` into ``<output dir>/<output_dirname or output stem>/``; write result.json to ``output``.
+
+    ``model`` / ``num_classes`` / ``batch_size`` that contradict what the records say are errors.
+    """
     if (results_dir is None) == (model_file is None):
         raise UsageError("pass exactly one of a model file (--om / --onnx) or --results DIR")
-    output = Path(output)
-    throughput = None
+    output = ensure_writable_file(output, "result.json")
+    labels = read_labels(labels_file)
+    where = str(model_file if model_file is not None else results_dir)
+    facts = model_file_facts(model_file) if model_file is not None else results_facts(results_dir)
+    _apply_flags(facts, model, num_classes, where)
+    if facts.num_classes:
+        check_label_range(labels, facts.num_classes, facts.classes_source)
+    labels.require_clean(allow_bad_labels)
     if model_file is not None:
-        model_file = Path(model_file)
-        backend = backend or ("ais_bench" if model_file.suffix.lower() == ".om" else "onnxruntime")
-        try:
-            run = run_inference(
-                model_file, input_dir=input_dir, output=output.parent, output_dirname=output.stem,
-                outfmt=(outfmt or "TXT").upper(), batch_size=batch_size, backend=backend,
-                allow_transform_mismatch=allow_transform_mismatch,
-            )
-        except ToolMissingError as e:
-            if backend != "ais_bench":
-                raise
-            # infer's hint names infer's flags; say it in eval's terms.
-            raise ToolMissingError(
-                f"{model_file}: running an .om needs ais_bench (CANN and an NPU), not installed here; score the "
-                "ONNX on CPU with --onnx X.onnx, or score a folder ais_bench wrote on the NPU host with --results DIR"
-            ) from e
-        results_dir, outfmt, batch_size = run.output_dir, run.outfmt, run.batch_size
-        throughput, backend = run.throughput, run.backend
-        model = model or model_file.stem
+        results_dir, outfmt, run = _run_model(
+            Path(model_file), facts, labels, input_dir=input_dir, output_dir=output.parent,
+            dirname=output_dirname or output.stem, outfmt=outfmt, batch_size=batch_size, backend=backend,
+            allow_missing=allow_missing, force=force, progress=progress,
+            allow_transform_mismatch=allow_transform_mismatch,
+        )
+    else:
+        run = _recorded_run(Path(results_dir), facts, batch_size)
     result = score_results(
-        results_dir, labels_file, outfmt=outfmt, num_classes=num_classes, model=model,
-        backend=backend, batch_size=batch_size, throughput=throughput, workers=workers,
+        results_dir, labels, outfmt=outfmt, num_classes=facts.num_classes, classes_source=facts.classes_source,
+        output_dtype=output_dtype, allow_bad_labels=allow_bad_labels, run=run, workers=workers,
     )
+    result.warnings[:0] = facts.notes
     return result, write_result(result, output)
 
+
+def _apply_flags(facts: ModelFacts, model: str | None, num_classes: int | None, where: str) -> None:
+    """--model and --num-classes fill what the records do not say, and may not contradict them."""
+    if model:
+        if facts.model and facts.model != model:
+            raise UsageError(f"--model {model}: {where} was made by {facts.model} (its records say so); "
+                             "omit --model")
+        facts.model = model
+        if facts.num_classes is None:
+            classes = registry_classes(model)
+            if classes:
+                facts.num_classes, facts.classes_source = classes, f"the registry entry of {model}"
+    if num_classes:
+        if facts.num_classes and facts.num_classes != num_classes:
+            raise UsageError(f"--num-classes {num_classes}: the model has {facts.num_classes} classes "
+                             f"({facts.classes_source}); omit --num-classes")
+        if facts.num_classes is None:
+            facts.num_classes, facts.classes_source = num_classes, "--num-classes"
+
+
+def _check_inputs(labels: LabelSet, input_dir, allow_missing: bool) -> None:
+    """Labels whose image has no input file would be missing after the whole run: say so first."""
+    stems = {layout.output_stem(path) for path in layout.list_input_files(input_dir)}
+    missing = [lab.image for stem, lab in labels.labels.items() if stem not in stems]
+    if missing and not allow_missing:
+        raise FocalinferError(
+            f"{labels.path}: {len(missing)} of {len(labels)} labelled images have no input file in {input_dir} "
+            f"(first: {missing[0]}); preprocess them, or pass --allow-missing to score the "
+            f"{len(labels) - len(missing)} that have one"
+        )
+
+
+def _manifest_facts(input_dir) -> tuple[str | None, str | None]:
+    """(manifest sha256, preset) of the inputs; a manifest focalinfer cannot read gives no preset."""
+    try:
+        manifest = Manifest.read(input_dir)
+    except FocalinferError:
+        manifest = None
+    return Manifest.sha256(input_dir), manifest.preset if manifest else None
+
+
+def _run_model(model_file: Path, facts: ModelFacts, labels: LabelSet, *, input_dir, output_dir: Path, dirname: str,
+               outfmt, batch_size, backend, allow_missing: bool, force: bool, progress: bool,
+               allow_transform_mismatch: bool):
+    backend = backend or ("ais_bench" if model_file.suffix.lower() == ".om" else "onnxruntime")
+    _check_inputs(labels, input_dir, allow_missing)
+    try:
+        run = run_inference(
+            model_file, input_dir=input_dir, output=output_dir, output_dirname=dirname,
+            outfmt=(outfmt or "TXT").upper(), batch_size=batch_size, backend=backend, force=force, progress=progress,
+            allow_transform_mismatch=allow_transform_mismatch,
+        )
+    except ToolMissingError as e:
+        if backend != "ais_bench":
+            raise
+        # infer's hint names infer's flags; say it in eval's terms.
+        raise ToolMissingError(
+            f"{model_file}: running an .om needs ais_bench (CANN and an NPU), not installed here; score the "
+            "ONNX on CPU with --onnx X.onnx, or score a folder ais_bench wrote on the NPU host with --results DIR"
+        ) from e
+    record = InferRecord.read(run.output_dir)
+    manifest_sha256, preset = _manifest_facts(input_dir)
+    facts_run = {
+        "model": facts.model, "model_file": str(model_file),
+        "model_sha256": (record.model_sha256 if record else None) or sha256_file(model_file),
+        "backend": run.backend, "batch_size": run.batch_size, "input_dir": str(input_dir),
+        "manifest_sha256": manifest_sha256, "preset": preset,
+        "outputs_written": run.files_written, "outputs_reused": run.files_kept,
+    }
+    return run.output_dir, run.outfmt, facts_run
+
+
+def _recorded_run(results_dir: Path, facts: ModelFacts, batch_size: int | None) -> dict:
+    """The run fields of a folder scored with --results: its infer record, then its run summary.
+
+    --batch-size may fill a batch nothing recorded, never replace a recorded one.
+    """
+    record = facts.record
+    summary = run_summary(results_dir)
+    recorded, source = None, None
+    if record and record.batch_size:
+        recorded, source = record.batch_size, infer_record_path(results_dir)
+    elif summary and summary.batch_size:
+        recorded, source = summary.batch_size, summary.path
+    if batch_size and recorded and batch_size != recorded:
+        raise UsageError(f"--batch-size {batch_size}: {results_dir} was made at batch {recorded} ({source}); "
+                         "omit --batch-size, which with --results only fills in a batch nothing recorded")
+    counted = record is not None and (record.files_written or record.files_kept)
+    return {
+        "model": facts.model, "model_file": facts.model_file,
+        "model_sha256": (record.model_sha256 or None) if record else None,
+        "backend": (record.backend or None) if record else None,
+        "batch_size": recorded or batch_size,
+        "input_dir": record.input_dir if record else None,
+        "manifest_sha256": record.manifest_sha256 if record else None,
+        "preset": record.preset if record else None,
+        # A record of a folder with outputs that wrote and kept none predates these counts.
+        "outputs_written": record.files_written if counted else None,
+        "outputs_reused": record.files_kept if counted else None,
+    }

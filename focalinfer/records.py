@@ -115,6 +115,14 @@ def export_report_path(onnx_path: str | os.PathLike) -> Path:
     return onnx_path.with_name(onnx_path.name + ".report.json")
 
 
+def classifier_classes(outputs: list) -> int | None:
+    """C of output 0 shaped (batch, C), from ``[{"name", "shape"}, ...]``; None for any other shape."""
+    shape = outputs[0].get("shape") if outputs and isinstance(outputs[0], dict) else None
+    if shape and len(shape) == 2 and isinstance(shape[1], int) and shape[1] > 0:
+        return shape[1]
+    return None
+
+
 @dataclass
 class ExportRecord:
     """The facts of an export report that later stages check."""
@@ -127,6 +135,11 @@ class ExportRecord:
     dynamic_batch: bool = False
     outputs: list = field(default_factory=list)
     parity: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int | None:
+        """Classes of output 0 when the report gives it as (batch, classes) logits, else None."""
+        return classifier_classes(self.outputs)
 
     @classmethod
     def read(cls, onnx_path: str | os.PathLike, verify: bool = True) -> "ExportRecord | None":
@@ -147,15 +160,6 @@ class ExportRecord:
                     "after export); re-export, or name the model with --model"
                 )
         return record
-
-    @property
-    def num_classes(self) -> int | None:
-        """The classifier's class count: the last dimension of output 0, when the report has it."""
-        try:
-            dim = self.outputs[0]["shape"][-1]
-        except (IndexError, KeyError, TypeError):
-            return None
-        return dim if isinstance(dim, int) and dim > 0 else None
 
 
 # --- om (ATC) -----------------------------------------------------------------------------

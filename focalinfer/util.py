@@ -70,3 +70,14 @@ def ensure_writable_dir(path: str | Path, what: str = "output directory") -> Pat
             f"{path}: {what} is not writable ({e.strerror or e}); choose another directory or fix its permissions"
         ) from None
     return path
+
+
+def ensure_writable_file(path: str | Path, what: str) -> Path:
+    """Prove ``path`` can be written (atomically, beside itself) before any work, or raise one line."""
+    from focalinfer.errors import FocalinferError
+
+    path = Path(path)
+    if path.is_dir():
+        raise FocalinferError(f"{path}: {what} is a directory; give a file path")
+    ensure_writable_dir(path.parent, f"folder of the {what}")
+    return path

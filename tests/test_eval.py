@@ -136,7 +136,10 @@ def test_batch_sizes_and_formats_give_identical_numbers(tiny_model, tmp_path):
             s = result.summary
             assert s["count"] == 37 and s["missing"] == s["extra"] == s["invalid"] == 0
             assert s["outfmt"] == outfmt and s["batch_size"] == batch  # batch recovered from the summary
-            assert s["throughput_fps"] == pytest.approx(run.throughput)
+            assert s["ais_bench_throughput"] == pytest.approx(run.throughput)
+            # ais_bench's formula counts the padded slots of the last batch; images/s counts 37 images.
+            slots = batch * -(-37 // batch)
+            assert s["images_per_s"] == pytest.approx(run.throughput * 37 / slots)
             seen[(outfmt, batch)] = result
     first = seen[("TXT", 1)]
     assert (first.summary["Acc@1"], first.summary["Acc@5"]) == pytest.approx(expected)
@@ -157,8 +160,11 @@ def test_eval_cli_runs_onnxruntime_then_scores(tiny_model, tmp_path):
     assert f"Acc@1: {acc1:.3f}  Acc@5: {acc5:.3f}" in res.output
     data = json.loads(out.read_text())
     s = data["summary"]
-    assert s["backend"] == "onnxruntime" and s["batch_size"] == 4 and s["model"] == "tiny"
-    assert s["throughput_fps"] > 0
+    assert s["backend"] == "onnxruntime" and s["batch_size"] == 4
+    # No export report and no metadata: the registry name is unknown, the file is recorded.
+    assert s["model"] is None and s["model_file"] == str(onnx_path)
+    assert s["num_classes"] == CLASSES and s["num_classes_source"].startswith(f"{onnx_path} output 0 'class'")
+    assert s["images_per_s"] > 0 and s["outputs_written"] == 37 and s["outputs_reused"] == 0
     assert Path(s["results_dir"]) == tmp_path / "infer" / "result_bs4"  # outputs beside result.json
     assert (tmp_path / "infer" / "result_bs4_summary.json").is_file()
     assert len(data["images"]) == 37
@@ -197,10 +203,11 @@ def test_scores_match_the_seed_method_and_result_json_schema(scored_set, tmp_pat
     data = json.loads(out.read_text())
     s = data["summary"]
     for key in ("Acc@1", "Acc@5", "count", "missing", "extra", "invalid", "model", "backend", "batch_size",
-                "throughput_fps", "labels_file", "results_dir"):
+                "images_per_s", "ais_bench_throughput", "labels_file", "results_dir"):
         assert key in s
     assert (s["Acc@1"], s["Acc@5"]) == pytest.approx(seed_style_hits(logits, labels))
-    assert s["model"] == "focal-fast-s" and s["count"] == 40 and s["throughput_fps"] is None
+    assert s["model"] == "focal-fast-s" and s["count"] == 40 and s["images_per_s"] is None
+    assert s["num_classes_source"] == "the registry entry of focal-fast-s"
     entry = data["images"][f"{stems[0]}.JPEG"]
     top5 = torch.from_numpy(logits[0]).topk(5).indices.tolist()
     assert entry == {"label": int(labels[0]), "top5": top5, "hit@1": top5[0] == labels[0],
@@ -271,15 +278,23 @@ def test_malformed_label_lines_are_counted_and_skipped(scored_set, tmp_path):
     lines[1] = f"{stems[1]}.JPEG seven"                  # not an integer
     lines[2] = f"{stems[2]}.JPEG -4"                     # negative
     lines[3] = f"{stems[3]}.JPEG {CLASSES}"              # no such class
-    lines[4] = f"{stems[4]}.JPEG 1 2"                    # three fields
+    lines[4] = f"{stems[4]}.JPEG 1 2"                    # the class is the last field: image "….JPEG 1", class 2
     bad = tmp_path / "bad.txt"
     bad.write_text("# comment\n\n" + "\n".join(lines) + "\n")
-    result = score_results(results, bad)
+    with pytest.raises(FocalinferError, match=r"bad.txt: 4 label lines cannot be scored \(line 3: expected .* "
+                                              r"--allow-bad-labels"):
+        score_results(results, bad)
+    res = run_cli("eval", "--results", results, "--labels", bad, "--output", tmp_path / "r.json")
+    assert res.exit_code == 1 and "--allow-bad-labels" in res.output and not (tmp_path / "r.json").exists()
+    result = score_results(results, bad, allow_bad_labels=True)
     s = result.summary
-    assert s["malformed_labels"] == 5 and s["count"] == 35 and s["missing"] == 0
-    assert [m["line"] for m in result.issues["malformed_labels"]] == [3, 4, 5, 7, 6]
-    assert s["extra"] == 5  # outputs whose label line is malformed have no label
-    assert (s["Acc@1"], s["Acc@5"]) == pytest.approx(seed_style_hits(logits[5:], labels[5:]))
+    assert s["malformed_labels"] == 4 and s["count"] == 36 and s["missing"] == 0
+    assert [m["line"] for m in result.issues["malformed_labels"]] == [3, 4, 5, 6]
+    assert "outside the model's 0–999" in result.issues["malformed_labels"][3]["reason"]
+    assert s["extra"] == 4  # outputs whose label line is bad have no label
+    relabelled = labels.copy()
+    relabelled[4] = 2
+    assert (s["Acc@1"], s["Acc@5"]) == pytest.approx(seed_style_hits(logits[4:], relabelled[4:]))
 
 
 def test_nan_logit_is_invalid_not_a_crash(scored_set, tmp_path):
@@ -311,10 +326,10 @@ def test_wrong_vector_length_is_invalid(scored_set, tmp_path, outfmt):
         (results / f"{stems[4]}_0.{outfmt.lower()}").write_bytes(b"garbage\x00\x01")
     result = score_results(results, label_file)
     assert result.summary["invalid"] == 2 and result.summary["count"] == 38
-    assert result.issues["invalid"][f"{stems[2]}.JPEG"] == "999 values, expected 1000"
-    reason = {"TXT": "could not be read", "NPY": "holds more than one vector", "BIN": "not a whole number"}[outfmt]
-    assert result.issues["invalid"][f"{stems[4]}.JPEG"].startswith("unreadable") and reason in \
-        result.issues["invalid"][f"{stems[4]}.JPEG"]
+    assert result.issues["invalid"][f"{stems[2]}.JPEG"].startswith("999 values, expected 1000")
+    reason = {"TXT": "unreadable: string or file could not be read", "NPY": "shape (2, 1000) holds more than one vector",
+              "BIN": "unreadable: 9 bytes is not a whole number of float32 values"}[outfmt]
+    assert result.issues["invalid"][f"{stems[4]}.JPEG"].startswith(reason)
 
 
 def test_appended_txt_uses_the_first_line_and_warns(scored_set, tmp_path):
@@ -338,7 +353,10 @@ def test_summary_beside_and_old_sumary_inside(scored_set, tmp_path):
                                   "args": ["/usr/lib/python3/site-packages/ais_bench/__main__.py", "--model",
                                            "om/focalv2_bs16.om", "--batchsize", "16", "--outfmt", "TXT"]}))
     s = score_results(results, label_file).summary
-    assert (s["throughput_fps"], s["batch_size"], s["model"], s["backend"]) == (3200.0, 16, "focalv2_bs16", "ais_bench")
+    assert (s["ais_bench_throughput"], s["batch_size"], s["model_file"], s["backend"]) == \
+        (3200.0, 16, "om/focalv2_bs16.om", "ais_bench")
+    assert s["model"] is None  # a file stem is not a registry name
+    assert s["images_per_s"] is None  # no filesinfo / timing list: the real rate is unknown
     assert s["summary_file"] == str(beside)
 
     beside.unlink()
@@ -346,7 +364,7 @@ def test_summary_beside_and_old_sumary_inside(scored_set, tmp_path):
                                                      "args": ["ais_infer.py", "--model=m_bs4.om"]}))
     s = score_results(results, label_file).summary
     # No batch flag: recovered from throughput = 1000 × batch / mean compute time.
-    assert (s["throughput_fps"], s["batch_size"], s["backend"]) == (800.0, 4, "ais_bench")
+    assert (s["ais_bench_throughput"], s["batch_size"], s["backend"]) == (800.0, 4, "ais_bench")
     assert s["count"] == 40  # the summary inside the folder is not mistaken for an output
 
     info = read_run_summary(results)
@@ -356,9 +374,9 @@ def test_summary_beside_and_old_sumary_inside(scored_set, tmp_path):
     assert read_run_summary(results).model == "a_bs2.om"
     (results / "sumary.json").write_text(json.dumps({"args": ["/x/bin/pytest", "-m", "not fullsize"]}))
     assert read_run_summary(results).model is None
-    # Flags given to eval win over the summary.
-    s = score_results(results, label_file, batch_size=8, throughput=1.5, model="x").summary
-    assert (s["batch_size"], s["throughput_fps"], s["model"]) == (8, 1.5, "x")
+    # What the caller knows wins over the summary (the CLI refuses a contradicting --batch-size).
+    s = score_results(results, label_file, run={"batch_size": 8, "model": "x"}).summary
+    assert (s["batch_size"], s["model"]) == (8, "x")
 
 
 def test_multi_device_folders_are_merged(scored_set, tmp_path):
@@ -371,7 +389,7 @@ def test_multi_device_folders_are_merged(scored_set, tmp_path):
         (run / f"device{dev}_summary.json").write_text(json.dumps(
             {"NPU_compute_time": timing, "throughput": rate, "args": ["-", "--batchsize", "1"]}))
     s = score_results(run, label_file).summary
-    assert s["count"] == 40 and s["throughput_fps"] == 210.0
+    assert s["count"] == 40 and s["ais_bench_throughput"] == 210.0
     assert s["Acc@1"] == pytest.approx(seed_style_hits(logits, labels)[0])
 
 

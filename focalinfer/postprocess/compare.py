@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from focalinfer.errors import FocalinferError
+from focalinfer.postprocess.model_facts import results_facts
 from focalinfer.postprocess.outputs import Logits, read_result_logits, scan_results
 from focalinfer.metrics.logits import compare_logits, row_metrics
 
@@ -80,12 +81,38 @@ def _invalid(logits: Logits, side: str) -> dict[str, str]:
     return {logits.stems[r]: f"{side}: {logits.problem(r)}" for r in np.flatnonzero(~logits.valid)}
 
 
+def _model_classes(reference_dir, candidate_dir) -> tuple[int | None, str | None]:
+    """The class count the infer records beside the two folders give (they must agree)."""
+    known = [(facts.num_classes, facts.classes_source, side)
+             for facts, side in ((results_facts(reference_dir), "A"), (results_facts(candidate_dir), "B"))
+             if facts.num_classes]
+    if len(known) == 2 and known[0][0] != known[1][0]:
+        raise FocalinferError(
+            f"{reference_dir} holds outputs of a {known[0][0]}-class model ({known[0][1]}) and {candidate_dir} of a "
+            f"{known[1][0]}-class one ({known[1][1]}); compare runs of the same model"
+        )
+    return (known[0][0], known[0][1]) if known else (None, None)
+
+
+def _missing_verdict(only_ref: list[str], only_cand: list[str], allow_missing: bool) -> str | None:
+    if not (only_ref or only_cand):
+        return None
+    parts = [f"{len(names)} images only in {side} (first: {names[0]})"
+             for names, side in ((only_ref, "A"), (only_cand, "B")) if names]
+    return ", ".join(parts) + (" (allowed by --allow-missing)" if allow_missing else " (--allow-missing accepts this)")
+
+
 def compare_results(
     reference_dir: str | os.PathLike, candidate_dir: str | os.PathLike, *, worst: int = 10,
     min_cosine: float = DEFAULT_MIN_COSINE, reference_outfmt: str | None = None,
-    candidate_outfmt: str | None = None, workers: int | None = None,
+    candidate_outfmt: str | None = None, reference_dtype: str = "float32", candidate_dtype: str = "float32",
+    allow_missing: bool = False, workers: int | None = None,
 ) -> CompareReport:
-    """Join two result directories by output name and compare their logits image by image."""
+    """Join two result directories by output name and compare their logits image by image.
+
+    Images present on one side only fail the comparison unless ``allow_missing``. The class
+    count comes from the folders' infer records when they have them, else from A's outputs.
+    """
     ref_dir = scan_results(reference_dir, reference_outfmt)
     cand_dir = scan_results(candidate_dir, candidate_outfmt)
     common = sorted(set(ref_dir.outputs) & set(cand_dir.outputs))
@@ -94,8 +121,10 @@ def compare_results(
             f"{reference_dir} and {candidate_dir} share no output names (e.g. {next(iter(ref_dir.outputs))} vs "
             f"{next(iter(cand_dir.outputs))}); compare runs over the same input files"
         )
-    ref = read_result_logits(ref_dir, common, workers=workers)
-    cand = read_result_logits(cand_dir, common, num_classes=ref.num_classes, workers=workers)
+    classes, source = _model_classes(reference_dir, candidate_dir)
+    ref = read_result_logits(ref_dir, common, classes, workers, output_dtype=reference_dtype, classes_source=source)
+    cand = read_result_logits(cand_dir, common, ref.num_classes, workers, output_dtype=candidate_dtype,
+                              classes_source=source or f"the outputs of {reference_dir}")
     invalid = {**_invalid(cand, "B"), **_invalid(ref, "A")}
     both = ref.valid & cand.valid
     if not both.any():
@@ -115,10 +144,14 @@ def compare_results(
     only_ref = sorted(set(ref_dir.outputs) - set(cand_dir.outputs))
     only_cand = sorted(set(cand_dir.outputs) - set(ref_dir.outputs))
     low = int((columns["cosine"] < min_cosine).sum())
-    passed = low == 0 and not invalid
+    one_side = _missing_verdict(only_ref, only_cand, allow_missing)
+    passed = low == 0 and not invalid and (allow_missing or not one_side)
+    failures = [f"{low} images below cosine {min_cosine}" if low else None,
+                f"{len(invalid)} invalid outputs" if invalid else None,
+                one_side if one_side and not allow_missing else None]
     verdict = (
-        f"every compared image has cosine ≥ {min_cosine}" if passed else
-        f"{low} images below cosine {min_cosine}" + (f", {len(invalid)} invalid outputs" if invalid else "")
+        f"every compared image has cosine ≥ {min_cosine}" + (f"; {one_side}" if one_side else "") if passed else
+        ", ".join(f for f in failures if f)
     )
     summary = {
         **aggregate,

@@ -24,8 +24,6 @@ from focalinfer.layout import DEVICE_DIR, OUTFMTS, OUTPUT_NAME, find_summary
 from focalinfer.machine import cpu_count
 
 
-DEFAULT_CLASSES = 1000
-
 # Per-file status codes (int8 so a chunk's statuses pickle cheaply between processes).
 OK, UNREADABLE, BAD_LENGTH, NON_FINITE = 0, 1, 2, 3
 
@@ -41,7 +39,8 @@ class RunSummary:
     """What eval carries over from the inference run's summary JSON."""
 
     path: Path
-    throughput: float | None = None
+    throughput: float | None = None     # ais_bench's formula: 1000 × batch / mean compute ms (counts padding)
+    images_per_s: float | None = None   # real images over the measured compute time
     batch_size: int | None = None
     model: str | None = None
     backend: str | None = None
@@ -157,13 +156,27 @@ def _device_summaries(directory: Path) -> RunSummary | None:
     parts = [p for p in parts if p is not None]
     if not parts:
         return None
-    rates = [p.throughput for p in parts]
     first = parts[0]
     return RunSummary(
-        path=first.path, throughput=sum(rates) if all(r is not None for r in rates) else None,
+        path=first.path, throughput=_sum_or_none(p.throughput for p in parts),
+        images_per_s=_sum_or_none(p.images_per_s for p in parts),
         batch_size=first.batch_size, model=first.model, backend=first.backend,
         problem=next((p.problem for p in parts if p.problem), None),
     )
+
+
+def _sum_or_none(values) -> float | None:
+    values = list(values)
+    return sum(values) if values and all(v is not None for v in values) else None
+
+
+def run_summary(results_dir: str | os.PathLike) -> RunSummary | None:
+    """The run summary of a result folder: beside it, or per device for a multi-device run."""
+    directory = Path(results_dir)
+    summary = read_run_summary(directory)
+    if summary is None and directory.is_dir():
+        summary = _device_summaries(directory)
+    return summary
 
 
 _BATCH_FLAGS = ("--batchsize", "--batch-size", "--batch_size", "--dymBatch", "--dym-batch", "--dym_batch")
@@ -249,10 +262,36 @@ def read_run_summary(results_dir: str | os.PathLike) -> RunSummary | None:
         model = _flag_value(flags, _MODEL_FLAGS + (("-m",) if is_ais else ()))
     if batch is None:
         batch = _batch_from_timing(info, throughput)
-    return RunSummary(path, throughput, batch, model, _backend_from(argv, model))
+    return RunSummary(path, throughput, real_images_per_s(info, batch), batch, model, _backend_from(argv, model))
+
+
+def real_images_per_s(info: dict, batch: int | None) -> float | None:
+    """Images run over the summed compute time; None when the timings cover only part of the set.
+
+    ais_bench's ``throughput`` counts every batch slot, padding included (3 images at batch 64:
+    64 per run). ``filesinfo`` lists the real images; a run times each of its ceil(n / batch)
+    batches ``loop`` times, so a timing list of another length belongs to a resumed run.
+    """
+    files, times = info.get("filesinfo"), info.get("npu_compute_time_list")
+    if not (isinstance(files, dict) and files and isinstance(times, list) and times and batch):
+        return None
+    try:
+        total_ms = float(sum(times))
+    except TypeError:
+        return None
+    runs = math.ceil(len(files) / batch)
+    if len(times) % runs or not math.isfinite(total_ms) or total_ms <= 0:
+        return None
+    return len(files) * (len(times) // runs) / (total_ms / 1000.0)
 
 
 # --- reading the logits -----------------------------------------------------------------
+
+# BIN files carry no dtype: what their bytes are read as (--output-dtype). TXT is text and NPY
+# says its own dtype.
+OUTPUT_DTYPES = ("float32", "float16")
+# Files read first to sniff the class count, or to check that the outputs fit the model's.
+PROBE_FILES = 16
 
 
 @dataclass
@@ -263,21 +302,19 @@ class Logits:
     values: np.ndarray                  # (N, num_classes) float32
     status: np.ndarray                  # (N,) int8: OK / UNREADABLE / BAD_LENGTH / NON_FINITE
     lengths: np.ndarray                 # (N,) int64: values found per file (-1 if unreadable)
-    errors: dict[int, str]              # row -> parser message for UNREADABLE rows
-    appended: list[str]                 # stems of TXT files with more than one line
+    errors: dict[int, str]              # row -> what is wrong, for UNREADABLE and BAD_LENGTH rows
+    appended: list[str]                 # stems of valid TXT files with more than one line
     num_classes: int
+    output_dtype: str = "float32"
 
     @property
     def valid(self) -> np.ndarray:
         return self.status == OK
 
     def problem(self, row: int) -> str:
-        code = self.status[row]
-        if code == BAD_LENGTH:
-            return f"{self.lengths[row]} values, expected {self.num_classes}"
-        if code == NON_FINITE:
+        if self.status[row] == NON_FINITE:
             return "non-finite logit (NaN or inf)"
-        return f"unreadable: {self.errors.get(row, 'unknown error')}"
+        return self.errors.get(row, f"{self.lengths[row]} values, expected {self.num_classes}")
 
 
 def _txt_vector(data: bytes) -> tuple[np.ndarray, bool]:
@@ -294,6 +331,10 @@ def _txt_vector(data: bytes) -> tuple[np.ndarray, bool]:
     if vector is None:
         vector = np.fromstring(line, dtype=np.float32, sep=" ")
     return vector, appended
+
+
+def _txt_lines(data: bytes) -> int:
+    return sum(1 for line in data.splitlines() if line.strip())
 
 
 _EXACT_INT = 2**53
@@ -348,7 +389,7 @@ def _read_bytes(path: str) -> bytes:
 _READ_SIZE = 1 << 16
 
 
-def _npy_vector(data: bytes, headers: dict) -> np.ndarray:
+def _npy_vector(data: bytes, headers: dict) -> tuple[np.ndarray, tuple]:
     """np.load without its per-file header parsing: every file of a run has the same header."""
     if data[:6] != b"\x93NUMPY":
         raise ValueError("not an .npy file (no NUMPY magic)")
@@ -363,65 +404,131 @@ def _npy_vector(data: bytes, headers: dict) -> np.ndarray:
             raise ValueError(f"dtype {dtype} is not numeric")
         parsed = headers[header] = (dtype, tuple(fields["shape"]))
     dtype, shape = parsed
-    count = math.prod(shape)
-    array = np.frombuffer(data, dtype=dtype, count=count, offset=header_end)
-    if len(shape) > 1 and sorted(shape)[-2] > 1:
-        raise ValueError(f"shape {shape} holds more than one vector")
-    return array
+    return np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=header_end), shape
 
 
-def _bin_vector(data: bytes) -> np.ndarray:
-    if len(data) % 4:
-        raise ValueError(f"{len(data)} bytes is not a whole number of float32 values")
-    return np.frombuffer(data, dtype=np.float32)
+def _is_vector(shape: tuple) -> bool:
+    """(C,), (1, C), (1, 1, C)…: one vector. (2, C) or (1, 21, 224, 224) is not a classifier's output."""
+    return len(shape) <= 1 or sorted(shape)[-2] <= 1
 
 
-def _read_chunk(task: tuple[Sequence[str], str, int]):
-    """Parse one chunk of files into rows; runs in a worker process for large result sets."""
-    paths, outfmt, num_classes = task
+def fitting_dtype(nbytes: int, classes: int, dtype: str) -> str | None:
+    """The other BIN dtype in which ``nbytes`` is exactly ``classes`` values, if any."""
+    return next((other for other in OUTPUT_DTYPES
+                 if other != dtype and nbytes == classes * np.dtype(other).itemsize), None)
+
+
+def bin_size_problem(nbytes: int, classes: int, dtype: str) -> str:
+    """Why ``nbytes`` is not one vector of ``classes`` ``dtype`` values (the size rule, stated)."""
+    itemsize = np.dtype(dtype).itemsize
+    other = fitting_dtype(nbytes, classes, dtype)
+    if other:
+        return (f"{nbytes} bytes = {classes} {other} values, not {classes} {dtype} ({classes * itemsize} bytes); "
+                f"pass --output-dtype {other}")
+    return f"{nbytes / itemsize:g} values, expected {classes} ({nbytes} bytes of {dtype}, {itemsize} bytes each)"
+
+
+def _read_chunk(task: tuple[Sequence[str], str, int, str]):
+    """Parse one chunk of files into rows; runs in a worker process for large result sets.
+
+    ``num_classes`` 0 (the probe): every readable file is BAD_LENGTH, with its length.
+    """
+    paths, outfmt, num_classes, dtype = task
+    bin_dtype = np.dtype(dtype).newbyteorder("<")
     values = np.zeros((len(paths), num_classes), np.float32)
     status = np.zeros(len(paths), np.int8)
     lengths = np.full(len(paths), -1, np.int64)
     errors: dict[int, str] = {}
-    appended: list[int] = []
+    not_vectors: list[int] = []          # TXT of several lines, NPY of several vectors
     headers: dict = {}
     with warnings.catch_warnings():
         # Older numpy only warns when text does not parse; make that an error as numpy 2 does.
         warnings.simplefilter("error", DeprecationWarning)
         for row, path in enumerate(paths):
+            problem = None
             try:
                 data = _read_bytes(path)
                 if outfmt == "TXT":
-                    vector, extra_lines = _txt_vector(data)
-                    if extra_lines:
-                        appended.append(row)
+                    vector, several = _txt_vector(data)
+                    if several and vector.size != num_classes:
+                        lines = _txt_lines(data)
+                        problem = f"{lines} lines of {vector.size} values (a ({lines}, {vector.size}) tensor)"
                 elif outfmt == "NPY":
-                    vector = _npy_vector(data, headers)
+                    vector, shape = _npy_vector(data, headers)
+                    several = not _is_vector(shape)
+                    if several:
+                        problem = f"shape {shape} holds more than one vector (a classifier writes (1, C))"
                 else:
-                    vector = _bin_vector(data)
+                    several, nbytes = False, len(data)
+                    if num_classes and nbytes != num_classes * bin_dtype.itemsize and not nbytes % 2:
+                        problem = bin_size_problem(nbytes, num_classes, dtype)
+                        vector = np.empty(nbytes // bin_dtype.itemsize, np.float32)  # its length only
+                    elif nbytes % bin_dtype.itemsize:
+                        raise ValueError(f"{nbytes} bytes is not a whole number of {dtype} values")
+                    else:
+                        vector = np.frombuffer(data, dtype=bin_dtype)
             except (OSError, ValueError, SyntaxError, KeyError, DeprecationWarning) as e:
                 status[row] = UNREADABLE
-                errors[row] = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+                errors[row] = "unreadable: " + (str(e).splitlines()[0][:200] if str(e) else type(e).__name__)
                 continue
             lengths[row] = vector.size
-            if vector.size != num_classes:
+            if several:
+                not_vectors.append(row)
+            if problem or vector.size != num_classes:
                 status[row] = BAD_LENGTH
+                if num_classes:
+                    errors[row] = problem or f"{vector.size} values, expected {num_classes}"
+                    if outfmt == "TXT" and several:
+                        errors[row] += f", expected one line of {num_classes}"
+                elif problem:
+                    errors[row] = problem
                 continue
             values[row] = vector
     finite = np.isfinite(values).all(axis=1)
     status[(status == OK) & ~finite] = NON_FINITE
     values[status != OK] = 0.0
-    return values, status, lengths, errors, appended
+    return values, status, lengths, errors, not_vectors
 
 
-def _sniff_classes(paths: Sequence[str], outfmt: str, sample: int = 16) -> int:
-    """The most common vector length among the first few files (1000 if none parses)."""
-    probe = list(paths[:sample])
+def check_classes(paths: Sequence[str], outfmt: str, num_classes: int | None, output_dtype: str = "float32",
+                  source: str | None = None) -> int:
+    """The class count to read ``paths`` with: ``num_classes`` after checking the first files fit
+    it, else sniffed from them. Outputs whose majority has another shape are an error naming
+    the first such file: they were not made by this model, and per-image "invalid" would hide it.
+    """
+    probe = list(paths[:PROBE_FILES])
     if not probe:
-        return DEFAULT_CLASSES
-    _, status, lengths, _, _ = _read_chunk((probe, outfmt, 0))
-    sizes = Counter(int(n) for n in lengths if n > 0)
-    return sizes.most_common(1)[0][0] if sizes else DEFAULT_CLASSES
+        if num_classes:
+            return num_classes
+        raise FocalinferError("no output files to read the class count from")
+    _, status, lengths, errors, not_vectors = _read_chunk((probe, outfmt, num_classes or 0, output_dtype))
+    # Empty files (a killed writer) say nothing about the shape: they are invalid one by one.
+    readable = [row for row in range(len(probe)) if lengths[row] > 0]
+    if num_classes:
+        wrong = [row for row in readable if status[row] == BAD_LENGTH]
+        if wrong and 2 * len(wrong) >= len(readable):
+            row = wrong[0]
+            if outfmt == "BIN" and fitting_dtype(os.path.getsize(probe[row]), num_classes, output_dtype):
+                raise FocalinferError(f"{probe[row]}: {errors[row]} ({source or 'the model'} gives {num_classes} "
+                                      "classes)")
+            raise FocalinferError(
+                f"{probe[row]}: {errors[row]}, but {source or 'the model'} gives {num_classes} classes; these "
+                "outputs were not made by this model (or not by a classifier)"
+            )
+        return num_classes
+    if not readable:
+        raise FocalinferError(f"{probe[0]}: {errors.get(0, 'no values')}; the class count cannot be read from "
+                              "outputs that hold no values (pass --num-classes N)")
+    several = [row for row in readable if row in not_vectors]
+    if 2 * len(several) > len(readable):
+        row = several[0]
+        raise FocalinferError(
+            f"{probe[row]}: {errors.get(row) or 'several vectors'}; a classifier writes one vector per image, so "
+            "these are not a classifier's outputs (old ais_infer appended one TXT line per rerun: then pass "
+            "--num-classes N to read the first line)"
+        )
+    sizes = Counter(int(lengths[row]) for row in readable if row not in not_vectors)
+    return sizes.most_common(1)[0][0]
 
 
 def default_workers() -> int:
@@ -448,18 +555,22 @@ def pool_context():
 
 def read_logits(
     stems: Sequence[str], paths: Sequence[str | os.PathLike], outfmt: str,
-    num_classes: int | None = None, workers: int | None = None,
+    num_classes: int | None = None, workers: int | None = None, *, output_dtype: str = "float32",
+    classes_source: str | None = None,
 ) -> Logits:
     """Read output-0 files into an (N, num_classes) float32 array, one row per stem.
 
-    ``num_classes`` None: the most common length among the first files. A bad file becomes a
-    status, never an exception. Large sets are parsed by a process pool in chunks.
+    ``num_classes`` None: sniffed from the first files (see :func:`check_classes`, which also
+    refuses outputs of another shape). A bad file becomes a status, never an exception. Large
+    sets are parsed by a process pool in chunks. ``output_dtype`` is what BIN bytes are read as.
     """
+    if output_dtype not in OUTPUT_DTYPES:
+        raise UsageError(f"--output-dtype {output_dtype}: choose one of {', '.join(OUTPUT_DTYPES)}")
     paths = [os.fspath(p) for p in paths]
     outfmt = outfmt.upper()
-    classes = num_classes or _sniff_classes(paths, outfmt)
+    classes = check_classes(paths, outfmt, num_classes, output_dtype, classes_source)
     workers = default_workers() if workers is None else max(1, workers)
-    tasks = [(chunk, outfmt, classes) for chunk in _chunks(paths, workers)]
+    tasks = [(chunk, outfmt, classes, output_dtype) for chunk in _chunks(paths, workers)]
     if workers > 1 and len(paths) >= POOL_MIN_FILES:
         from concurrent.futures import ProcessPoolExecutor
 
@@ -467,19 +578,20 @@ def read_logits(
             parts = list(pool.map(_read_chunk, tasks))
     else:
         parts = [_read_chunk(task) for task in tasks]
-    return _join_parts(list(stems), parts, classes)
+    return _join_parts(list(stems), parts, classes, output_dtype)
 
 
-def _join_parts(stems: list[str], parts: list, classes: int) -> Logits:
+def _join_parts(stems: list[str], parts: list, classes: int, output_dtype: str) -> Logits:
     if not parts:
         return Logits(stems, np.zeros((0, classes), np.float32), np.zeros(0, np.int8),
-                      np.zeros(0, np.int64), {}, [], classes)
+                      np.zeros(0, np.int64), {}, [], classes, output_dtype)
     errors: dict[int, str] = {}
     appended: list[str] = []
     offset = 0
-    for _, status, _, chunk_errors, chunk_appended in parts:
+    for _, status, _, chunk_errors, not_vectors in parts:
         errors.update({offset + row: msg for row, msg in chunk_errors.items()})
-        appended.extend(stems[offset + row] for row in chunk_appended)
+        # A valid file that is not one vector is a TXT with the right first line and more lines.
+        appended.extend(stems[offset + row] for row in not_vectors if status[row] == OK)
         offset += len(status)
     return Logits(
         stems=stems,
@@ -489,11 +601,14 @@ def _join_parts(stems: list[str], parts: list, classes: int) -> Logits:
         errors=errors,
         appended=appended,
         num_classes=classes,
+        output_dtype=output_dtype,
     )
 
 
 def read_result_logits(result: ResultDir, stems: Sequence[str] | None = None,
-                       num_classes: int | None = None, workers: int | None = None) -> Logits:
+                       num_classes: int | None = None, workers: int | None = None, *,
+                       output_dtype: str = "float32", classes_source: str | None = None) -> Logits:
     """The logits of ``stems`` (default: every output in the directory, sorted by name)."""
     stems = sorted(result.outputs) if stems is None else list(stems)
-    return read_logits(stems, [result.outputs[s] for s in stems], result.outfmt, num_classes, workers)
+    return read_logits(stems, [result.outputs[s] for s in stems], result.outfmt, num_classes, workers,
+                       output_dtype=output_dtype, classes_source=classes_source)

@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
+from focalinfer import __version__
 from focalinfer.errors import FocalinferError
 from focalinfer.postprocess.labels import LabelSet, read_labels
 from focalinfer.postprocess.outputs import Logits, ResultDir, read_result_logits, scan_results
 from focalinfer.metrics.topk import topk_indices
-from focalinfer.util import write_bytes_atomic
+from focalinfer.util import sha256_file, write_bytes_atomic
 
 TOPK = 5
 # TensorFlow-origin ImageNet models have a background class 0; ModelZoo's scorer then adds 1 to
 # every label. Their logits have this many classes.
 BACKGROUND_CLASSES = 1001
+
+
+# What result.json records about the run, filled by the caller (pipeline.evaluate) from the
+# model file, the infer record and the inputs; None where nothing says.
+RUN_FIELDS = ("model", "model_file", "model_sha256", "backend", "batch_size", "input_dir", "manifest_sha256",
+              "preset", "outputs_written", "outputs_reused")
 
 
 @dataclass
@@ -37,9 +46,8 @@ class EvalResult:
         s = self.summary
         run = ", ".join(
             part for part in (
-                s["model"], s["backend"],
-                f"bs {s['batch_size']}" if s["batch_size"] else None,
-                f"{s['throughput_fps']:.2f} fps" if s["throughput_fps"] else None,
+                s["model"] or (Path(s["model_file"]).name if s["model_file"] else None), s["backend"],
+                f"bs {s['batch_size']}" if s["batch_size"] else None, speed_text(s),
             ) if part
         )
         line = (
@@ -52,22 +60,33 @@ class EvalResult:
         return {"summary": self.summary, "images": self.images, "issues": self.issues}
 
 
+def speed_text(summary: dict) -> str | None:
+    """Real images/s first; ais_bench's own formula (which counts padding slots) beside it, labelled."""
+    real, formula = summary.get("images_per_s"), summary.get("ais_bench_throughput")
+    parts = []
+    if real:
+        parts.append(f"{real:.2f} images/s")
+    if formula:
+        parts.append(f"ais_bench 1000×batch/mean: {formula:.2f} samples/s")
+    return " (".join(parts) + ")" if len(parts) == 2 else (parts[0] if parts else None)
+
+
+def label_space(classes: int) -> int:
+    """Label values a ``classes``-wide output covers (1001: background first, labels 0–999)."""
+    return classes - 1 if classes == BACKGROUND_CLASSES else classes
+
+
+def check_label_range(labels: LabelSet, classes: int, source: str | None) -> None:
+    """Lines naming a class the model does not have become bad lines (see LabelSet.require_clean)."""
+    where = source or "sniffed from the outputs"
+    labels.drop_out_of_range(label_space(classes), f"the model's {classes} classes: {where}")
+
+
 def _label_targets(labels: LabelSet, stems: list[str], classes: int) -> tuple[np.ndarray, int]:
     """Targets in the logits' index space: +1 for 1001-class (background-first) outputs."""
     offset = 1 if classes == BACKGROUND_CLASSES else 0
     targets = np.fromiter((labels.labels[s].target for s in stems), np.int64, len(stems))
     return targets + offset, offset
-
-
-def _drop_out_of_range(labels: LabelSet, classes: int) -> None:
-    """Labels naming a class the outputs do not have are malformed lines, not misses."""
-    label_space = classes - 1 if classes == BACKGROUND_CLASSES else classes
-    for stem in [s for s, lab in labels.labels.items() if lab.target >= label_space]:
-        lab = labels.labels.pop(stem)
-        labels.malformed.append({
-            "line": lab.line, "text": f"{lab.image} {lab.target}",
-            "reason": f"class index {lab.target} is outside 0–{label_space - 1} (outputs have {classes} classes)",
-        })
 
 
 def _name_hint(labels: LabelSet, result: ResultDir) -> str:
@@ -79,12 +98,22 @@ def _name_hint(labels: LabelSet, result: ResultDir) -> str:
     )
 
 
-def _warnings(labels: LabelSet, result: ResultDir, logits: Logits, extra: list[str]) -> list[str]:
-    notes = list(result.notes)
+def _sniffed_warning(result: ResultDir, logits: Logits) -> str:
+    bin_note = (f"; BIN files carry no dtype and were read as {logits.output_dtype} (--output-dtype)"
+                if result.outfmt == "BIN" else "")
+    return (
+        f"CLASS COUNT NOT CHECKED: nothing says which model made {result.path} (no infer record beside it, no "
+        f"model file), so the {logits.num_classes} classes were read from the outputs themselves{bin_note}; pass "
+        "--num-classes N or --model NAME to check them against the model"
+    )
+
+
+def _warnings(labels: LabelSet, result: ResultDir, logits: Logits, extra: list[str], sniffed: bool) -> list[str]:
+    notes = ([_sniffed_warning(result, logits)] if sniffed else []) + list(result.notes)
     if labels.malformed:
         first = labels.malformed[0]
-        notes.append(f"{labels.path}: {len(labels.malformed)} malformed label lines skipped "
-                     f"(first: line {first['line']}: {first['reason']})")
+        notes.append(f"{labels.path}: {len(labels.malformed)} bad label lines not scored (--allow-bad-labels; "
+                     f"first: line {first['line']}: {first['reason']})")
     if labels.duplicates:
         first = labels.duplicates[0]
         notes.append(f"{labels.path}: {len(labels.duplicates)} duplicate label lines with the same class ignored "
@@ -99,20 +128,38 @@ def _warnings(labels: LabelSet, result: ResultDir, logits: Logits, extra: list[s
     return notes
 
 
+def _run_facts(run: Mapping | None, meta) -> dict:
+    """The run fields of result.json: the caller's, then what the run summary says."""
+    facts = {name: (run or {}).get(name) for name in RUN_FIELDS}
+    if meta:
+        facts["batch_size"] = facts["batch_size"] or meta.batch_size
+        facts["backend"] = facts["backend"] or meta.backend
+        facts["model_file"] = facts["model_file"] or meta.model
+    return facts
+
+
 def score_results(
-    results_dir: str | os.PathLike, labels_file: str | os.PathLike, *, outfmt: str | None = None,
-    num_classes: int | None = None, model: str | None = None, backend: str | None = None,
-    batch_size: int | None = None, throughput: float | None = None, workers: int | None = None,
+    results_dir: str | os.PathLike, labels_file: str | os.PathLike | LabelSet, *, outfmt: str | None = None,
+    num_classes: int | None = None, classes_source: str | None = None, output_dtype: str = "float32",
+    allow_bad_labels: bool = False, run: Mapping | None = None, workers: int | None = None,
 ) -> EvalResult:
-    """Score every labelled image's output 0; the metadata arguments override the run summary."""
-    labels = read_labels(labels_file)
+    """Score every labelled image's output 0 against its label.
+
+    ``num_classes`` (with ``classes_source``, said in messages) is the model's class count; None
+    sniffs it from the outputs and says so loudly. Bad label lines (unparsable, or a class the
+    model lacks) are an error unless ``allow_bad_labels``. ``run`` holds the RUN_FIELDS the
+    caller knows; they win over the run summary.
+    """
+    labels = labels_file if isinstance(labels_file, LabelSet) else read_labels(labels_file)
     result = scan_results(results_dir, outfmt)
     scored = [s for s in labels.labels if s in result.outputs]
     if not scored:
-        raise FocalinferError(f"{labels_file} vs {results_dir}: no labelled image has an output; "
+        raise FocalinferError(f"{labels.path} vs {results_dir}: no labelled image has an output; "
                               f"{_name_hint(labels, result)}")
-    logits = read_result_logits(result, scored, num_classes, workers)
-    _drop_out_of_range(labels, logits.num_classes)
+    logits = read_result_logits(result, scored, num_classes, workers, output_dtype=output_dtype,
+                                classes_source=classes_source)
+    check_label_range(labels, logits.num_classes, classes_source)
+    labels.require_clean(allow_bad_labels)
     keep = np.fromiter((s in labels.labels for s in scored), bool, len(scored))
     extra = [s for s in result.outputs if s not in labels.labels]
     missing = [lab.image for s, lab in labels.labels.items() if s not in result.outputs]
@@ -136,9 +183,6 @@ def score_results(
     invalid = {labels.labels[scored[r]].image: logits.problem(r) for r in np.flatnonzero(keep & ~logits.valid)}
 
     meta = result.summary
-    if meta and batch_size and meta.batch_size and meta.batch_size != batch_size:
-        result.notes.append(f"--batch-size {batch_size} differs from the run summary's {meta.batch_size} "
-                            f"({meta.path}); reporting {batch_size}")
     summary = {
         "Acc@1": 100.0 * float(hit1.mean()),
         "Acc@5": 100.0 * float(hit5.mean()),
@@ -146,21 +190,25 @@ def score_results(
         "missing": len(missing),
         "extra": len(extra),
         "invalid": len(invalid),
-        "model": model or (Path(meta.model).stem if meta and meta.model else None),
-        "backend": backend or (meta.backend if meta else None),
-        "batch_size": batch_size or (meta.batch_size if meta else None),
-        "throughput_fps": throughput if throughput is not None else (meta.throughput if meta else None),
+        **_run_facts(run, meta),
+        "images_per_s": meta.images_per_s if meta else None,
+        "ais_bench_throughput": meta.throughput if meta else None,
         "labels_file": str(labels.path),
+        "labels_sha256": sha256_file(labels.path),
         "results_dir": str(result.path),
         "labels": len(labels.labels),
         "outfmt": result.outfmt,
+        "output_dtype": logits.output_dtype if result.outfmt == "BIN" else None,
         "num_classes": logits.num_classes,
+        "num_classes_source": classes_source or "sniffed from the outputs (not checked)",
         "label_offset": offset,
         "malformed_labels": len(labels.malformed),
         "duplicate_labels": len(labels.duplicates),
         "appended_txt": len(logits.appended),
         "summary_file": str(meta.path) if meta else None,
         "topk_rule": "torch.topk on CPU (first of the top-5 is the top-1)",
+        "tool_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     issues = {
         "missing": missing,
@@ -170,7 +218,7 @@ def score_results(
         "duplicate_labels": labels.duplicates,
         "appended_txt": logits.appended,
     }
-    return EvalResult(summary, images, issues, _warnings(labels, result, logits, extra))
+    return EvalResult(summary, images, issues, _warnings(labels, result, logits, extra, num_classes is None))
 
 
 def result_json_bytes(result: EvalResult) -> bytes:
