@@ -344,7 +344,8 @@ def infer_command(model_file, input_dir, output, output_dirname, outfmt, batch_s
 @click.option("--num-classes", type=click.IntRange(min=1),
               help="The model's class count when no record says it (a record that disagrees is an error).")
 @click.option("--model", "model_name", help="Registry model name, when no record says it (gives the class count).")
-@click.option("--allow-missing", is_flag=True, help="Exit 0 even when labelled images have no (valid) output.")
+@click.option("--allow-missing", is_flag=True,
+              help="Go on, and exit 0, when labelled images have no input file or no (valid) output.")
 @click.option("--allow-bad-labels", is_flag=True,
               help="Score without label lines that do not parse or name a class the model lacks (else exit 1).")
 @click.option("--allow-transform-mismatch", is_flag=True,
