@@ -17,8 +17,9 @@ from focalinfer.postprocess import EvalResult, score_results, write_result
 from focalinfer.postprocess.labels import LabelSet, read_labels
 from focalinfer.postprocess.model_facts import ModelFacts, model_file_facts, registry_classes, results_facts
 from focalinfer.postprocess.outputs import run_summary
-from focalinfer.postprocess.scoring import check_label_range
-from focalinfer.records import InferRecord, Manifest, infer_record_path
+from focalinfer.infer.provenance import read_input_set
+from focalinfer.postprocess.scoring import RUN_FIELDS, check_label_range
+from focalinfer.records import InferRecord, infer_record_path
 from focalinfer.util import ensure_writable_file, sha256_file
 
 
@@ -83,8 +84,11 @@ def _apply_flags(facts: ModelFacts, model: str | None, num_classes: int | None, 
 
 
 def _check_inputs(labels: LabelSet, input_dir, allow_missing: bool) -> None:
-    """Labels whose image has no input file would be missing after the whole run: say so first."""
-    stems = {layout.output_stem(path) for path in layout.list_input_files(input_dir)}
+    """Labels whose image has no input file would be missing after the whole run: say so first.
+
+    The inputs are what infer will read (the files the manifest lists).
+    """
+    stems = {layout.output_stem(path) for path in read_input_set(input_dir).files}
     missing = [lab.image for stem, lab in labels.labels.items() if stem not in stems]
     if missing and not allow_missing:
         raise FocalinferError(
@@ -92,15 +96,6 @@ def _check_inputs(labels: LabelSet, input_dir, allow_missing: bool) -> None:
             f"(first: {missing[0]}); preprocess them, or pass --allow-missing to score the "
             f"{len(labels) - len(missing)} that have one"
         )
-
-
-def _manifest_facts(input_dir) -> tuple[str | None, str | None]:
-    """(manifest sha256, preset) of the inputs; a manifest focalinfer cannot read gives no preset."""
-    try:
-        manifest = Manifest.read(input_dir)
-    except FocalinferError:
-        manifest = None
-    return Manifest.sha256(input_dir), manifest.preset if manifest else None
 
 
 def _run_model(model_file: Path, facts: ModelFacts, labels: LabelSet, *, input_dir, output_dir: Path, dirname: str,
@@ -122,16 +117,26 @@ def _run_model(model_file: Path, facts: ModelFacts, labels: LabelSet, *, input_d
             f"{model_file}: running an .om needs ais_bench (CANN and an NPU), not installed here; score the "
             "ONNX on CPU with --onnx X.onnx, or score a folder ais_bench wrote on the NPU host with --results DIR"
         ) from e
-    record = InferRecord.read(run.output_dir)
-    manifest_sha256, preset = _manifest_facts(input_dir)
-    facts_run = {
-        "model": facts.model, "model_file": str(model_file),
-        "model_sha256": (record.model_sha256 if record else None) or sha256_file(model_file),
-        "backend": run.backend, "batch_size": run.batch_size, "input_dir": str(input_dir),
-        "manifest_sha256": manifest_sha256, "preset": preset,
-        "outputs_written": run.files_written, "outputs_reused": run.files_kept,
+    fields = _record_fields(InferRecord.read(run.output_dir))
+    fields.update(model=facts.model or fields["model"], model_file=str(model_file), backend=run.backend,
+                  batch_size=run.batch_size, outputs_written=run.files_written, outputs_reused=run.files_kept)
+    fields["model_sha256"] = fields["model_sha256"] or sha256_file(model_file)
+    return run.output_dir, run.outfmt, fields
+
+
+def _record_fields(record: InferRecord | None) -> dict:
+    """result.json's run fields as the infer record gives them (None for what it lacks)."""
+    if record is None:
+        return dict.fromkeys(RUN_FIELDS)
+    # A record of a folder with outputs that wrote and kept none predates these counts.
+    counted = bool(record.files_written or record.files_kept)
+    return {
+        "model": record.model, "model_file": record.model_file or None, "model_sha256": record.model_sha256 or None,
+        "backend": record.backend or None, "batch_size": record.batch_size, "input_dir": record.input_dir,
+        "manifest_sha256": record.manifest_sha256, "preset": record.preset,
+        "outputs_written": record.files_written if counted else None,
+        "outputs_reused": record.files_kept if counted else None,
     }
-    return run.output_dir, run.outfmt, facts_run
 
 
 def _recorded_run(results_dir: Path, facts: ModelFacts, batch_size: int | None) -> dict:
@@ -149,16 +154,6 @@ def _recorded_run(results_dir: Path, facts: ModelFacts, batch_size: int | None) 
     if batch_size and recorded and batch_size != recorded:
         raise UsageError(f"--batch-size {batch_size}: {results_dir} was made at batch {recorded} ({source}); "
                          "omit --batch-size, which with --results only fills in a batch nothing recorded")
-    counted = record is not None and (record.files_written or record.files_kept)
-    return {
-        "model": facts.model, "model_file": facts.model_file,
-        "model_sha256": (record.model_sha256 or None) if record else None,
-        "backend": (record.backend or None) if record else None,
-        "batch_size": recorded or batch_size,
-        "input_dir": record.input_dir if record else None,
-        "manifest_sha256": record.manifest_sha256 if record else None,
-        "preset": record.preset if record else None,
-        # A record of a folder with outputs that wrote and kept none predates these counts.
-        "outputs_written": record.files_written if counted else None,
-        "outputs_reused": record.files_kept if counted else None,
-    }
+    fields = _record_fields(record)
+    fields.update(model=facts.model, model_file=facts.model_file, batch_size=recorded or batch_size)
+    return fields

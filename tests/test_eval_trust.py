@@ -410,6 +410,20 @@ def test_labels_without_inputs_fail_before_inference_unless_allowed(chain, tmp_p
     assert (s["count"], s["missing"]) == (IMAGES, 1)
 
 
+def test_inputs_made_with_another_transform_need_the_flag(chain, tmp_path):
+    other = tmp_path / "databin"
+    shutil.copytree(chain["databin"], other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["transform"]["mean"] = [0.5, 0.5, 0.5]  # another model's normalisation
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    common = ("--onnx", chain["onnx"]["toy-cls"], "--labels", chain["labels"], "--input", other,
+              "--output", tmp_path / "r.json", "--batch-size", 3, "--quiet")
+    res = run("eval", *common, code=1)
+    assert "--allow-transform-mismatch" in res.output and not (tmp_path / "r").exists()
+    run("eval", *common, "--allow-transform-mismatch")
+    assert summary(tmp_path / "r.json")["manifest_sha256"] == sha256(other / "manifest.json")
+
+
 # --- rule 5: fail before the work ----------------------------------------------------------
 
 
