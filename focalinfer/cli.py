@@ -75,6 +75,8 @@ def preprocess(model, images, out, labels_out, workers, limit, preset, rename, a
     )
     for name, reason in result.skipped:
         click.echo(f"skipped {name}: {reason}", err=True)
+    for note in result.warnings:
+        click.echo(f"warning: {note}", err=True)
     if labels_out and result.labels_file is None:
         click.echo(f"note: {images} is a flat folder, so no labels were written; use ImageNet's val_label.txt", err=True)
     click.echo(result.summary_line())

@@ -7,6 +7,7 @@ transform refuses to mix outputs.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ class PreprocessResult:
     reused: int
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
     ignored: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # e.g. class folders vs the model's classes
 
     def summary_line(self) -> str:
         return (
@@ -88,12 +90,13 @@ def preprocess(
 ) -> PreprocessResult:
     from focalinfer.registry import get_model_spec
 
-    transform = get_model_spec(model).transform(preset)
+    spec = get_model_spec(model)
+    transform = spec.transform(preset)
     if limit is not None and limit <= 0:
         raise FocalinferError(f"--limit must be positive, got {limit}")
-    found = discover_images(images)
+    found = discover_images(images, num_classes=spec.num_classes)
     if limit is not None:
-        found = ImageSet(found.root, found.layout, found.items[:limit], found.classes, found.ignored)
+        found = dataclasses.replace(found, items=found.items[:limit])
     found = check_stems(found, rename)
     out = ensure_writable_dir(out)
     _claim_out_dir(out, model, preset, transform, force)
@@ -116,6 +119,7 @@ def preprocess(
         reused=len(found.items) - len(todo),
         skipped=skipped,
         ignored=found.ignored,
+        warnings=found.warnings,
     )
     write_json_atomic(out / MANIFEST, _final_manifest(header, result, ok_items, found))
     return result
@@ -192,6 +196,7 @@ def _manifest_header(model: str, preset: str, transform: EvalTransform, found: I
         "images_dir": str(found.root.resolve()),
         "layout": found.layout,
         "classes": found.classes,
+        "class_index": found.class_index,
     }
 
 
