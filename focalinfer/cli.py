@@ -160,7 +160,8 @@ def inspect_cmd(checkpoint, as_json):
     if as_json:
         click.echo(json.dumps(info.as_dict(), indent=2))
         return
-    click.echo(f"{info.path}: layout {info.layout!r}, {info.keys} keys, {info.parameters:,} parameters, "
+    aliases = f" ({info.aliases} of them alias another key's tensor, counted once)" if info.aliases else ""
+    click.echo(f"{info.path}: layout {info.layout!r}, {info.keys} keys{aliases}, {info.parameters:,} parameters, "
                f"{info.tensors_bytes / 2**20:.1f} MiB of tensors")
     click.echo(f"matches: {info.model or 'no registered model'}")
 
