@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -39,6 +40,27 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+# What atomic_path's mkstemp names look like: ".<target name>.<8 random characters>.tmp".
+_ATOMIC_TEMP = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp")
+
+
+def atomic_temp_target(name: str) -> str | None:
+    """The file name an atomic_path temp file ``name`` was writing, or None if it is not one."""
+    match = _ATOMIC_TEMP.fullmatch(name)
+    return match["target"] if match else None
+
+
+def remove_atomic_temps(folder: str | Path, is_ours=lambda target: True) -> list[str]:
+    """Delete the temp files a killed run left in ``folder`` (those whose target ``is_ours``)."""
+    removed = []
+    for entry in os.scandir(folder):
+        target = atomic_temp_target(entry.name)
+        if target is not None and entry.is_file() and is_ours(target):
+            os.unlink(entry.path)
+            removed.append(entry.name)
+    return sorted(removed)
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
@@ -68,5 +90,23 @@ def ensure_writable_dir(path: str | Path, what: str = "output directory") -> Pat
     except OSError as e:
         raise FocalinferError(
             f"{path}: {what} is not writable ({e.strerror or e}); choose another directory or fix its permissions"
+        ) from None
+    return path
+
+
+def ensure_writable_file(path: str | Path, what: str = "output file") -> Path:
+    """Prove ``path`` can be written (atomically, beside itself) before any work, or raise one line."""
+    from focalinfer.errors import FocalinferError
+
+    path = Path(path)
+    if path.is_dir():
+        raise FocalinferError(f"{path}: {what} is a folder; pass the path of a file to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=path.parent, prefix=".write-probe-", delete=True)
+        probe.close()
+    except OSError as e:
+        raise FocalinferError(
+            f"{path}: {what} cannot be written ({e.strerror or e}); choose another path or fix its permissions"
         ) from None
     return path

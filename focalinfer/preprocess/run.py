@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,9 +20,10 @@ from tqdm import tqdm
 from focalinfer.errors import FocalinferError
 from focalinfer.machine import cpu_count
 from focalinfer.preprocess.discover import ImageItem, ImageSet, check_stems, discover_images
+from focalinfer.preprocess.runstate import guarded, running_state, take_over
 from focalinfer.preprocess.transform import ImageTransform, load_rgb
 from focalinfer.registry import EvalTransform
-from focalinfer.util import ensure_writable_dir, write_bytes_atomic, write_json_atomic
+from focalinfer.util import ensure_writable_dir, ensure_writable_file, write_bytes_atomic, write_json_atomic
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -54,6 +56,11 @@ def expected_bytes(t: EvalTransform) -> int:
 # --- work done in worker processes (module level so it pickles) ---
 
 _worker_transform: ImageTransform | None = None
+
+
+def _init_pool_worker(transform: EvalTransform) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: no worker tracebacks
+    _init_worker(transform)
 
 
 def _init_worker(transform: EvalTransform) -> None:
@@ -99,12 +106,15 @@ def preprocess(
         found = dataclasses.replace(found, items=found.items[:limit])
     found = check_stems(found, rename)
     out = ensure_writable_dir(out)
+    if labels_out is not None:
+        ensure_writable_file(labels_out, "label file (--labels-out)")
+    notes = take_over(out, out / MANIFEST)
     _claim_out_dir(out, model, preset, transform, force)
 
     header = _manifest_header(model, preset, transform, found)
-    write_json_atomic(out / MANIFEST, {**header, "status": "running"})
+    write_json_atomic(out / MANIFEST, {**header, **running_state()})
     todo = [i for i in found.items if not _done(out / f"{i.stem}.bin", transform)]
-    reasons = _run_all(todo, out, transform, workers, progress)
+    reasons = guarded(out / MANIFEST, header, lambda: _run_all(todo, out, transform, workers, progress))
     skipped = [(_rel(i, found), r) for i, r in zip(todo, reasons) if r is not None]
     skipped_sources = {i.source for i, r in zip(todo, reasons) if r is not None}
     ok_items = [i for i in found.items if i.source not in skipped_sources]
@@ -119,7 +129,7 @@ def preprocess(
         reused=len(found.items) - len(todo),
         skipped=skipped,
         ignored=found.ignored,
-        warnings=found.warnings,
+        warnings=notes + found.warnings,
     )
     write_json_atomic(out / MANIFEST, _final_manifest(header, result, ok_items, found))
     return result
@@ -145,7 +155,7 @@ def _run_all(todo, out, transform, workers, progress) -> list[str | None]:
             _init_worker(transform)
             return _collect(map(_convert_one, tasks), bar)
         chunk = max(1, min(64, len(tasks) // (workers * 8)))
-        with multiprocessing.Pool(workers, _init_worker, (transform,)) as pool:
+        with multiprocessing.Pool(workers, _init_pool_worker, (transform,)) as pool:
             return _collect(pool.imap(_convert_one, tasks, chunksize=chunk), bar)
 
 
