@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from focalinfer.errors import FocalinferError
 from focalinfer.machine import cpu_count
 from focalinfer.preprocess.discover import ImageItem, ImageSet, check_stems, discover_images
 from focalinfer.preprocess.runstate import guarded, running_state, take_over
 from focalinfer.preprocess.transform import ImageTransform, load_rgb
+from focalinfer.progress import progress_bar
 from focalinfer.registry import EvalTransform
 from focalinfer.util import ensure_writable_dir, ensure_writable_file, write_bytes_atomic, write_json_atomic
 
@@ -150,7 +150,7 @@ def _run_all(todo, out, transform, workers, progress) -> list[str | None]:
     """Convert ``todo`` in order; the reason per item (None = written), independent of scheduling."""
     tasks = [(str(i.source), str(out / f"{i.stem}.bin")) for i in todo]
     workers = max(1, min(workers or cpu_count(), len(tasks) or 1))
-    with tqdm(total=len(tasks), unit="img", desc="preprocess", disable=not progress) as bar:
+    with progress_bar(total=len(tasks), unit="img", desc="preprocess", enabled=progress) as bar:
         if workers == 1:
             _init_worker(transform)
             return _collect(map(_convert_one, tasks), bar)
