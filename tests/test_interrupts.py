@@ -242,3 +242,16 @@ def test_a_live_preprocess_in_the_same_folder_is_refused(tmp_path):
     finally:
         other.kill()
         other.wait()
+
+
+def test_an_old_running_manifest_without_a_pid_is_resumed_with_a_note(tmp_path):
+    images = make_sample_set(tmp_path / "img", count=2)
+    out = tmp_path / "bin"
+    assert run("preprocess", "--images", images, "--out", out, "--quiet").exit_code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["status"] = "running"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    result = run("preprocess", "--images", images, "--out", out, "--quiet")
+    assert result.exit_code == 0 and "reused 2" in result.output
+    assert "the previous preprocess did not finish (its manifest names no process); resuming" in result.output
+    assert json.loads((out / "manifest.json").read_text())["status"] == "complete"

@@ -56,6 +56,9 @@ def take_over(out: Path, manifest: Path) -> list[str]:
         where = f"pid {pid}" + ("" if here else f" on host {host}")
         notes.append(f"{out}: the previous preprocess ({where}, started {old.get('started')}) died before it "
                      "finished; resuming (its finished .bin files are kept)")
+    elif status == "running":  # written before runs recorded their pid
+        notes.append(f"{out}: the previous preprocess did not finish (its manifest names no process); "
+                     "resuming (its finished .bin files are kept)")
     elif status in ("interrupted", "failed"):
         notes.append(f"{out}: the previous preprocess was {status} ({old.get('error', 'no reason recorded')}); "
                      "resuming (its finished .bin files are kept)")
