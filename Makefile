@@ -24,6 +24,8 @@ ONNX        := $(WORK)/$(MODEL).onnx
 OM_DIR      := $(WORK)/om
 OM          := $(OM_DIR)/$(MODEL)_bs$(BS).om
 DEMO        := demo
+# Per model: a demo of another MODEL never meets this one's .bin files, ONNX or results.
+DEMO_DIR    := $(DEMO)/$(MODEL)
 
 .PHONY: help setup demo test test-fast preprocess export om infer eval bench bench-preprocess clean
 
@@ -58,7 +60,11 @@ export: setup
 	@test -n "$(CKPT)" || { echo "make export: set CKPT=path/to/official.pth (or run make demo)"; exit 2; }
 	$(FI) export --model $(MODEL) --checkpoint $(CKPT) --out $(ONNX) --dynamic-batch --force
 
+# Without CANN, say how to get the commands instead (focalinfer's own hint names --dry-run, not ATC_FLAGS).
 om: setup
+	@command -v atc >/dev/null 2>&1 || case " $(ATC_FLAGS) " in *" --dry-run "*) ;; *) \
+		echo "make om: atc (CANN) is not on PATH: source CANN's set_env.sh, or add ATC_FLAGS=--dry-run to print the atc commands"; \
+		exit 2;; esac
 	$(FI) om --onnx $(ONNX) --model $(MODEL) --batch-sizes $(BATCH_SIZES) --soc $(SOC) --out-dir $(OM_DIR) $(ATC_FLAGS)
 
 infer: setup
@@ -81,23 +87,23 @@ DEMO_BS ?= 16
 demo: setup
 	@echo "== demo: $(MODEL) on synthetic data; the weights are NOT the trained ones, so accuracy only checks the pipeline"
 	$(FI) sample-data --out $(DEMO)/images --count 48
-	$(FI) synthetic-checkpoint --model $(MODEL) --out $(DEMO)/$(MODEL).pth
-	$(FI) preprocess --model $(MODEL) --images $(DEMO)/images --out $(DEMO)/databin --quiet
-	$(FI) export --model $(MODEL) --checkpoint $(DEMO)/$(MODEL).pth --out $(DEMO)/$(MODEL).onnx \
-		--dynamic-batch --parity-data $(DEMO)/databin --force
-	$(FI) om --onnx $(DEMO)/$(MODEL).onnx --model $(MODEL) --batch-sizes 1,$(DEMO_BS) --out-dir $(DEMO)/om --dry-run
-	$(FI) eval --onnx $(DEMO)/$(MODEL).onnx --labels $(DEMO)/images/val_label.txt --input $(DEMO)/databin \
-		--output $(DEMO)/result_bs$(DEMO_BS).json --batch-size $(DEMO_BS)
-	$(FI) eval --onnx $(DEMO)/$(MODEL).onnx --labels $(DEMO)/images/val_label.txt --input $(DEMO)/databin \
-		--output $(DEMO)/result_bs1.json --batch-size 1
-	$(FI) compare $(DEMO)/result_bs1 $(DEMO)/result_bs$(DEMO_BS) --min-cosine 0.99999
+	$(FI) synthetic-checkpoint --model $(MODEL) --out $(DEMO_DIR)/$(MODEL).pth
+	$(FI) preprocess --model $(MODEL) --images $(DEMO)/images --out $(DEMO_DIR)/databin --quiet
+	$(FI) export --model $(MODEL) --checkpoint $(DEMO_DIR)/$(MODEL).pth --out $(DEMO_DIR)/$(MODEL).onnx \
+		--dynamic-batch --parity-data $(DEMO_DIR)/databin --force
+	$(FI) om --onnx $(DEMO_DIR)/$(MODEL).onnx --model $(MODEL) --batch-sizes 1,$(DEMO_BS) --out-dir $(DEMO_DIR)/om --dry-run
+	$(FI) eval --onnx $(DEMO_DIR)/$(MODEL).onnx --labels $(DEMO)/images/val_label.txt --input $(DEMO_DIR)/databin \
+		--output $(DEMO_DIR)/result_bs$(DEMO_BS).json --batch-size $(DEMO_BS)
+	$(FI) eval --onnx $(DEMO_DIR)/$(MODEL).onnx --labels $(DEMO)/images/val_label.txt --input $(DEMO_DIR)/databin \
+		--output $(DEMO_DIR)/result_bs1.json --batch-size 1
+	$(FI) compare $(DEMO_DIR)/result_bs1 $(DEMO_DIR)/result_bs$(DEMO_BS) --min-cosine 0.99999
 	@echo "== demo artefacts:"
-	@echo "   images + labels   $(DEMO)/images/ (val_label.txt)"
-	@echo "   weights           $(DEMO)/$(MODEL).pth   (synthetic, NOT trained)"
-	@echo "   preprocessed      $(DEMO)/databin/ (manifest.json)"
-	@echo "   ONNX + report     $(DEMO)/$(MODEL).onnx, $(DEMO)/$(MODEL).onnx.report.json (PyTorch vs onnxruntime parity)"
-	@echo "   ATC commands      $(DEMO)/om/ (dry run: no CANN here)"
-	@echo "   outputs, scores   $(DEMO)/result_bs$(DEMO_BS)/, $(DEMO)/result_bs$(DEMO_BS).json, $(DEMO)/result_bs1.json"
+	@echo "   images + labels   $(DEMO)/images/ (val_label.txt; shared by every model's demo)"
+	@echo "   weights           $(DEMO_DIR)/$(MODEL).pth   (synthetic, NOT trained)"
+	@echo "   preprocessed      $(DEMO_DIR)/databin/ (manifest.json)"
+	@echo "   ONNX + report     $(DEMO_DIR)/$(MODEL).onnx, $(DEMO_DIR)/$(MODEL).onnx.report.json (PyTorch vs onnxruntime parity)"
+	@echo "   ATC commands      $(DEMO_DIR)/om/ (dry run: no CANN here)"
+	@echo "   outputs, scores   $(DEMO_DIR)/result_bs$(DEMO_BS)/, $(DEMO_DIR)/result_bs$(DEMO_BS).json, $(DEMO_DIR)/result_bs1.json"
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

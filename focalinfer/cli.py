@@ -16,6 +16,26 @@ from focalinfer.defaults import DATABIN_DIR, DEFAULT_MODEL, DEFAULT_SOC, OM_DIR,
 from focalinfer.errors import FocalinferError
 
 
+# What each command leaves behind when interrupted, so the Ctrl-C line tells the truth.
+INTERRUPTED_KEEPS = {
+    "preprocess": "the finished .bin files are kept (no label file yet); rerun the same command to resume",
+    "export": "nothing was written: the ONNX and its report are written only when export completes "
+              "(an existing --out is left as it was)",
+    "om": "the .om files already built are kept; rerun to build the rest",
+    "infer": "the finished outputs are kept; rerun the same command to resume",
+    "eval": "the finished inference outputs are kept, no result.json was written; rerun the same command to resume",
+    "sample-data": "the images written so far are kept, no val_label.txt yet; rerun to write the whole set",
+    "bench all": "the figures of finished models are kept in the work dir; rerun with --resume to reuse them",
+}
+NOTHING_KEPT = "nothing was written"
+
+
+def _interrupted_line() -> str:
+    ctx = click.get_current_context(silent=True)
+    command = " ".join(ctx.command_path.split()[1:]) if ctx else ""
+    return f"focalinfer: interrupted; {INTERRUPTED_KEEPS.get(command, NOTHING_KEPT)}"
+
+
 def user_errors(fn):
     """Turn FocalinferError (and Ctrl-C) into a one-line message and an exit code."""
 
@@ -32,7 +52,7 @@ def user_errors(fn):
                        err=True)
             sys.exit(1)
         except KeyboardInterrupt:
-            click.echo("focalinfer: interrupted; completed outputs are kept, rerun to resume", err=True)
+            click.echo(_interrupted_line(), err=True)
             sys.exit(130)
 
     return wrapper
@@ -75,6 +95,8 @@ def preprocess(model, images, out, labels_out, workers, limit, preset, rename, a
     )
     for name, reason in result.skipped:
         click.echo(f"skipped {name}: {reason}", err=True)
+    for note in result.warnings:
+        click.echo(f"warning: {note}", err=True)
     if labels_out and result.labels_file is None:
         click.echo(f"note: {images} is a flat folder, so no labels were written; use ImageNet's val_label.txt", err=True)
     click.echo(result.summary_line())
@@ -90,7 +112,7 @@ def preprocess(model, images, out, labels_out, workers, limit, preset, rename, a
 
 @bench.command("preprocess")
 @click.option("--count", default=500, show_default=True, type=click.IntRange(min=1), help="ImageNet-sized JPEGs to generate.")
-@click.option("--model", default=DEFAULT_MODEL, show_default=True)
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Registry model whose eval transform to time.")
 @click.option("--workers", type=click.IntRange(min=1), help="Parallel run's processes (default: CPU count).")
 @click.option("--json", "json_out", type=click.Path(path_type=str), help="Also write the figures here.")
 @user_errors
@@ -109,8 +131,8 @@ def bench_preprocess_cmd(count, model, workers, json_out):
 
 @cli.command("sample-data")
 @click.option("--out", required=True, type=click.Path(path_type=str), help="Folder for the images and val_label.txt.")
-@click.option("--count", default=48, show_default=True, type=click.IntRange(min=1))
-@click.option("--seed", default=0, show_default=True)
+@click.option("--count", default=48, show_default=True, type=click.IntRange(min=1), help="Images to write.")
+@click.option("--seed", default=0, show_default=True, help="Random seed: the same seed writes the same files.")
 @user_errors
 def sample_data(out, count, seed):
     """Write synthetic ImageNet-val-like JPEGs (mixed sizes and modes) and a val_label.txt."""
@@ -158,15 +180,16 @@ def inspect_cmd(checkpoint, as_json):
     if as_json:
         click.echo(json.dumps(info.as_dict(), indent=2))
         return
-    click.echo(f"{info.path}: layout {info.layout!r}, {info.keys} keys, {info.parameters:,} parameters, "
+    aliases = f" ({info.aliases} of them alias another key's tensor, counted once)" if info.aliases else ""
+    click.echo(f"{info.path}: layout {info.layout!r}, {info.keys} keys{aliases}, {info.parameters:,} parameters, "
                f"{info.tensors_bytes / 2**20:.1f} MiB of tensors")
     click.echo(f"matches: {info.model or 'no registered model'}")
 
 
 @cli.command("synthetic-checkpoint")
-@click.option("--model", default=DEFAULT_MODEL, show_default=True)
-@click.option("--out", required=True, type=click.Path(path_type=str))
-@click.option("--seed", default=0, show_default=True)
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Registry model whose keys and layout to write.")
+@click.option("--out", required=True, type=click.Path(path_type=str), help="Checkpoint file (.pth) to write.")
+@click.option("--seed", default=0, show_default=True, help="Random seed: the same seed writes the same weights.")
 @user_errors
 def synthetic_checkpoint(model, out, seed):
     """Write deterministic random weights in the model's official checkpoint layout (not trained)."""
@@ -282,9 +305,11 @@ def doctor_command(as_json):
 @click.option("--model-file", required=True, type=click.Path(dir_okay=False, path_type=str), help="X.om or X.onnx.")
 @click.option("--input", "input_dir", type=click.Path(path_type=str),
               help="Folder of .bin/.npy files; without it, pure inference on generated data.")
-@click.option("--output", default=WORK_DIR + "/", show_default=True, type=click.Path(path_type=str))
+@click.option("--output", default=WORK_DIR + "/", show_default=True, type=click.Path(path_type=str),
+              help="Folder that receives the result folder and its <dirname>_summary.json.")
 @click.option("--output-dirname", help="Results go to <output>/<dirname> (default: a timestamp).")
-@click.option("--outfmt", default="TXT", show_default=True, type=click.Choice(["TXT", "NPY", "BIN"], case_sensitive=False))
+@click.option("--outfmt", default="TXT", show_default=True, type=click.Choice(["TXT", "NPY", "BIN"], case_sensitive=False),
+              help="Output file format, as ais_bench's --outfmt.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Needed for a dynamic-batch model; must match a static one.")
 @click.option("--backend", default="auto", show_default=True, type=click.Choice(["auto", "ais_bench", "onnxruntime"]),
               help="auto: ais_bench for .om, onnxruntime for .onnx.")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from focalinfer.util import atomic_path, write_bytes_atomic
+from focalinfer.util import atomic_path, ensure_writable_dir, write_bytes_atomic
 
 # ImageNet val's most common shapes, plus odd ones that exercise the transform.
 SIZES = [(500, 375), (375, 500), (500, 333), (500, 500), (333, 500), (640, 480), (150, 100), (97, 211)]
@@ -44,8 +44,7 @@ def write_sample(img: Image.Image, path: Path, mode: str) -> None:
 def make_sample_set(out: str | Path, count: int = 48, seed: int = 0, sizes=SIZES, modes=MODES,
                     num_classes: int = 1000) -> Path:
     """Write ``count`` images ``ILSVRC2012_val_<n>.JPEG`` and ``val_label.txt`` into ``out``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_writable_dir(out, "sample folder (--out)")
     rng = np.random.default_rng(seed)
     lines = []
     for n in range(1, count + 1):

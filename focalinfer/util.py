@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -37,6 +38,27 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+# What atomic_path's mkstemp names look like: ".<target name>.<8 random characters>.tmp".
+_ATOMIC_TEMP = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp")
+
+
+def atomic_temp_target(name: str) -> str | None:
+    """The file name an atomic_path temp file ``name`` was writing, or None if it is not one."""
+    match = _ATOMIC_TEMP.fullmatch(name)
+    return match["target"] if match else None
+
+
+def remove_atomic_temps(folder: str | Path, is_ours=lambda target: True) -> list[str]:
+    """Delete the temp files a killed run left in ``folder`` (those whose target ``is_ours``)."""
+    removed = []
+    for entry in os.scandir(folder):
+        target = atomic_temp_target(entry.name)
+        if target is not None and entry.is_file() and is_ours(target):
+            os.unlink(entry.path)
+            removed.append(entry.name)
+    return sorted(removed)
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
@@ -72,7 +94,7 @@ def ensure_writable_dir(path: str | Path, what: str = "output directory") -> Pat
     return path
 
 
-def ensure_writable_file(path: str | Path, what: str) -> Path:
+def ensure_writable_file(path: str | Path, what: str = "output file") -> Path:
     """Prove ``path`` can be written (atomically, beside itself) before any work, or raise one line."""
     from focalinfer.errors import FocalinferError
 

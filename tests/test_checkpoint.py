@@ -88,7 +88,7 @@ def test_pickled_objects_are_refused_without_running_them(tmp_path, tiny):
             read_state_dict(tmp_path / name)
 
 
-@pytest.mark.parametrize("content", [b"", b"\x80\x02garbage", "half"])
+@pytest.mark.parametrize("content", [b"\x80\x02garbage", b"PK\x03\x04 not a zip", "half"])
 def test_truncated_and_corrupt_files(tmp_path, tiny, content):
     path = tmp_path / "c.pth"
     if content == "half":
@@ -167,3 +167,72 @@ def test_training_metadata_beside_the_weights_loads_safely(tmp_path, tiny, monke
     monkeypatch.delitem(sys.modules, "yacs.config")  # the user's machine does not have yacs
     loaded, layout = read_state_dict(tmp_path / "c.pth")
     assert layout == "model" and all(torch.equal(loaded[k], v) for k, v in state.items())
+
+
+GARBAGE = {"text": b"hello\n", "empty": b"", "random": bytes(range(7, 200, 3)), "json": b'{"model": {}}'}
+
+
+@pytest.mark.parametrize("kind", sorted(GARBAGE))
+def test_garbage_is_not_a_pytorch_checkpoint_on_every_loader_path(tmp_path, tiny, kind):
+    """A text file once gave `KeyError: 101` from torch's unpickler (issue 10, rule 5)."""
+    from focalinfer.backend.torch import EagerRunner
+
+    path = tmp_path / f"{kind}.pth"
+    path.write_bytes(GARBAGE[kind])
+    for load in (read_state_dict, inspect_checkpoint, lambda p: load_model("test-tiny", p),
+                 lambda p: EagerRunner("test-tiny", p)):
+        with pytest.raises(CheckpointError, match="not a PyTorch checkpoint") as err:
+            load(path)
+        assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
+    for argv in (["inspect", str(path)],
+                 ["export", "--model", "test-tiny", "--checkpoint", str(path), "--out", str(tmp_path / "x.onnx")]):
+        result = CliRunner().invoke(cli, argv)
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert result.output.splitlines() == [result.output.splitlines()[0]]
+        assert result.output.startswith(f"focalinfer: error: {path}: not a PyTorch checkpoint")
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_a_folder_is_not_a_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="is a folder"):
+        read_state_dict(tmp_path)
+
+
+def test_inspect_counts_each_shared_tensor_once(tmp_path):
+    """Evo-LeViT holds one tensor under two keys (blocks.* and stage_blocks.*); inspect once said
+    37.9 M parameters for Evo-LeViT-256-384, which has 20.3 M. The small variant shares the same way."""
+    from focalinfer.models.checkpoint import parameter_count
+    from focalinfer.models.synthetic import make_checkpoint
+
+    path = make_checkpoint("evo-levit-128s", tmp_path / "evo.pth")
+    state, _ = read_state_dict(path)
+    info = inspect_checkpoint(path)
+    model = registry.get_model_spec("evo-levit-128s").build()
+    assert info.model == "evo-levit-128s" and info.keys == len(state)
+    # the reference: nn.Module.parameters() yields each shared parameter once
+    assert info.parameters == sum(p.numel() for p in model.parameters()) == parameter_count("evo-levit-128s")
+    shared = len(state) - len({id(t) for t in model.state_dict(keep_vars=True).values()})
+    assert info.aliases == shared > 0
+    assert info.tensors_bytes == sum(t.numel() * t.element_size() for t in
+                                     {id(t): t for t in model.state_dict(keep_vars=True).values()}.values())
+    # the same tensors saved as separate copies: counted per key (the file really holds them twice)
+    save_checkpoint({k: v.clone() for k, v in state.items()}, tmp_path / "copies.pth", "model")
+    assert inspect_checkpoint(tmp_path / "copies.pth").aliases == 0
+    out = CliRunner().invoke(cli, ["inspect", str(path)])
+    assert out.exit_code == 0 and f"{info.parameters:,} parameters" in out.output
+    assert f"({shared} of them alias another key's tensor, counted once)" in out.output
+
+
+@pytest.mark.fullsize
+def test_inspect_parameter_counts_equal_the_official_manifests(tmp_path):
+    """/work/shared/spec/checkpoints/<model>.json: the official parameter count, aliases listed."""
+    from pathlib import Path
+
+    from focalinfer.models.synthetic import make_checkpoint
+
+    manifests = Path(__file__).parent / "data" / "manifests"
+    for name in registry.model_names(lead_only=True):
+        manifest = json.loads((manifests / f"{name}.json").read_text())
+        info = inspect_checkpoint(make_checkpoint(name, tmp_path / f"{name}.pth"))
+        assert info.parameters == manifest["parameters"], name
+        assert info.aliases == sum("alias_of" in e for e in manifest["state_dict"]), name

@@ -135,8 +135,6 @@ def export_onnx(
     lint = lint_onnx(final_model, expect_static=not dynamic_batch)
     parity = _check_parity(out, serialized, spec, official, rewritten if applied else None, batch_size,
                            dynamic_batch, parity_samples, data_files)
-    # Written only now: an export that crashed above leaves no .onnx behind.
-    write_bytes_atomic(out, serialized)
     report = ExportReport(
         model=spec.name,
         onnx=str(out),
@@ -159,7 +157,10 @@ def export_onnx(
         versions={"torch": torch.__version__, "onnx": onnx.__version__, **_runtime_versions()},
         seconds=round(time.perf_counter() - started, 1),
     )
-    write_json_atomic(report.report_path, report.as_dict())
+    # Written only now, back to back: an export that crashed or was interrupted above leaves nothing.
+    report_json = report.as_dict()
+    write_bytes_atomic(out, serialized)
+    write_json_atomic(report.report_path, report_json)
     if not report.passed:
         worst = parity["worst"]
         what = worst["error"] or (f"max abs diff {worst['max_abs_diff']:.3g} > bound {worst['bound']:.3g}")

@@ -148,7 +148,7 @@ def _files_inference(job, runner, spec, batch_size, on_event) -> JobOutcome:
 def _run_batches(job, runner, spec, batch_size, pending, file_bytes, on_event) -> int:
     if not pending:
         return 0
-    from tqdm import tqdm
+    from focalinfer.progress import progress_bar
 
     buffer = np.empty((batch_size,) + tuple(spec.shape[1:]), dtype=spec.dtype)
     layout.fill_batch(buffer, pending[0], file_bytes)
@@ -156,7 +156,7 @@ def _run_batches(job, runner, spec, batch_size, pending, file_bytes, on_event) -
         runner.infer(buffer)
     runner.reset_times()
     written = 0
-    bar = tqdm(pending, desc="infer", unit="batch", disable=not job.progress, file=sys.stderr, leave=False)
+    bar = progress_bar(pending, desc="infer", unit="batch", enabled=job.progress, file=sys.stderr, leave=False)
     for batch in bar:
         layout.fill_batch(buffer, batch, file_bytes)
         for _ in range(job.loop):
@@ -188,7 +188,7 @@ def run_devices(jobs: list[InferJob], progress: bool) -> list[JobOutcome]:
     import multiprocessing as mp
     import queue as queue_module
 
-    from tqdm import tqdm
+    from focalinfer.progress import progress_bar
 
     ctx = mp.get_context("spawn")
     events = ctx.Queue()
@@ -197,7 +197,7 @@ def run_devices(jobs: list[InferJob], progress: bool) -> list[JobOutcome]:
         proc.start()
     outcomes: dict[int, JobOutcome] = {}
     seen_dead: set[int] = set()
-    bar = tqdm(total=0, desc="infer", unit="batch", disable=not progress, file=sys.stderr, leave=False)
+    bar = progress_bar(total=0, desc="infer", unit="batch", enabled=progress, file=sys.stderr, leave=False)
     try:
         while len(outcomes) < len(jobs):
             try:

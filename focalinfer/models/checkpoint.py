@@ -27,6 +27,8 @@ class CheckpointError(FocalinferError):
 def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
     """Load a checkpoint file safely and unwrap it; returns (state_dict, layout)."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint; pass the path of the official .pth file")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found; pass the path of the official .pth file")
     obj = _torch_load(path)
@@ -66,7 +68,12 @@ def _metadata_globals() -> list:
     ]
 
 
+# How every file torch.save writes begins: a zip archive (torch ≥ 1.6) or a pickle (legacy).
+CHECKPOINT_MAGICS = (b"PK\x03\x04", b"\x80")
+
+
 def _torch_load(path: Path):
+    _check_magic(path)
     try:
         with torch.serialization.safe_globals(_metadata_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -77,10 +84,25 @@ def _torch_load(path: Path):
                 "weights only (weights_only=True) — re-save it with torch.save(model.state_dict())"
             ) from None
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_reason(e)}); re-download or re-save it") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+    except Exception as e:  # torch's unpickler fails on damaged files with any error type (KeyError: 101 …)
         raise CheckpointError(
             f"{path}: not a readable PyTorch checkpoint, truncated or corrupt ({_reason(e)}); re-download or re-save it"
         ) from None
+
+
+def _check_magic(path: Path) -> None:
+    """A text file or other non-checkpoint gets one clear line before torch's unpickler sees it."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot be read ({e.strerror or e}); check the path and its permissions") from None
+    if not head.startswith(CHECKPOINT_MAGICS):
+        what = "an empty file" if not head else f"a file that starts with {head[:12]!r}"
+        raise CheckpointError(
+            f"{path}: not a PyTorch checkpoint ({what}; torch.save writes a zip archive or a pickle); "
+            "pass the official .pth file"
+        )
 
 
 def _reason(e: BaseException) -> str:
@@ -224,25 +246,66 @@ class CheckpointInfo:
     path: str
     layout: str
     keys: int
-    parameters: int  # elements in floating-point tensors that are not BatchNorm statistics
-    tensors_bytes: int
+    aliases: int  # keys that name a tensor an earlier key already holds (counted once)
+    parameters: int  # elements of the distinct parameter tensors (the model's, when it matches)
+    tensors_bytes: int  # bytes of the distinct tensor storages in the file
     model: str | None  # the registry model whose keys and shapes it matches
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
 
 
+def _tensor_identity(tensor: torch.Tensor):
+    """Same storage, offset, shape, stride and dtype = one tensor saved under two keys."""
+    if tensor.numel() == 0:
+        return None
+    return tensor.data_ptr(), tuple(tensor.shape), tuple(tensor.stride()), tensor.dtype
+
+
+def distinct_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` without the keys that alias an earlier key's tensor (torch.save keeps sharing)."""
+    seen, out = set(), {}
+    for key, tensor in state.items():
+        ident = _tensor_identity(tensor)
+        if ident is not None and ident in seen:
+            continue
+        seen.add(ident)
+        out[key] = tensor
+    return out
+
+
+def _storage_bytes(state: dict[str, torch.Tensor]) -> int:
+    storages = {}
+    for tensor in state.values():
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr() or id(storage)] = storage.nbytes()
+    return sum(storages.values())
+
+
+@functools.lru_cache(maxsize=None)
+def registry_parameter_keys(name: str) -> frozenset[str] | None:
+    """Every state-dict key that names a parameter (not a buffer) of a registry model."""
+    model = _meta_model(name)
+    return None if model is None else frozenset(k for k, _ in model.named_parameters(remove_duplicate=False))
+
+
+def _is_parameter_like(key: str, tensor: torch.Tensor) -> bool:
+    """Without a matching model: floating-point tensors that are not BatchNorm statistics."""
+    return tensor.is_floating_point() and not key.endswith(("running_mean", "running_var", "num_batches_tracked"))
+
+
 def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
     state, layout = read_state_dict(path)
-    stats = ("running_mean", "running_var", "num_batches_tracked")
-    params = sum(
-        v.numel() for k, v in state.items() if v.is_floating_point() and not k.endswith(stats)
-    )
+    model = guess_model(state)
+    param_keys = registry_parameter_keys(model) if model else None
+    distinct = distinct_tensors(state)
+    is_param = (lambda k, v: k in param_keys) if param_keys else _is_parameter_like
     return CheckpointInfo(
         path=str(path),
         layout=layout,
         keys=len(state),
-        parameters=params,
-        tensors_bytes=sum(v.numel() * v.element_size() for v in state.values()),
-        model=guess_model(state),
+        aliases=len(state) - len(distinct),
+        parameters=sum(v.numel() for k, v in distinct.items() if is_param(k, v)),
+        tensors_bytes=_storage_bytes(state),
+        model=model,
     )

@@ -71,7 +71,9 @@ def make_checkpoint(name: str, path: str | Path, seed: int = 0, **build_kwargs) 
     """Build registry model ``name``, give it synthetic weights and save it in its official layout."""
     from focalinfer.models.checkpoint import save_checkpoint
     from focalinfer.registry import get_model_spec
+    from focalinfer.util import ensure_writable_file
 
     spec = get_model_spec(name)
+    ensure_writable_file(path, "checkpoint (--out)")
     model = spec.build(**build_kwargs)
     return save_checkpoint(synthetic_state_dict(model, seed), path, spec.checkpoint_layout)

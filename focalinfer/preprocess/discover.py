@@ -3,20 +3,31 @@
 ais_bench names every output after its input's basename up to the first '.', and eval joins
 outputs to labels by that stem, so each image needs a unique stem without dots. Problems are
 found here, before anything is written.
+
+Class sub-folders are read as torchvision's ``ImageFolder`` reads them: the classes are the
+top-level folders, and each class takes the images anywhere below its folder (``os.walk`` in
+sorted order). Class indices: folders named by ImageNet synset (``n01440764`` …) get ImageNet's
+own index, so a subset of the 1000 folders is labelled right; other names get their position in
+sorted order, as ImageFolder does.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from focalinfer.errors import FocalinferError
+from focalinfer.imagenet import looks_like_synset, synset_class_index
 from focalinfer.layout import name_stem
 
 # torchvision's IMG_EXTENSIONS: what the official ImageFolder would pick up.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 SHOW = 5
+SYNSET_INDEX = "imagenet-synsets"  # class index = ImageNet's index of the folder's synset
+SORTED_INDEX = "sorted-folders"  # class index = position of the folder name in sorted order
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,8 @@ class ImageSet:
     items: list[ImageItem]
     classes: list[str]
     ignored: list[tuple[str, str]]  # (relative path, why it was not taken)
+    class_index: str | None = None  # SYNSET_INDEX | SORTED_INDEX (class-folder layout only)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _is_hidden(path: Path) -> bool:
@@ -44,46 +57,115 @@ def _is_image_name(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
-def _scan(folder: Path, root: Path, ignored: list) -> list[Path]:
-    images = []
-    for path in sorted(folder.iterdir()):
-        rel = str(path.relative_to(root))
-        if _is_hidden(path):
-            ignored.append((rel, "hidden file"))
+def _take(path: Path, root: Path, images: list, ignored: list) -> None:
+    rel = str(path.relative_to(root))
+    if _is_hidden(path):
+        ignored.append((rel, "hidden file"))
+    elif _is_image_name(path):
+        images.append(path)
+    else:
+        ignored.append((rel, f"not an image file name ({', '.join(IMAGE_EXTENSIONS)})"))
+
+
+def _scan_top(root: Path, ignored: list) -> tuple[list[Path], list[Path]]:
+    """(images at the top level, visible sub-folders); hidden sub-folders are listed as ignored."""
+    images, folders = [], []
+    for path in sorted(root.iterdir()):
+        if path.is_dir() and _is_hidden(path):
+            ignored.append((path.name + "/", "hidden folder"))
         elif path.is_dir():
-            continue
-        elif _is_image_name(path):
-            images.append(path)
+            folders.append(path)
         else:
-            ignored.append((rel, f"not an image file name ({', '.join(IMAGE_EXTENSIONS)})"))
-    return images
+            _take(path, root, images, ignored)
+    return images, folders
 
 
-def discover_images(root: str | Path) -> ImageSet:
+def _walk(folder: Path, root: Path, ignored: list) -> list[Path]:
+    """Every image below ``folder``, in torchvision's order: sorted(os.walk(...)), then sorted names."""
+    images: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        here = Path(dirpath)
+        for name in sorted(d for d in dirnames if d.startswith(".")):
+            ignored.append((str((here / name).relative_to(root)) + "/", "hidden folder"))
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in sorted(filenames):
+            _take(here / name, root, images, ignored)
+    return sorted(images, key=lambda p: (str(p.parent), p.name))
+
+
+def discover_images(root: str | Path, num_classes: int | None = None) -> ImageSet:
+    """The images under ``root`` and their labels; ``num_classes``: the model's, for the count warning."""
     root = Path(root)
     if not root.exists():
         raise FocalinferError(f"{root}: image folder not found; pass --images with the ImageNet val folder")
     if not root.is_dir():
         raise FocalinferError(f"{root}: not a folder; pass --images with a folder of images or class sub-folders")
     ignored: list[tuple[str, str]] = []
-    top_images = _scan(root, root, ignored)
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not _is_hidden(p))
-    if class_dirs and not top_images:
-        items, classes = [], [d.name for d in class_dirs]
-        for index, folder in enumerate(class_dirs):
-            for path in _scan(folder, root, ignored):
-                items.append(ImageItem(path, path.name, name_stem(path.name), index))
-        layout = "class-folders"
-    else:
-        for d in class_dirs:
-            ignored.append((d.name + "/", "sub-folder beside images at the top level (flat layout)"))
+    top_images, folders = _scan_top(root, ignored)
+    per_folder = {folder: _walk(folder, root, ignored) for folder in folders}
+    with_images = [folder.name for folder in folders if per_folder[folder]]
+    if top_images and with_images:
+        raise FocalinferError(
+            f"{root}: holds {len(top_images)} images at the top level and {len(with_images)} sub-folders with "
+            f"images ({_names(with_images)}); pass a flat folder of images or a folder of class sub-folders, not both"
+        )
+    if top_images:
+        ignored += [(folder.name + "/", "sub-folder with no images, beside the images of a flat folder")
+                    for folder in folders]
         items = [ImageItem(p, p.name, name_stem(p.name), None) for p in top_images]
-        classes, layout = [], "flat"
-    if not items:
+        found = ImageSet(root, "flat", items, [], ignored)
+    else:
+        found = _class_folders(root, folders, per_folder, ignored, num_classes)
+    if not found.items:
         raise FocalinferError(
             f"{root}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)}, flat or in class sub-folders)"
         )
-    return ImageSet(root, layout, items, classes, ignored)
+    return found
+
+
+def _class_folders(root: Path, folders: list[Path], per_folder: dict, ignored: list,
+                   num_classes: int | None) -> ImageSet:
+    classes = [folder.name for folder in folders]
+    class_index, labels, warnings = _class_labels(root, classes, num_classes)
+    items = []
+    for folder, label in zip(folders, labels):
+        if not per_folder[folder]:
+            ignored.append((folder.name + "/", f"class folder with no images (class {label})"))
+        items += [ImageItem(p, p.name, name_stem(p.name), label) for p in per_folder[folder]]
+    return ImageSet(root, "class-folders", items, classes, ignored, class_index, warnings)
+
+
+def _class_labels(root: Path, classes: list[str], num_classes: int | None) -> tuple[str, list[int], list[str]]:
+    """(rule, class index per folder, warnings): ImageNet's index for synset folders, else sorted position."""
+    index = synset_class_index()
+    synsets = [c for c in classes if c in index]
+    if synsets:
+        others = [c for c in classes if c not in index]
+        if others:
+            kind = "WordNet ids outside ImageNet-1k" if all(map(looks_like_synset, others)) else "other names"
+            raise FocalinferError(
+                f"{root}: class folders mix ImageNet synsets ({_names(synsets)}) with {kind} ({_names(others)}); "
+                "synset folders get ImageNet's class index and other names their sorted position, which cannot "
+                "be mixed: rename or remove the others"
+            )
+        warnings = []
+        if num_classes is not None and num_classes != len(index):
+            warnings.append(f"{root}: class folders are ImageNet synsets (ImageNet-1k class index), "
+                            f"but the model has {num_classes} classes")
+        return SYNSET_INDEX, [index[c] for c in classes], warnings
+    warnings = []
+    if num_classes is not None and len(classes) != num_classes:
+        warnings.append(
+            f"{root}: {len(classes)} class folders for a {num_classes}-class model, and they are not ImageNet "
+            f"synset ids (n01440764 …): labels are the folders' sorted positions 0–{len(classes) - 1}, right "
+            "only if the folders are the model's first classes in its order"
+        )
+    return SORTED_INDEX, list(range(len(classes))), warnings
+
+
+def _names(names: list[str]) -> str:
+    more = f", +{len(names) - SHOW} more" if len(names) > SHOW else ""
+    return ", ".join(names[:SHOW]) + more
 
 
 def _renamed_stem(item: ImageItem) -> str:
@@ -95,7 +177,7 @@ def check_stems(images: ImageSet, rename: bool) -> ImageSet:
     items = images.items
     if rename:
         items = [ImageItem(i.source, i.name, _renamed_stem(i), i.label) for i in items]
-        items = _prefix_colliding(items, images.classes)
+        items = _prefix_colliding(items, images.root)
         # The label file must name what eval will look for: the new stem, the old extension.
         items = [ImageItem(i.source, i.stem + Path(i.name).suffix, i.stem, i.label) for i in items]
     problems = [
@@ -109,7 +191,7 @@ def check_stems(images: ImageSet, rename: bool) -> ImageSet:
             f"{images.root}: {len(problems)} image names do not give unique dot-free output stems: "
             f"{'; '.join(problems[:SHOW])}{more}; rename them or pass --rename"
         )
-    return ImageSet(images.root, images.layout, items, images.classes, images.ignored)
+    return dataclasses.replace(images, items=items)
 
 
 def _collisions(items: list[ImageItem], root: Path) -> list[str]:
@@ -119,13 +201,18 @@ def _collisions(items: list[ImageItem], root: Path) -> list[str]:
     return [f"stem '{s}' shared by {' and '.join(paths)}" for s, paths in by_stem.items() if len(paths) > 1]
 
 
-def _prefix_colliding(items: list[ImageItem], classes: list[str]) -> list[ImageItem]:
+def _prefix_colliding(items: list[ImageItem], root: Path) -> list[ImageItem]:
+    """Clashing stems get their folder path in front: n01/a.JPEG → n01_a, n01/x/a.JPEG → n01_x_a."""
     counts = defaultdict(int)
     for i in items:
         counts[i.stem] += 1
     return [
-        ImageItem(i.source, i.name, f"{classes[i.label].replace('.', '_')}_{i.stem}", i.label)
-        if counts[i.stem] > 1 and i.label is not None
+        ImageItem(i.source, i.name, f"{_folder_prefix(i.source, root)}_{i.stem}", i.label)
+        if counts[i.stem] > 1 and i.source.parent != root
         else i
         for i in items
     ]
+
+
+def _folder_prefix(source: Path, root: Path) -> str:
+    return "_".join(source.parent.relative_to(root).parts).replace(".", "_")

@@ -7,20 +7,23 @@ transform refuses to mix outputs.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from focalinfer.errors import FocalinferError
 from focalinfer.machine import cpu_count
 from focalinfer.preprocess.discover import ImageItem, ImageSet, check_stems, discover_images
+from focalinfer.preprocess.runstate import guarded, running_state, take_over
 from focalinfer.preprocess.transform import ImageTransform, load_rgb
+from focalinfer.progress import progress_bar
 from focalinfer.registry import EvalTransform
-from focalinfer.util import ensure_writable_dir, write_bytes_atomic, write_json_atomic
+from focalinfer.util import ensure_writable_dir, ensure_writable_file, write_bytes_atomic, write_json_atomic
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -36,6 +39,7 @@ class PreprocessResult:
     reused: int
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
     ignored: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # e.g. class folders vs the model's classes
 
     def summary_line(self) -> str:
         return (
@@ -52,6 +56,11 @@ def expected_bytes(t: EvalTransform) -> int:
 # --- work done in worker processes (module level so it pickles) ---
 
 _worker_transform: ImageTransform | None = None
+
+
+def _init_pool_worker(transform: EvalTransform) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: no worker tracebacks
+    _init_worker(transform)
 
 
 def _init_worker(transform: EvalTransform) -> None:
@@ -88,20 +97,24 @@ def preprocess(
 ) -> PreprocessResult:
     from focalinfer.registry import get_model_spec
 
-    transform = get_model_spec(model).transform(preset)
+    spec = get_model_spec(model)
+    transform = spec.transform(preset)
     if limit is not None and limit <= 0:
         raise FocalinferError(f"--limit must be positive, got {limit}")
-    found = discover_images(images)
+    found = discover_images(images, num_classes=spec.num_classes)
     if limit is not None:
-        found = ImageSet(found.root, found.layout, found.items[:limit], found.classes, found.ignored)
+        found = dataclasses.replace(found, items=found.items[:limit])
     found = check_stems(found, rename)
     out = ensure_writable_dir(out)
+    if labels_out is not None:
+        ensure_writable_file(labels_out, "label file (--labels-out)")
+    notes = take_over(out, out / MANIFEST)
     _claim_out_dir(out, model, preset, transform, force)
 
     header = _manifest_header(model, preset, transform, found)
-    write_json_atomic(out / MANIFEST, {**header, "status": "running"})
+    write_json_atomic(out / MANIFEST, {**header, **running_state()})
     todo = [i for i in found.items if not _done(out / f"{i.stem}.bin", transform)]
-    reasons = _run_all(todo, out, transform, workers, progress)
+    reasons = guarded(out / MANIFEST, header, lambda: _run_all(todo, out, transform, workers, progress))
     skipped = [(_rel(i, found), r) for i, r in zip(todo, reasons) if r is not None]
     skipped_sources = {i.source for i, r in zip(todo, reasons) if r is not None}
     ok_items = [i for i in found.items if i.source not in skipped_sources]
@@ -116,6 +129,7 @@ def preprocess(
         reused=len(found.items) - len(todo),
         skipped=skipped,
         ignored=found.ignored,
+        warnings=notes + found.warnings,
     )
     write_json_atomic(out / MANIFEST, _final_manifest(header, result, ok_items, found))
     return result
@@ -136,12 +150,12 @@ def _run_all(todo, out, transform, workers, progress) -> list[str | None]:
     """Convert ``todo`` in order; the reason per item (None = written), independent of scheduling."""
     tasks = [(str(i.source), str(out / f"{i.stem}.bin")) for i in todo]
     workers = max(1, min(workers or cpu_count(), len(tasks) or 1))
-    with tqdm(total=len(tasks), unit="img", desc="preprocess", disable=not progress) as bar:
+    with progress_bar(total=len(tasks), unit="img", desc="preprocess", enabled=progress) as bar:
         if workers == 1:
             _init_worker(transform)
             return _collect(map(_convert_one, tasks), bar)
         chunk = max(1, min(64, len(tasks) // (workers * 8)))
-        with multiprocessing.Pool(workers, _init_worker, (transform,)) as pool:
+        with multiprocessing.Pool(workers, _init_pool_worker, (transform,)) as pool:
             return _collect(pool.imap(_convert_one, tasks, chunksize=chunk), bar)
 
 
@@ -192,6 +206,7 @@ def _manifest_header(model: str, preset: str, transform: EvalTransform, found: I
         "images_dir": str(found.root.resolve()),
         "layout": found.layout,
         "classes": found.classes,
+        "class_index": found.class_index,
     }
 
 
