@@ -101,5 +101,8 @@ def ensure_writable_file(path: str | Path, what: str = "output file") -> Path:
     path = Path(path)
     if path.is_dir():
         raise FocalinferError(f"{path}: {what} is a directory; give a file path")
-    ensure_writable_dir(path.parent, f"folder of the {what}")
+    try:
+        ensure_writable_dir(path.parent, "folder")
+    except FocalinferError as e:
+        raise FocalinferError(f"{path}: {what} cannot be written: {e}") from None
     return path

@@ -438,14 +438,14 @@ def test_unwritable_result_and_report_paths_fail_first(chain, tmp_path):
     blocker.write_text("a file where a folder should be")  # root ignores chmod; this cannot be written into
     res = run("eval", "--onnx", chain["onnx"]["toy-cls"], "--labels", chain["labels"], "--input", chain["databin"],
               "--output", blocker / "r.json", "--batch-size", 1, code=1)
-    assert len(res.output.strip().splitlines()) == 1 and f"{blocker}: folder of the result.json" in res.output
+    assert len(res.output.strip().splitlines()) == 1 and f"{blocker / 'r.json'}: result.json cannot be written: {blocker}: folder is not writable" in res.output
     res = run("eval", "--onnx", chain["onnx"]["toy-cls"], "--labels", chain["labels"], "--input", chain["databin"],
               "--output", tmp_path, "--batch-size", 1, code=2)  # a directory: click says so
     a = tmp_path / "a"
     run("eval", "--onnx", chain["onnx"]["toy-cls"], "--labels", chain["labels"], "--input", chain["databin"],
         "--output", tmp_path / "a.json", "--batch-size", 1, "--quiet")
     res = run("compare", a, a, "--json", blocker / "c.json", code=1)
-    assert len(res.output.strip().splitlines()) == 1 and f"{blocker}: folder of the compare report" in res.output
+    assert len(res.output.strip().splitlines()) == 1 and f"{blocker / 'c.json'}: compare report cannot be written" in res.output
 
 
 # --- rule 6: numbers mean what they say ----------------------------------------------------
