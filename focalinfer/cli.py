@@ -80,18 +80,20 @@ def bench():
 @click.option("--workers", type=click.IntRange(min=1), help="Processes (default: CPU count).")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N images (sorted order).")
 @click.option("--preset", default="official", show_default=True, help="Transform preset: official | modelzoo.")
+@click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "uint8"]),
+              help="float32: normalised NCHW; uint8: cropped RGB NHWC, normalised by the model (om --aipp).")
 @click.option("--rename", is_flag=True, help="Give images with dots or clashing names unique stems (see README).")
 @click.option("--allow-skips", is_flag=True, help="Exit 0 even when undecodable images were skipped.")
 @click.option("--force", is_flag=True, help="Replace .bin files made with another transform.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @user_errors
-def preprocess(model, images, out, labels_out, workers, limit, preset, rename, allow_skips, force, quiet):
-    """Images → one float32 NCHW .bin per image with the model's official eval transform."""
+def preprocess(model, images, out, labels_out, workers, limit, preset, dtype, rename, allow_skips, force, quiet):
+    """Images → one .bin per image (float32 NCHW or uint8 NHWC) with the model's official eval transform."""
     from focalinfer.preprocess import preprocess as run_preprocess
 
     result = run_preprocess(
         model, images, out, labels_out=labels_out, workers=workers, limit=limit,
-        preset=preset, force=force, rename=rename, progress=not quiet,
+        preset=preset, dtype=dtype, force=force, rename=rename, progress=not quiet,
     )
     for name, reason in result.skipped:
         click.echo(f"skipped {name}: {reason}", err=True)
