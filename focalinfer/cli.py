@@ -119,7 +119,7 @@ def preprocess(model, images, out, labels_out, workers, limit, preset, dtype, re
 @click.option("--json", "json_out", type=click.Path(path_type=str), help="Also write the figures here.")
 @user_errors
 def bench_preprocess_cmd(count, model, workers, json_out):
-    """img/s with 1 and all workers, next to the seed-style baseline."""
+    """img/s with 1 and all workers next to the seed-style baseline; float32 vs uint8 files (img/s, bytes)."""
     import json
 
     from focalinfer.bench.preprocess import bench_preprocess
@@ -127,6 +127,12 @@ def bench_preprocess_cmd(count, model, workers, json_out):
 
     figures = bench_preprocess(count=count, model=model, workers=workers)
     click.echo(json.dumps(figures, indent=2))
+    n = figures["workers"]
+    click.echo(
+        f"bench preprocess ({figures['cpu']}, {n} workers): float32 {figures[f'workers_{n}_img_per_s']} img/s, "
+        f"{figures['float32_bytes_per_image']} B/image; uint8 {figures[f'uint8_workers_{n}_img_per_s']} img/s, "
+        f"{figures['uint8_bytes_per_image']} B/image; uint8 / float32 {figures[f'uint8_vs_float32_workers_{n}']}x"
+    )
     if json_out:
         write_json_atomic(json_out, figures)
 
