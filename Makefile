@@ -15,14 +15,18 @@ PRESET      ?= official
 BACKEND     ?= ais_bench
 OUTFMT      ?= TXT
 WORKERS     ?=
+AIPP        ?=
+DTYPE       ?= $(if $(AIPP),uint8,float32)
+DYN_BATCH   ?=
 
 PYTHON      ?= python3
 VENV        := .venv
 FI          := $(VENV)/bin/focalinfer
-DATABIN     := $(WORK)/databin
+# uint8 files and AIPP .om files get their own folders: a folder never mixes dtypes.
+DATABIN     := $(WORK)/databin$(if $(filter uint8,$(DTYPE)),_uint8)
 ONNX        := $(WORK)/$(MODEL).onnx
-OM_DIR      := $(WORK)/om
-OM          := $(OM_DIR)/$(MODEL)_bs$(BS).om
+OM_DIR      := $(WORK)/om$(if $(AIPP),_aipp)
+OM          := $(OM_DIR)/$(MODEL)_$(if $(DYN_BATCH),dyn,bs$(BS)).om
 DEMO        := demo
 # Per model: a demo of another MODEL never meets this one's .bin files, ONNX or results.
 DEMO_DIR    := $(DEMO)/$(MODEL)
@@ -34,8 +38,10 @@ help:
 	@echo "make test                      install and run the test suite"
 	@echo "make preprocess export om BS=16 DATA=ImageNet/val CKPT=model.pth   the NPU path"
 	@echo "make eval BACKEND=onnxruntime  score on CPU (onnxruntime)"
+	@echo "make preprocess om infer AIPP=1   uint8 files, normalised on the NPU (AIPP)"
 	@echo "variables: MODEL=$(MODEL) DATA=$(DATA) LABELS=$(LABELS) CKPT=$(CKPT) BS=$(BS)"
 	@echo "           BATCH_SIZES=$(BATCH_SIZES) SOC=$(SOC) WORK=$(WORK) PRESET=$(PRESET) BACKEND=$(BACKEND)"
+	@echo "           AIPP=$(AIPP) DTYPE=$(DTYPE) DYN_BATCH=$(DYN_BATCH)"
 
 # The venv is rebuilt whenever pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -54,7 +60,7 @@ test-fast: setup
 
 preprocess: setup
 	$(FI) preprocess --model $(MODEL) --images $(DATA) --out $(DATABIN) --labels-out $(LABELS) \
-		--preset $(PRESET) $(if $(WORKERS),--workers $(WORKERS))
+		--preset $(PRESET) --dtype $(DTYPE) $(if $(WORKERS),--workers $(WORKERS))
 
 export: setup
 	@test -n "$(CKPT)" || { echo "make export: set CKPT=path/to/official.pth (or run make demo)"; exit 2; }
@@ -65,7 +71,8 @@ om: setup
 	@command -v atc >/dev/null 2>&1 || case " $(ATC_FLAGS) " in *" --dry-run "*) ;; *) \
 		echo "make om: atc (CANN) is not on PATH: source CANN's set_env.sh, or add ATC_FLAGS=--dry-run to print the atc commands"; \
 		exit 2;; esac
-	$(FI) om --onnx $(ONNX) --model $(MODEL) --batch-sizes $(BATCH_SIZES) --soc $(SOC) --out-dir $(OM_DIR) $(ATC_FLAGS)
+	$(FI) om --onnx $(ONNX) --model $(MODEL) $(if $(DYN_BATCH),--dynamic-batch $(DYN_BATCH),--batch-sizes $(BATCH_SIZES)) \
+		--soc $(SOC) --out-dir $(OM_DIR) $(if $(AIPP),--aipp --preset $(PRESET)) $(ATC_FLAGS)
 
 infer: setup
 	$(FI) infer --model-file $(if $(filter onnxruntime,$(BACKEND)),$(ONNX),$(OM)) --input $(DATABIN) \
@@ -92,6 +99,7 @@ demo: setup
 	$(FI) export --model $(MODEL) --checkpoint $(DEMO_DIR)/$(MODEL).pth --out $(DEMO_DIR)/$(MODEL).onnx \
 		--dynamic-batch --parity-data $(DEMO_DIR)/databin --force
 	$(FI) om --onnx $(DEMO_DIR)/$(MODEL).onnx --model $(MODEL) --batch-sizes 1,$(DEMO_BS) --out-dir $(DEMO_DIR)/om --dry-run
+	$(FI) om --onnx $(DEMO_DIR)/$(MODEL).onnx --model $(MODEL) --batch-sizes $(DEMO_BS) --out-dir $(DEMO_DIR)/om_aipp --aipp --dry-run
 	$(FI) eval --onnx $(DEMO_DIR)/$(MODEL).onnx --labels $(DEMO)/images/val_label.txt --input $(DEMO_DIR)/databin \
 		--output $(DEMO_DIR)/result_bs$(DEMO_BS).json --batch-size $(DEMO_BS)
 	$(FI) eval --onnx $(DEMO_DIR)/$(MODEL).onnx --labels $(DEMO)/images/val_label.txt --input $(DEMO_DIR)/databin \
@@ -102,7 +110,7 @@ demo: setup
 	@echo "   weights           $(DEMO_DIR)/$(MODEL).pth   (synthetic, NOT trained)"
 	@echo "   preprocessed      $(DEMO_DIR)/databin/ (manifest.json)"
 	@echo "   ONNX + report     $(DEMO_DIR)/$(MODEL).onnx, $(DEMO_DIR)/$(MODEL).onnx.report.json (PyTorch vs onnxruntime parity)"
-	@echo "   ATC commands      $(DEMO_DIR)/om/ (dry run: no CANN here)"
+	@echo "   ATC commands      $(DEMO_DIR)/om/, $(DEMO_DIR)/om_aipp/ (with --aipp and its cfg; dry run: no CANN here)"
 	@echo "   outputs, scores   $(DEMO_DIR)/result_bs$(DEMO_BS)/, $(DEMO_DIR)/result_bs$(DEMO_BS).json, $(DEMO_DIR)/result_bs1.json"
 
 clean:

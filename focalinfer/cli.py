@@ -80,18 +80,20 @@ def bench():
 @click.option("--workers", type=click.IntRange(min=1), help="Processes (default: CPU count).")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N images (sorted order).")
 @click.option("--preset", default="official", show_default=True, help="Transform preset: official | modelzoo.")
+@click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "uint8"]),
+              help="float32: normalised NCHW; uint8: cropped RGB NHWC, normalised by the model (om --aipp).")
 @click.option("--rename", is_flag=True, help="Give images with dots or clashing names unique stems (see README).")
 @click.option("--allow-skips", is_flag=True, help="Exit 0 even when undecodable images were skipped.")
 @click.option("--force", is_flag=True, help="Replace .bin files made with another transform.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @user_errors
-def preprocess(model, images, out, labels_out, workers, limit, preset, rename, allow_skips, force, quiet):
-    """Images → one float32 NCHW .bin per image with the model's official eval transform."""
+def preprocess(model, images, out, labels_out, workers, limit, preset, dtype, rename, allow_skips, force, quiet):
+    """Images → one .bin per image (float32 NCHW or uint8 NHWC) with the model's official eval transform."""
     from focalinfer.preprocess import preprocess as run_preprocess
 
     result = run_preprocess(
         model, images, out, labels_out=labels_out, workers=workers, limit=limit,
-        preset=preset, force=force, rename=rename, progress=not quiet,
+        preset=preset, dtype=dtype, force=force, rename=rename, progress=not quiet,
     )
     for name, reason in result.skipped:
         click.echo(f"skipped {name}: {reason}", err=True)
@@ -117,7 +119,7 @@ def preprocess(model, images, out, labels_out, workers, limit, preset, rename, a
 @click.option("--json", "json_out", type=click.Path(path_type=str), help="Also write the figures here.")
 @user_errors
 def bench_preprocess_cmd(count, model, workers, json_out):
-    """img/s with 1 and all workers, next to the seed-style baseline."""
+    """img/s with 1 and all workers next to the seed-style baseline; float32 vs uint8 files (img/s, bytes)."""
     import json
 
     from focalinfer.bench.preprocess import bench_preprocess
@@ -125,6 +127,12 @@ def bench_preprocess_cmd(count, model, workers, json_out):
 
     figures = bench_preprocess(count=count, model=model, workers=workers)
     click.echo(json.dumps(figures, indent=2))
+    n = figures["workers"]
+    click.echo(
+        f"bench preprocess ({figures['cpu']}, {n} workers): float32 {figures[f'workers_{n}_img_per_s']} img/s, "
+        f"{figures['float32_bytes_per_image']} B/image; uint8 {figures[f'uint8_workers_{n}_img_per_s']} img/s, "
+        f"{figures['uint8_bytes_per_image']} B/image; uint8 / float32 {figures[f'uint8_vs_float32_workers_{n}']}x"
+    )
     if json_out:
         write_json_atomic(json_out, figures)
 
@@ -261,7 +269,7 @@ def lint_command(onnx_path, as_json, soc, expect_static):
 @cli.command("om")
 @click.option("--onnx", "onnx_path", required=True, type=click.Path(dir_okay=False, path_type=str),
               help="The exported ONNX (export stage).")
-@click.option("--batch-sizes", default="1", show_default=True, help="Comma list; one static-batch .om each.")
+@click.option("--batch-sizes", help="Comma list; one static-batch .om each.  [default: 1]")
 @click.option("--soc", default=DEFAULT_SOC, show_default=True, help="ATC --soc_version.")
 @click.option("--out-dir", default=OM_DIR, show_default=True, type=click.Path(file_okay=False, path_type=str),
               help="Where the .om files, logs and sidecars go.")
@@ -269,20 +277,32 @@ def lint_command(onnx_path, as_json, soc, expect_static):
 @click.option("--precision-mode", help="ATC --precision_mode, e.g. allow_fp32_to_fp16 or force_fp32.")
 @click.option("--op-precision-ini", type=click.Path(dir_okay=False, path_type=str),
               help="ATC --op_precision_mode ini (OpType=mode lines); replaces the registry's.")
+@click.option("--aipp", is_flag=True, help="The .om takes uint8 NHWC files (preprocess --dtype uint8) and "
+              "normalises on the chip; writes <out-dir>/<model>.aipp.cfg.")
+@click.option("--preset", default="official", show_default=True, help="Transform preset whose mean/std --aipp applies.")
+@click.option("--dynamic-batch", "dynamic_batch", metavar="GEARS",
+              help="One .om with these batch gears (e.g. 1,4,8,16) instead of one per --batch-sizes.")
 @click.option("--dry-run", is_flag=True, help="Print the atc commands; needs no CANN.")
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1), help="atc runs in parallel.")
 @click.option("--force", is_flag=True, help="Rebuild even when the .om is up to date.")
 @user_errors
-def om_command(onnx_path, batch_sizes, soc, out_dir, model_name, precision_mode, op_precision_ini, dry_run, jobs, force):
-    """ONNX → one .om per batch size with CANN's atc (skips up-to-date ones)."""
+def om_command(onnx_path, batch_sizes, soc, out_dir, model_name, precision_mode, op_precision_ini, aipp, preset,
+               dynamic_batch, dry_run, jobs, force):
+    """ONNX → one .om per batch size (or one dynamic-batch .om) with CANN's atc (skips up-to-date ones)."""
     from focalinfer.atc import build_om
+    from focalinfer.errors import UsageError
 
-    builds = build_om(onnx_path, batch_sizes, soc=soc, out_dir=out_dir, model=model_name,
+    if preset != "official" and not aipp:
+        raise UsageError(f"--preset {preset} only chooses the mean/std of --aipp; add --aipp or leave it out")
+    if dynamic_batch is not None and batch_sizes is not None:
+        raise UsageError("pass either --batch-sizes (one static .om each) or --dynamic-batch GEARS (one .om), not both")
+    builds = build_om(onnx_path, batch_sizes or "1", soc=soc, out_dir=out_dir, model=model_name,
                       precision_mode=precision_mode, op_precision_ini=op_precision_ini,
-                      dry_run=dry_run, jobs=jobs, force=force)
+                      dry_run=dry_run, jobs=jobs, force=force, aipp=aipp, preset=preset,
+                      dynamic_batch=dynamic_batch)
     if not dry_run:
         for build in builds:
-            click.echo(f"bs{build.batch_size}: {build.status}: {build.om_path}")
+            click.echo(f"{build.label}: {build.status}: {build.om_path}")
 
 
 @cli.command("doctor")

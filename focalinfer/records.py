@@ -74,6 +74,7 @@ class Manifest:
     tensor_layout: str = "NCHW"         # NCHW for float32, NHWC for uint8
     shape: list = field(default_factory=list)
     bytes_per_file: int = 0
+    normalization: dict | None = None   # uint8: the {mean, std} left to the model; float32: None (applied)
     status: str = "complete"
     files: list = field(default_factory=list)  # {"source", "bin", ["label"]}
     extra: dict = field(default_factory=dict)
@@ -183,7 +184,9 @@ class AtcRecord:
     argv: list = field(default_factory=list)
     built: str = ""
     seconds: float = 0.0
-    inputs: dict = field(default_factory=dict)  # option file → sha256 (op precision ini, …)
+    inputs: dict = field(default_factory=dict)  # option file → sha256 (op precision ini, AIPP cfg, …)
+    aipp: dict = field(default_factory=dict)    # --aipp: the {mean, std, crop} the chip normalises with
+    dynamic_batch: list = field(default_factory=list)  # --dynamic-batch gears (batch_size is then 0)
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> "AtcRecord | None":

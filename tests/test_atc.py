@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,8 +18,10 @@ from onnx import TensorProto, helper, numpy_helper
 from focalinfer.atc import build_atc_argv, build_om, find_om, read_onnx_input
 from focalinfer.cli import cli
 from focalinfer.errors import FocalinferError, ToolMissingError, UsageError
+from focalinfer.util import sha256_file
 
-STANDIN = Path(__file__).parent / "standins" / "atc_standin.py"
+from conftest import STANDIN
+
 
 
 def tiny_onnx(path: Path, input_name="image", batch="N", height=12, width=20, initializers_as_inputs=False,
@@ -47,25 +50,6 @@ def tiny_onnx(path: Path, input_name="image", batch="N", height=12, width=20, in
 @pytest.fixture()
 def onnx_path(tmp_path):
     return tiny_onnx(tmp_path / "tiny-net.onnx")
-
-
-@pytest.fixture()
-def fake_atc(tmp_path, monkeypatch):
-    """An `atc` on a tmp PATH that runs the stand-in; returns a reader of the argvs it received."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    atc = bin_dir / "atc"
-    atc.write_text(f"#!{sys.executable}\nimport runpy\nrunpy.run_path({str(STANDIN)!r}, run_name='__main__')\n")
-    atc.chmod(0o755)
-    calls = tmp_path / "atc_calls.jsonl"
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("STANDIN_CALLS", str(calls))
-    return lambda: [json.loads(line) for line in calls.read_text().splitlines()] if calls.exists() else []
-
-
-@pytest.fixture()
-def no_atc(tmp_path, monkeypatch):
-    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
 
 
 def test_argv_is_the_documented_command(onnx_path, tmp_path):
@@ -281,3 +265,178 @@ def test_a_report_describing_another_onnx_is_refused_unless_the_model_is_named(o
         build_om(onnx_path, [4], out_dir=tmp_path / "om", dry_run=True)
     (build,) = build_om(onnx_path, [4], out_dir=tmp_path / "om", dry_run=True, model="van-b2")
     assert any(a.startswith("--op_precision_mode") for a in build.argv)
+
+
+# --- --aipp and --dynamic-batch ------------------------------------------------------------
+
+# spec/precision.md's static AIPP block for ImageNet mean/std at 224, verbatim.
+SPEC_AIPP_224 = """aipp_op {
+    aipp_mode: static
+    related_input_rank: 0
+    input_format: RGB888_U8
+    src_image_size_w: 224
+    src_image_size_h: 224
+    crop: false
+    csc_switch: false
+    rbuv_swap_switch: false
+    mean_chn_0: 0
+    mean_chn_1: 0
+    mean_chn_2: 0
+    min_chn_0: 123.675
+    min_chn_1: 116.28
+    min_chn_2: 103.53
+    var_reci_chn_0: 0.017124753831663668
+    var_reci_chn_1: 0.01750700280112045
+    var_reci_chn_2: 0.017429193899782137
+}
+"""
+
+
+def parse_aipp(text: str) -> dict[str, str]:
+    body = text.strip().removeprefix("aipp_op {").removesuffix("}")
+    return dict((k.strip(), v.strip()) for k, v in (line.split(":", 1) for line in body.strip().splitlines()))
+
+
+@pytest.mark.parametrize("model", ["focal-fast-s", "twins-altgvt-s", "evo-levit-256-384", "van-b2"])
+def test_aipp_cfg_values_for_every_lead_model(model, tmp_path, no_atc):
+    from fractions import Fraction
+
+    from focalinfer.registry import get_model_spec
+
+    for preset in get_model_spec(model).transforms:
+        t = get_model_spec(model).transform(preset)
+        onnx_file = tiny_onnx(tmp_path / f"{model}.onnx", height=t.crop, width=t.crop)
+        out = tmp_path / preset
+        (build,) = build_om(onnx_file, [1], out_dir=out, model=model, aipp=True, preset=preset, dry_run=True)
+        cfg = out / f"{model}.aipp.cfg"
+        assert f"--insert_op_conf={cfg.resolve()}" in build.argv and "--enable_small_channel=1" in build.argv
+        values = parse_aipp(cfg.read_text())
+        assert values["input_format"] == "RGB888_U8" and values["aipp_mode"] == "static"
+        assert values["src_image_size_w"] == values["src_image_size_h"] == str(t.crop)
+        assert values["crop"] == values["csc_switch"] == values["rbuv_swap_switch"] == "false"
+        for i in range(3):
+            # exact rational values of 255·mean and 1/(255·std), from the decimal mean/std
+            assert values[f"mean_chn_{i}"] == "0"
+            assert float(values[f"min_chn_{i}"]) == float(255 * Fraction(str(t.mean[i])))
+            assert float(values[f"var_reci_chn_{i}"]) == pytest.approx(float(1 / (255 * Fraction(str(t.std[i])))),
+                                                                      rel=1e-15)
+        if t.mean == (0.5, 0.5, 0.5):
+            assert {values[f"min_chn_{i}"] for i in range(3)} == {"127.5"}
+            assert {values[f"var_reci_chn_{i}"] for i in range(3)} == {"0.00784313725490196"}  # the spec's figure
+
+
+def test_aipp_cfg_is_the_spec_block(tmp_path, no_atc):
+    onnx_file = tiny_onnx(tmp_path / "m.onnx", height=224, width=224)
+    build_om(onnx_file, [1], out_dir=tmp_path / "om", model="focal-fast-s", aipp=True, dry_run=True)
+    assert (tmp_path / "om" / "focal-fast-s.aipp.cfg").read_text() == SPEC_AIPP_224
+
+
+def test_aipp_build_records_the_cfg_and_rebuilds_when_it_changes(tmp_path, fake_atc):
+    onnx_file = tiny_onnx(tmp_path / "m.onnx", height=224, width=224)
+    out = tmp_path / "om"
+    (plain,) = build_om(onnx_file, [2], out_dir=out, model="focal-fast-s", progress=False)
+    (aipp,) = build_om(onnx_file, [2], out_dir=out, model="focal-fast-s", aipp=True, progress=False)
+    assert plain.status == aipp.status == "built"  # another argv: the plain .om is replaced
+    cfg = (out / "focal-fast-s.aipp.cfg").resolve()
+    assert aipp.argv[-2:] == [f"--insert_op_conf={cfg}", "--enable_small_channel=1"]
+    record = json.loads(aipp.sidecar_path.read_text())
+    assert record["inputs"] == {"aipp_cfg": sha256_file(cfg)}
+    assert record["aipp"] == {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "crop": 224,
+                              "preset": "official", "cfg": "focal-fast-s.aipp.cfg"}
+    om_input = onnx.load(aipp.om_path).graph.input[0]  # the stand-in's AIPP .om takes uint8 NHWC
+    assert om_input.type.tensor_type.elem_type == TensorProto.UINT8
+    assert [d.dim_value for d in om_input.type.tensor_type.shape.dim] == [2, 224, 224, 3]
+    assert build_om(onnx_file, [2], out_dir=out, model="focal-fast-s", aipp=True, progress=False)[0].status == \
+        "up-to-date"
+    zoo = build_om(onnx_file, [2], out_dir=out, model="focal-fast-s", aipp=True, preset="modelzoo", progress=False)
+    assert zoo[0].status == "built" and "min_chn_0: 127.5" in cfg.read_text()  # same path, new values
+    assert json.loads(zoo[0].sidecar_path.read_text())["inputs"]["aipp_cfg"] != record["inputs"]["aipp_cfg"]
+    assert len(fake_atc()) == 3
+
+
+def test_aipp_needs_a_model_whose_crop_is_the_onnx_input(tmp_path, no_atc):
+    with pytest.raises(UsageError, match="--aipp needs the model's mean/std: pass --model NAME"):
+        build_om(tiny_onnx(tmp_path / "anon.onnx", height=224, width=224), [1], out_dir=tmp_path, aipp=True,
+                 dry_run=True)
+    with pytest.raises(FocalinferError, match="evo-levit-256-384's official transform crops 384x384 but the ONNX "
+                                              "input is 224x224"):
+        build_om(tmp_path / "anon.onnx", [1], out_dir=tmp_path, model="evo-levit-256-384", aipp=True, dry_run=True)
+    result = CliRunner().invoke(cli, ["om", "--onnx", str(tmp_path / "anon.onnx"), "--preset", "modelzoo",
+                                      "--out-dir", str(tmp_path), "--dry-run"])
+    assert result.exit_code == 2 and "only chooses the mean/std of --aipp" in result.output
+
+
+def test_dynamic_batch_argv_record_and_standin(onnx_path, tmp_path, fake_atc):
+    out = tmp_path / "om"
+    (dry,) = build_om(onnx_path, "1", out_dir=out, dynamic_batch="1,4,8,16", dry_run=True)
+    assert dry.argv == [
+        "atc", "--framework=5", f"--model={onnx_path.resolve()}", f"--output={out.resolve() / 'tiny-net_dyn'}",
+        "--input_format=NCHW", "--input_shape=image:-1,3,12,20", "--log=error", "--soc_version=Ascend310P3",
+        "--dynamic_batch_size=1,4,8,16"]
+    (build,) = build_om(onnx_path, "1", out_dir=out, dynamic_batch=[1, 4, 8, 16], progress=False)
+    assert build.status == "built" and build.om_path.name == "tiny-net_dyn.om" and build.label == "dyn1,4,8,16"
+    record = json.loads(build.sidecar_path.read_text())
+    assert record["dynamic_batch"] == [1, 4, 8, 16] and record["batch_size"] == 0 and record["aipp"] == {}
+    om = onnx.load(build.om_path)
+    assert om.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert {p.key: p.value for p in om.metadata_props}["standin.dynamic_batch_size"] == "1,4,8,16"
+    assert build_om(onnx_path, "1", out_dir=out, dynamic_batch="1,4,8,16", progress=False)[0].status == "up-to-date"
+    assert build_om(onnx_path, "1", out_dir=out, dynamic_batch="1,4,8", progress=False)[0].status == "built"
+    report = onnx_path.with_name(onnx_path.name + ".report.json")
+    report.write_text(json.dumps({"model": "van-b2"}))
+    tiny_onnx(onnx_path, height=224, width=224)
+    (both,) = build_om(onnx_path, "1", out_dir=out, dynamic_batch="4,16", aipp=True, progress=False)
+    assert "--dynamic_batch_size=4,16" in both.argv and any(a.startswith("--insert_op_conf=") for a in both.argv)
+    assert [d.dim_param or d.dim_value for d in onnx.load(both.om_path).graph.input[0].type.tensor_type.shape.dim] \
+        == ["batch", 224, 224, 3]
+    assert len(fake_atc()) == 3
+
+
+@pytest.mark.parametrize("gears", ["4", "1,x", "0,4", "1,2049", "4,4", ",".join(map(str, range(1, 102)))])
+def test_bad_gears_are_refused_in_one_line(onnx_path, tmp_path, gears):
+    result = CliRunner().invoke(cli, ["om", "--onnx", str(onnx_path), "--dynamic-batch", gears,
+                                      "--out-dir", str(tmp_path), "--dry-run"])
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert "2–100 distinct batch sizes of 1–2048" in result.output
+
+
+def test_gear_limits_and_flag_clash(onnx_path, tmp_path):
+    most = ",".join(str(g) for g in range(1949, 2049))  # 100 gears up to 2048: the most ATC takes
+    assert build_om(onnx_path, "1", out_dir=tmp_path, dynamic_batch=most, dry_run=True)[0].gears[-1] == 2048
+    assert build_om(onnx_path, "1", out_dir=tmp_path, dynamic_batch="16,1", dry_run=True)[0].gears == [16, 1]
+    both = CliRunner().invoke(cli, ["om", "--onnx", str(onnx_path), "--dynamic-batch", "1,4", "--batch-sizes", "4",
+                                    "--out-dir", str(tmp_path), "--dry-run"])
+    assert both.exit_code == 2 and "not both" in both.output
+
+
+def run_standin(argv, tmp_path):
+    return subprocess.run([sys.executable, str(STANDIN), *argv], capture_output=True, text=True, cwd=tmp_path)
+
+
+def test_standin_takes_exactly_the_documented_aipp_and_dynamic_flags(tmp_path):
+    onnx_file = tiny_onnx(tmp_path / "m.onnx", height=224, width=224)
+    base = [f"--model={onnx_file}", f"--output={tmp_path / 'out'}", "--framework=5", "--input_format=NCHW",
+            "--log=error", "--soc_version=Ascend310P3"]
+    cfg = tmp_path / "a.cfg"
+    cfg.write_text(SPEC_AIPP_224)
+    good = run_standin(base + ["--input_shape=image:-1,3,224,224", "--dynamic_batch_size=1,8",
+                               f"--insert_op_conf={cfg}", "--enable_small_channel=1"], tmp_path)
+    assert good.returncode == 0, good.stdout
+    cases = {
+        "--input_shape=image:-1,3,224,224": "needs --dynamic_batch_size",
+        "--input_shape=image:4,3,224,224 --dynamic_batch_size=1,4": "needs -1 as the --input_shape batch",
+        "--input_shape=image:-1,3,224,224 --dynamic_batch_size=4": "2-100 distinct gears",
+        "--input_shape=image:1,3,224,224 --enable_small_channel=2": "must be 0 or 1",
+        "--input_shape=image:1,3,224,224 --dynamic_batchsize=1,4": "unknown flag --dynamic_batchsize",
+    }
+    for flags, message in cases.items():
+        result = run_standin(base + flags.split(), tmp_path)
+        assert result.returncode == 3 and message in result.stdout, (flags, result.stdout)
+    for broken, message in [(SPEC_AIPP_224.replace("224", "256"), "src_image_size_w is '256'"),
+                            (SPEC_AIPP_224.replace("RGB888_U8", "YUV420SP_U8"), "input_format"),
+                            (SPEC_AIPP_224.replace("    var_reci_chn_2: 0.017429193899782137\n", ""), "missing"),
+                            (SPEC_AIPP_224.replace("crop: false", "crop: false\n    padding: true"), "unknown"),
+                            (SPEC_AIPP_224.replace("min_chn_0: 123.675", "min_chn_0: 300"), "min_chn 0-255")]:
+        cfg.write_text(broken)
+        result = run_standin(base + ["--input_shape=image:1,3,224,224", f"--insert_op_conf={cfg}"], tmp_path)
+        assert result.returncode == 3 and message in result.stdout, (message, result.stdout)

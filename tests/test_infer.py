@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import warnings
 from pathlib import Path
 
@@ -22,7 +21,6 @@ from focalinfer import layout as contract
 from focalinfer.records import Manifest
 from focalinfer.infer import InferResult, run_inference
 
-STANDINS = Path(__file__).parent / "standins"
 N_FILES = 37
 H = W = 16
 SUMMARY_KEYS = ["filesinfo", "NPU_compute_time", "H2D_latency", "D2H_latency", "throughput",
@@ -268,15 +266,6 @@ def om_model(models, tmp_path):
     return om
 
 
-@pytest.fixture()
-def standin_cli(monkeypatch, tmp_path):
-    """ais_bench runnable as `python -m ais_bench` (PYTHONPATH) but not importable in this process."""
-    calls = tmp_path / "calls.jsonl"
-    monkeypatch.setenv("PYTHONPATH", str(STANDINS))
-    monkeypatch.setenv("STANDIN_CALLS", str(calls))
-    return calls
-
-
 def test_ais_bench_cli_matches_onnxruntime(models, tmp_path, om_model, standin_cli, capsys):
     result = run_inference(om_model, models["data"], output=tmp_path, output_dirname="ais", batch_size=4,
                            progress=False)
@@ -312,15 +301,6 @@ def test_ais_bench_cli_devices_and_pure(models, tmp_path, om_model, standin_cli)
     argv = json.loads(standin_cli.read_text().splitlines()[1])["argv"]
     assert "--input" not in argv and argv[argv.index("--loop") + 1] == "3"
     assert json.loads(pure.summary_path.read_text())["NPU_compute_time"]["count"] == 3
-
-
-@pytest.fixture()
-def standin_api(monkeypatch):
-    """The ais_bench stand-in importable in this process; forgotten afterwards."""
-    monkeypatch.syspath_prepend(str(STANDINS))
-    yield
-    for name in [m for m in sys.modules if m == "ais_bench" or m.startswith("ais_bench.")]:
-        del sys.modules[name]
 
 
 def test_ais_bench_api_mode_resumes(models, tmp_path, om_model, monkeypatch, standin_api):

@@ -305,3 +305,137 @@ def test_bin_layout_is_raw_little_endian_nchw(tmp_path):
     r = np.asarray(img)[16, 16, 0]  # channel 0 (R), row 0, col 0 of the crop comes first
     assert first == (np.float32(r) / np.float32(255) - np.float32(0.485)) / np.float32(0.229)
     assert (tmp_path / "out" / "sq.bin").stat().st_mode & 0o777 != 0o600
+
+
+# --- --dtype uint8: the cropped RGB bytes before ToTensor ----------------------------------
+
+
+def reference_uint8(img: Image.Image, size: tuple[int, int], offset: tuple[int, int], crop: int,
+                    resample=Image.Resampling.BICUBIC) -> np.ndarray:
+    """PIL convert + resize, then a numpy slice at the hand-computed offset: (1, C, C, 3) uint8."""
+    img = img.convert("RGB")
+    if img.size != size:
+        img = img.resize(size, resample)
+    left, top = offset
+    return np.array(img, dtype=np.uint8)[top:top + crop, left:left + crop][None]
+
+
+def read_u8(path: Path, crop: int) -> np.ndarray:
+    raw = path.read_bytes()
+    assert len(raw) == crop * crop * 3
+    return np.frombuffer(raw, dtype=np.uint8).reshape(1, crop, crop, 3)
+
+
+def float32_path_of(u8: np.ndarray, mean=IMAGENET[0], std=IMAGENET[1]) -> np.ndarray:
+    """torchvision's ToTensor + Normalize on the uint8 NHWC file: what the float32 file must hold."""
+    x = torch.from_numpy(u8.copy()).permute(0, 3, 1, 2).float().div(255)
+    x = x.sub_(torch.tensor(mean, dtype=torch.float32)[:, None, None])
+    return x.div_(torch.tensor(std, dtype=torch.float32)[:, None, None]).numpy()
+
+
+@pytest.mark.parametrize("src,size,offset", HAND_CASES_256)
+def test_uint8_transform_is_the_cropped_rgb_image(src, size, offset):
+    img = noise_image(*src, seed=src[1])
+    got = ImageTransform(get_model_spec("focal-fast-s").default_transform).uint8(img)
+    assert got.dtype == np.uint8 and got.shape == (1, 224, 224, 3) and got.flags.c_contiguous
+    assert np.array_equal(got, reference_uint8(img, size, offset, 224))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_uint8_files_of_odd_modes_are_byte_exact_and_normalise_to_the_float32_files(tmp_path, mode):
+    img = noise_image(203, 301, seed=13)  # portrait: 256*301/203 = 379.6 → (256, 379); offsets (16, 78)
+    odd = Image.fromarray(np.asarray(img.convert("L"), dtype=np.uint16) * 257) if mode == "I;16" else img.convert(mode)
+    fmt = {"CMYK": "JPEG", "F": "TIFF", "I": "TIFF"}.get(mode, "PNG")
+    path = tmp_path / "img" / f"x.{'tif' if fmt == 'TIFF' else fmt.lower()}"
+    path.parent.mkdir()
+    odd.save(path, format=fmt)
+    u8 = preprocess("focal-fast-s", path.parent, tmp_path / "u8", dtype="uint8", workers=1, progress=False)
+    f32 = preprocess("focal-fast-s", path.parent, tmp_path / "f32", workers=1, progress=False)
+    assert u8.written == f32.written == 1
+    pixels = read_u8(tmp_path / "u8" / "x.bin", 224)
+    assert np.array_equal(pixels, reference_uint8(Image.open(path), (256, 379), (16, 78), 224))
+    assert np.array_equal(read_bin(tmp_path / "f32" / "x.bin", 224), float32_path_of(pixels))
+
+
+def test_uint8_for_every_lead_transform_and_preset(tmp_path):
+    """384-px Evo, VAN's 0.5 mean/std, the modelzoo preset: uint8 then ToTensor+Normalize = float32 file."""
+    root = tmp_path / "img"
+    for k, (w, h) in enumerate([(500, 375), (333, 257), (31, 17), (1001, 999)]):
+        save_jpeg(root / f"i{k}.JPEG", noise_image(w, h, seed=20 + k))
+    cases = [("evo-levit-256-384", "official"), ("van-b2", "official"), ("focal-fast-s", "modelzoo"),
+             ("twins-altgvt-s", "official")]
+    for model, preset in cases:
+        t = get_model_spec(model).transform(preset)
+        u8_dir, f32_dir = tmp_path / f"{model}-{preset}-u8", tmp_path / f"{model}-{preset}-f32"
+        preprocess(model, root, u8_dir, preset=preset, dtype="uint8", workers=2, progress=False)
+        preprocess(model, root, f32_dir, preset=preset, workers=1, progress=False)
+        for name in ("i0", "i1", "i2", "i3"):
+            pixels = read_u8(u8_dir / f"{name}.bin", t.crop)
+            assert np.array_equal(read_bin(f32_dir / f"{name}.bin", t.crop), float32_path_of(pixels, t.mean, t.std))
+    # one hand-checked case: Evo at 384 (resize 438) on 500x375 → (584, 438), offsets (100, 27)
+    evo = read_u8(tmp_path / "evo-levit-256-384-official-u8" / "i0.bin", 384)
+    assert np.array_equal(evo, reference_uint8(Image.open(root / "i0.JPEG"), (584, 438), (100, 27), 384))
+    zoo = read_u8(tmp_path / "focal-fast-s-modelzoo-u8" / "i0.bin", 224)
+    assert np.array_equal(zoo, reference_uint8(Image.open(root / "i0.JPEG"), (224, 224), (0, 0), 224,
+                                               Image.Resampling.BILINEAR))
+
+
+def test_uint8_manifest_layout_and_raw_bytes(tmp_path):
+    root = tmp_path / "img"
+    img = noise_image(256, 256, seed=2)
+    img.save(root.mkdir() or root / "sq.png")
+    preprocess("van-b2", root, tmp_path / "out", dtype="uint8", workers=1, progress=False)
+    raw = (tmp_path / "out" / "sq.bin").read_bytes()
+    assert len(raw) == 224 * 224 * 3 == 150_528
+    # van-b2: resize 248 (224 / 0.9) → 248x248, offset 12: the crop's first pixel's R, G, B come first
+    assert tuple(raw[:3]) == tuple(np.asarray(img.resize((248, 248), Image.Resampling.BICUBIC))[12, 12])
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["dtype"] == "uint8" and manifest["tensor_layout"] == "NHWC"
+    assert manifest["shape"] == [1, 224, 224, 3] and manifest["bytes_per_file"] == 150_528
+    assert manifest["normalization"] == {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
+    assert manifest["status"] == "complete" and manifest["files"] == [{"source": "sq.png", "bin": "sq.bin"}]
+    preprocess("focal-fast-s", root, tmp_path / "f32", workers=1, progress=False)
+    plain = json.loads((tmp_path / "f32" / "manifest.json").read_text())
+    assert (plain["dtype"], plain["tensor_layout"], plain["normalization"]) == ("float32", "NCHW", None)
+    assert plain["shape"] == [1, 3, 224, 224] and plain["bytes_per_file"] == 602_112
+
+
+def test_a_folder_never_mixes_dtypes_and_uint8_resumes(tmp_path):
+    root = tmp_path / "img"
+    for k in range(4):
+        save_jpeg(root / f"i{k}.JPEG", noise_image(90 + k, 70, seed=k))
+    out = tmp_path / "out"
+    preprocess("focal-fast-s", root, out, workers=1, progress=False)
+    floats = {p.name: p.read_bytes() for p in out.glob("*.bin")}
+    refused = run_cli("preprocess", "--images", root, "--out", out, "--dtype", "uint8", "--quiet")
+    assert refused.exit_code == 1
+    (line,) = [ln for ln in refused.output.splitlines() if ln.startswith("focalinfer: error")]
+    assert "focal-fast-s / preset official / float32" in line and "uint8" in line and "--force" in line
+    assert {p.name: p.read_bytes() for p in out.glob("*.bin")} == floats
+    forced = run_cli("preprocess", "--images", root, "--out", out, "--dtype", "uint8", "--force", "--quiet")
+    assert forced.exit_code == 0 and "written 4" in forced.output
+    assert all(p.stat().st_size == 150_528 for p in out.glob("*.bin"))
+    first = {p.name: p.read_bytes() for p in out.glob("*.bin")}
+    (out / "i2.bin").unlink()
+    (out / "i1.bin").write_bytes(floats["i1.bin"])  # a float32-sized file is not a finished uint8 one
+    res = preprocess("focal-fast-s", root, out, dtype="uint8", workers=2, progress=False)
+    assert (res.written, res.reused) == (2, 2)
+    assert {p.name: p.read_bytes() for p in out.glob("*.bin")} == first
+    back = run_cli("preprocess", "--images", root, "--out", out, "--quiet")  # float32 again: refused
+    assert back.exit_code == 1 and "preset official / uint8" in back.output
+
+
+def test_uint8_output_independent_of_workers(tmp_path):
+    root = tmp_path / "img"
+    for k in range(6):
+        save_jpeg(root / f"v_{k}.JPEG", noise_image(150 + 17 * k, 110 + 9 * k, seed=k))
+    preprocess("focal-fast-s", root, tmp_path / "one", dtype="uint8", workers=1, progress=False)
+    preprocess("focal-fast-s", root, tmp_path / "two", dtype="uint8", workers=2, progress=False)
+    for p in (tmp_path / "one").glob("*.bin"):
+        assert p.read_bytes() == (tmp_path / "two" / p.name).read_bytes()
+    assert len(list((tmp_path / "two").glob("*.bin"))) == 6
+
+
+def test_cli_rejects_an_unknown_dtype(tmp_path):
+    result = run_cli("preprocess", "--images", tmp_path, "--out", tmp_path / "out", "--dtype", "float16")
+    assert result.exit_code == 2 and "float16" in result.output

@@ -2,7 +2,9 @@
 
 The atc argv is built from the ONNX itself (input name, C, H, W) and the registry's ATC options
 for the model; each batch size runs as its own subprocess with its log beside the .om, and a
-sidecar JSON (ONNX hash + argv + ini hash) lets an unchanged batch size be skipped.
+sidecar JSON (ONNX hash + argv + ini/cfg hashes) lets an unchanged batch size be skipped.
+``aipp=True`` adds a static AIPP config (uint8 NHWC input, normalised on the chip, see
+``atc/aipp.py``); ``dynamic_batch=[1, 4, 8, 16]`` builds one .om with those batch gears instead.
 """
 
 from __future__ import annotations
@@ -20,13 +22,18 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from focalinfer.defaults import DEFAULT_SOC, OM_DIR
+from focalinfer.atc.aipp import AIPP_ATC_FLAGS, aipp_cfg_path, aipp_config
 from focalinfer.errors import FocalinferError, ToolMissingError, UsageError
+from focalinfer.inputs import Normalization
 from focalinfer.records import AtcRecord, ExportRecord, atc_record_path
 from focalinfer.util import ensure_writable_dir, sha256_file, write_bytes_atomic
 
-__all__ = ["OnnxInput", "OmBuild", "read_onnx_input", "build_atc_argv", "build_om", "parse_batch_sizes"]
+__all__ = ["OnnxInput", "OmBuild", "read_onnx_input", "build_atc_argv", "build_om", "parse_batch_sizes",
+           "parse_gears"]
 
 SET_ENV_HINT = "/usr/local/Ascend/ascend-toolkit/set_env.sh"
+# ATC's --dynamic_batch_size limits (spec/precision.md, Dynamic batch).
+GEARS_MIN, GEARS_MAX, GEAR_MAX = 2, 100, 2048
 # ATC's error codes: E + a letter or digit + four digits (E10001, EZ3002, E19999).
 _ERROR_CODE = re.compile(r"\bE[0-9A-Z]\d{4}\b")
 
@@ -54,10 +61,16 @@ class OmBuild:
     om_path: Path | None = None
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    gears: list[int] = field(default_factory=list)  # dynamic batch (batch_size is then 0)
+    aipp: dict = field(default_factory=dict)  # {mean, std, crop} with --aipp
 
     @property
     def command(self) -> str:
         return shlex.join(self.argv)
+
+    @property
+    def label(self) -> str:
+        return f"dyn{','.join(map(str, self.gears))}" if self.gears else f"bs{self.batch_size}"
 
 
 def _dim(dim) -> int | None:
@@ -100,23 +113,34 @@ def _read_onnx_input(path: str, _mtime_ns: int, _size: int) -> OnnxInput:
 
 
 def output_prefix(onnx_path: str | Path, batch_size: int, out_dir: str | Path) -> Path:
-    return Path(out_dir) / f"{Path(onnx_path).stem}_bs{batch_size}"
+    """``<stem>_bs<N>``; batch size 0 is the dynamic-batch build, ``<stem>_dyn``."""
+    return Path(out_dir) / f"{Path(onnx_path).stem}_{f'bs{batch_size}' if batch_size else 'dyn'}"
 
 
 def build_atc_argv(onnx_path, batch_size: int, soc: str, out_dir, op_precision_ini=None,
-                   precision_mode: str | None = None, extra: Sequence[str] = ()) -> list[str]:
-    """The atc command for one batch size, as the seed runs it (an argv list, no shell)."""
+                   precision_mode: str | None = None, extra: Sequence[str] = (), *,
+                   aipp_cfg=None, gears: Sequence[int] = ()) -> list[str]:
+    """The atc command for one batch size, as the seed runs it (an argv list, no shell).
+
+    ``gears``: one dynamic-batch .om (batch dim -1, ``--dynamic_batch_size``; pass batch size 0);
+    ``aipp_cfg``: ``--insert_op_conf`` with ModelZoo's ``--enable_small_channel=1``.
+    """
     spec = read_onnx_input(onnx_path)
+    batch = -1 if gears else batch_size
     argv = [
         "atc",
         "--framework=5",
         f"--model={onnx_path}",
-        f"--output={output_prefix(onnx_path, batch_size, out_dir)}",
+        f"--output={output_prefix(onnx_path, 0 if gears else batch_size, out_dir)}",
         "--input_format=NCHW",
-        f"--input_shape={spec.name}:{batch_size},{spec.channels},{spec.height},{spec.width}",
+        f"--input_shape={spec.name}:{batch},{spec.channels},{spec.height},{spec.width}",
         "--log=error",
         f"--soc_version={soc}",
     ]
+    if gears:
+        argv.append(f"--dynamic_batch_size={','.join(map(str, gears))}")
+    if aipp_cfg is not None:
+        argv += [f"--insert_op_conf={aipp_cfg}", *AIPP_ATC_FLAGS]
     if op_precision_ini is not None:
         argv.append(f"--op_precision_mode={op_precision_ini}")
     if precision_mode is not None:
@@ -136,10 +160,25 @@ def parse_batch_sizes(text: str | Iterable[int]) -> list[int]:
     return list(dict.fromkeys(sizes))
 
 
+def parse_gears(text: str | Iterable[int]) -> list[int]:
+    """--dynamic-batch gears as ATC accepts them: 2–100 distinct batch sizes, each 1–2048."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    hint = (f"--dynamic-batch {text!r}: give {GEARS_MIN}–{GEARS_MAX} distinct batch sizes of 1–{GEAR_MAX} "
+            "separated by commas, e.g. 1,4,8,16")
+    try:
+        gears = [int(str(i).strip()) for i in items]
+    except ValueError:
+        raise UsageError(hint) from None
+    if not GEARS_MIN <= len(gears) <= GEARS_MAX or len(set(gears)) != len(gears) \
+            or any(not 1 <= g <= GEAR_MAX for g in gears):
+        raise UsageError(hint)
+    return gears
+
+
 # --- registry options ----------------------------------------------------------------------
 
 
-def registry_model_name(onnx_path: Path, model: str | None, onnx_input: OnnxInput) -> str | None:
+def registry_model_name(onnx_path: Path, model: str | None, onnx_input: OnnxInput, quiet: bool = False) -> str | None:
     """--model NAME, else the export report's ``model``, else the ONNX metadata's."""
     try:
         record = ExportRecord.read(onnx_path)
@@ -148,7 +187,7 @@ def registry_model_name(onnx_path: Path, model: str | None, onnx_input: OnnxInpu
             raise  # a stale report would pick another model's ATC options
         record = None
     found = (record.model if record else None) or onnx_input.model_name
-    if model and found and model != found:
+    if model and found and model != found and not quiet:
         print(f"[om] note: {onnx_path} was exported from {found}; using --model {model} as asked", file=sys.stderr)
     return model or found
 
@@ -171,11 +210,32 @@ def registry_atc_settings(model_name: str | None, explicit: bool) -> tuple[tuple
 
 
 def _write_ini(out_dir: Path, model_name: str, lines: Sequence[str]) -> Path:
-    path = out_dir / f"{model_name}_op_precision.ini"
-    content = ("\n".join(lines) + "\n").encode()
+    return _write_option_file(out_dir / f"{model_name}_op_precision.ini", "\n".join(lines) + "\n")
+
+
+def _write_option_file(path: Path, text: str) -> Path:
+    """Write ``text`` unless the file already holds it (its mtime then stays)."""
+    content = text.encode()
     if not path.is_file() or path.read_bytes() != content:
         write_bytes_atomic(path, content)
     return path
+
+
+def _aipp_settings(model_name: str | None, preset: str, onnx_input: OnnxInput, out_abs: Path) -> tuple[Path, dict]:
+    """(the AIPP cfg written for the model's ``preset`` mean/std, the facts the sidecar records)."""
+    from focalinfer.registry import get_model_spec
+
+    if model_name is None:
+        raise UsageError("--aipp needs the model's mean/std: pass --model NAME (no export report or ONNX metadata names one)")
+    transform = get_model_spec(model_name).transform(preset)
+    if (transform.crop, transform.crop) != (onnx_input.height, onnx_input.width):
+        raise FocalinferError(
+            f"--aipp: {model_name}'s {preset} transform crops {transform.crop}x{transform.crop} but the ONNX input is "
+            f"{onnx_input.height}x{onnx_input.width}; pass the --model the ONNX was exported from"
+        )
+    norm = Normalization(transform.mean, transform.std)
+    cfg = _write_option_file(aipp_cfg_path(out_abs, model_name), aipp_config(norm, onnx_input.width, onnx_input.height))
+    return cfg, {**norm.as_dict(), "crop": transform.crop, "preset": preset, "cfg": cfg.name}
 
 
 # --- building ------------------------------------------------------------------------------
@@ -193,8 +253,14 @@ def build_om(
     jobs: int = 1,
     force: bool = False,
     progress: bool = True,
+    aipp: bool = False,
+    preset: str = "official",
+    dynamic_batch: str | Iterable[int] | None = None,
 ) -> list[OmBuild]:
     """Run (or with ``dry_run`` print) atc once per batch size; returns one OmBuild each.
+
+    ``dynamic_batch`` (gears) replaces ``batch_sizes`` with one dynamic-batch build; ``aipp``
+    writes ``<out-dir>/<model>.aipp.cfg`` from the model's ``preset`` mean/std and builds with it.
 
     Paths in the commands are absolute, so each atc can run in its own scratch directory (ATC
     drops kernel_meta/ and fusion_result.json in its working directory, which parallel jobs share
@@ -205,33 +271,39 @@ def build_om(
         raise UsageError(f"{onnx_path}: --onnx must be an .onnx file (the export stage's output)")
     if jobs < 1:
         raise UsageError("--jobs must be at least 1")
-    sizes = parse_batch_sizes(batch_sizes)
+    gears = parse_gears(dynamic_batch) if dynamic_batch is not None else []
+    sizes = [0] if gears else parse_batch_sizes(batch_sizes)
     onnx_input = read_onnx_input(onnx_path)
     onnx_abs = onnx_path.resolve()
     out_abs = Path(out_dir).resolve()
     ensure_writable_dir(out_abs, "--out-dir")
 
     ini, extra = _resolve_options(onnx_path, onnx_input, out_abs, model, precision_mode, op_precision_ini)
-    builds = [_plan(onnx_abs, bs, soc, out_abs, ini, precision_mode, extra) for bs in sizes]
+    cfg, aipp_facts = None, {}
+    if aipp:
+        name = registry_model_name(onnx_path, model, onnx_input, quiet=True)
+        cfg, aipp_facts = _aipp_settings(name, preset, onnx_input, out_abs)
+    builds = [_plan(onnx_abs, bs, soc, out_abs, ini, precision_mode, extra, cfg, gears, aipp_facts) for bs in sizes]
     fingerprint = {
         "onnx_sha256": sha256_file(onnx_path),
-        "inputs": {"op_precision": sha256_file(ini)} if ini else {},
+        "inputs": {**({"op_precision": sha256_file(ini)} if ini else {}),
+                   **({"aipp_cfg": sha256_file(cfg)} if cfg else {})},
     }
     for build in builds:
         if not force and _up_to_date(build, fingerprint):
             build.status = "up-to-date"
-        elif onnx_input.batch is not None and onnx_input.batch != build.batch_size:
-            print(f"[om] warning: {onnx_path} has a static batch of {onnx_input.batch}; ATC may fail at batch "
-                  f"{build.batch_size} (export with --dynamic-batch)", file=sys.stderr)
+        elif onnx_input.batch is not None and (gears or onnx_input.batch != build.batch_size):
+            print(f"[om] warning: {onnx_path} has a static batch of {onnx_input.batch}; ATC may fail at "
+                  f"{build.label} (export with --dynamic-batch)", file=sys.stderr)
     if dry_run:
         for build in builds:
-            print(f"# bs{build.batch_size}: up to date ({build.om_path})" if build.status == "up-to-date"
+            print(f"# {build.label}: up to date ({build.om_path})" if build.status == "up-to-date"
                   else build.command)
         return builds
     todo = [b for b in builds if b.status != "up-to-date"]
     for build in builds:
         if build.status == "up-to-date" and progress:
-            print(f"[om] bs{build.batch_size}: up to date ({build.om_path})", file=sys.stderr)
+            print(f"[om] {build.label}: up to date ({build.om_path})", file=sys.stderr)
     if todo and shutil.which("atc") is None:
         raise ToolMissingError(
             f"atc not found on PATH: source CANN's set_env.sh (e.g. . {SET_ENV_HINT}) or pass --dry-run to print the commands"
@@ -241,11 +313,13 @@ def build_om(
     failed = [b for b in todo if b.status == "failed"]
     if failed:
         for build in failed:
-            print(f"[om] bs{build.batch_size}: ATC failed; log: {build.log_path}", file=sys.stderr)
+            print(f"[om] {build.label}: ATC failed; log: {build.log_path}", file=sys.stderr)
             for line in build.errors:
                 print(f"    {line}", file=sys.stderr)
+        what = f"dynamic batch {','.join(map(str, gears))}" if gears else \
+            f"batch size {', '.join(str(b.batch_size) for b in failed)}"
         raise FocalinferError(
-            f"ATC failed for batch size {', '.join(str(b.batch_size) for b in failed)} of {onnx_path}; "
+            f"ATC failed for {what} of {onnx_path}; "
             f"the E-code lines and log paths are above"
         )
     return builds
@@ -268,14 +342,16 @@ def _resolve_options(onnx_path, onnx_input, out_abs, model, precision_mode, op_p
     return ini, extra
 
 
-def _plan(onnx_abs, bs, soc, out_abs, ini, precision_mode, extra) -> OmBuild:
+def _plan(onnx_abs, bs, soc, out_abs, ini, precision_mode, extra, cfg=None, gears=(), aipp=None) -> OmBuild:
     prefix = output_prefix(onnx_abs, bs, out_abs)
     return OmBuild(
         batch_size=bs,
-        argv=build_atc_argv(onnx_abs, bs, soc, out_abs, ini, precision_mode, extra),
+        argv=build_atc_argv(onnx_abs, bs, soc, out_abs, ini, precision_mode, extra, aipp_cfg=cfg, gears=gears),
         prefix=prefix,
         log_path=prefix.with_name(prefix.name + ".atc.log"),
         sidecar_path=atc_record_path(prefix),
+        gears=list(gears),
+        aipp=dict(aipp or {}),
     )
 
 
@@ -308,10 +384,10 @@ def error_lines(log_text: str, limit: int = 10) -> list[str]:
 
 
 def _run_atc(build: OmBuild, onnx_path: Path, soc: str, fingerprint: dict, progress: bool) -> None:
-    workdir = build.prefix.parent / f".atc-work-bs{build.batch_size}"
+    workdir = build.prefix.parent / f".atc-work-{build.label}"
     workdir.mkdir(exist_ok=True)
     if progress:
-        print(f"[om] bs{build.batch_size}: running atc (log: {build.log_path})", file=sys.stderr, flush=True)
+        print(f"[om] {build.label}: running atc (log: {build.log_path})", file=sys.stderr, flush=True)
     start = time.time()
     with open(build.log_path, "wb") as log:
         log.write(f"$ {build.command}\n".encode())
@@ -328,7 +404,8 @@ def _run_atc(build: OmBuild, onnx_path: Path, soc: str, fingerprint: dict, progr
     shutil.rmtree(workdir, ignore_errors=True)
     AtcRecord(onnx=str(onnx_path), om=build.om_path.name, onnx_sha256=fingerprint["onnx_sha256"],
               batch_size=build.batch_size, soc=soc, argv=build.argv, built=time.strftime("%Y-%m-%dT%H:%M:%S"),
-              seconds=round(build.seconds, 1), inputs=fingerprint["inputs"]).write(build.sidecar_path)
+              seconds=round(build.seconds, 1), inputs=fingerprint["inputs"], aipp=build.aipp,
+              dynamic_batch=build.gears).write(build.sidecar_path)
     build.status = "built"
     if progress:
-        print(f"[om] bs{build.batch_size}: built {build.om_path} in {build.seconds:.1f} s", file=sys.stderr, flush=True)
+        print(f"[om] {build.label}: built {build.om_path} in {build.seconds:.1f} s", file=sys.stderr, flush=True)

@@ -23,7 +23,8 @@ from focalinfer.errors import FocalinferError, ToolMissingError, UsageError
 from focalinfer.backend.base import Runner, TensorSpec
 
 MODES = ("auto", "api", "cli")
-_DTYPE_NAMES = ("float16", "float32", "float64", "int64", "int32", "int8", "uint8")
+# "uint8" before "int8": the first name found in the text wins.
+_DTYPE_NAMES = ("float16", "float32", "float64", "int64", "int32", "uint8", "int8")
 _THROUGHPUT_LINE = re.compile(r"throughput 1000\*batchsize\.mean\(([\d.]+)\)/NPU_compute_time\.mean\([^)]*\): ([\d.eE+-]+)")
 
 
@@ -113,10 +114,17 @@ class AisBenchRunner(Runner):
         self._input = _tensor_spec(self.single_input(model_file, self.session.get_inputs()))
         self._outputs = [_tensor_spec(o) for o in self.session.get_outputs()]
         self._wall_ms: list[float] = []
+        self._gear: int | None = None
 
     def infer(self, batch: np.ndarray) -> list[np.ndarray]:
+        mode = "static"
+        if self._input.static_batch is None:  # a dynamic-batch .om: pick the gear, then run it as one
+            if batch.shape[0] != self._gear:
+                self.session.set_dynamic_batchsize(batch.shape[0])
+                self._gear = batch.shape[0]
+            mode = "dymbatch"
         start = time.perf_counter()
-        outputs = self.session.infer([batch], mode="static")
+        outputs = self.session.infer([batch], mode=mode)
         self._wall_ms.append((time.perf_counter() - start) * 1000.0)
         return [np.asarray(o) for o in outputs]
 
@@ -145,14 +153,20 @@ class AisBenchRunner(Runner):
 
 def cli_argv(python: str, model_file: str, input_dir: str | None, output: str, output_dirname: str,
              outfmt: str, batch_size: int | None, device: str, loop: int, warmup: int,
-             pure_data_type: str) -> list[str]:
-    """``python3 -m ais_bench`` flags as the seed passes them; defaults are left out."""
+             pure_data_type: str, dym_batch: int | None = None) -> list[str]:
+    """``python3 -m ais_bench`` flags as the seed passes them; defaults are left out.
+
+    ``dym_batch``: the gear of a dynamic-batch .om (``--dymBatch``; ais_bench takes it with
+    ``--batchsize``, which names the batch in its throughput line).
+    """
     argv = [python, "-m", "ais_bench", "--model", model_file]
     if input_dir is not None:
         argv += ["--input", input_dir]
     argv += ["--output", output, "--output_dirname", output_dirname, "--outfmt", outfmt]
     if batch_size is not None:
         argv += ["--batchsize", str(batch_size)]
+    if dym_batch is not None:
+        argv += ["--dymBatch", str(dym_batch)]
     if device != "0":
         argv += ["--device", device]
     if loop != 1:

@@ -17,6 +17,8 @@ import numpy as np
 from focalinfer.errors import FocalinferError, UsageError
 from focalinfer import layout
 from focalinfer.backend import Runner, TensorSpec, open_runner
+from focalinfer.infer.checks import InputFiles, feed_normalization
+from focalinfer.inputs import FLOAT32, Normalization, normalize_nhwc
 
 
 @dataclass
@@ -37,6 +39,8 @@ class InferJob:
     pure_data_type: str = "zero"
     progress: bool = True
     args: list[str] = field(default_factory=list)
+    input_files: InputFiles = InputFiles(FLOAT32, None, None)  # what the manifest says the files are
+    input_dir: str | None = None  # for messages
 
     @property
     def output_dir(self) -> str:
@@ -106,10 +110,44 @@ def _pure_inference(job: InferJob, runner: Runner, spec: TensorSpec, batch_size:
     return JobOutcome(job.output_dir, path, batch_size, summary["throughput"], 0, 0)
 
 
+class BatchReader:
+    """Fills the model's batch from the files: their bytes as they are, or (the CPU path over uint8
+    files) one uint8 NHWC image per file read into a uint8 buffer and normalised into the batch."""
+
+    def __init__(self, spec: TensorSpec, batch_size: int, norm: Normalization | None):
+        self.feed = np.empty((batch_size,) + tuple(spec.shape[1:]), dtype=spec.dtype)
+        self.norm, self.table = norm, None if norm is None else norm.table()
+        if norm is None:
+            self.read = self.feed
+        else:
+            channels, height, width = spec.shape[1:]
+            if channels != 3:
+                raise FocalinferError(f"model input {spec.name!r} has {channels} channels; uint8 files hold RGB images")
+            self.read = np.empty((batch_size, height, width, 3), dtype=np.uint8)
+
+    def files_per_batch(self, file_bytes: int, first_file: str) -> int:
+        batch_size = len(self.read)
+        per_batch = layout.files_per_batch(self.read.nbytes, file_bytes, first_file, batch_size)
+        if self.norm is not None and per_batch != batch_size:
+            raise FocalinferError(
+                f"{first_file}: {file_bytes} bytes, but a uint8 {self.read.shape[1:]} image for this model is "
+                f"{self.read[0].nbytes}; the files were made for another input size (re-run preprocess for this model)"
+            )
+        return per_batch
+
+    def fill(self, batch: layout.Batch, file_bytes: int) -> np.ndarray:
+        layout.fill_batch(self.read, batch, file_bytes)
+        if self.norm is not None:
+            normalize_nhwc(self.read, self.norm, out=self.feed, table=self.table)
+        return self.feed
+
+
 def _files_inference(job, runner, spec, batch_size, on_event) -> JobOutcome:
     files = job.files
+    norm = feed_normalization(job.input_files, spec.dtype, runner.backend, job.model_file, job.input_dir)
+    reader = BatchReader(spec, batch_size, norm)
     file_bytes = layout.file_data_bytes(files[0])
-    per_batch = layout.files_per_batch(batch_size * spec.sample_bytes(), file_bytes, files[0], batch_size)
+    per_batch = reader.files_per_batch(file_bytes, files[0])
     layout.check_file_sizes(files, file_bytes)
     batches = layout.plan_batches(files, per_batch)
     num_outputs = len(runner.output_specs())
@@ -124,7 +162,7 @@ def _files_inference(job, runner, spec, batch_size, on_event) -> JobOutcome:
     kept = sum(len(b.files) for b in batches if b.index not in pending_ids) * num_outputs
     if on_event:
         on_event("total", len(batches), len(batches) - len(pending))
-    written = _run_batches(job, runner, spec, batch_size, pending, file_bytes, on_event)
+    written = _run_batches(job, runner, reader, pending, file_bytes, on_event)
 
     filesinfo = {
         b.index * per_batch + slot: {
@@ -145,20 +183,19 @@ def _files_inference(job, runner, spec, batch_size, on_event) -> JobOutcome:
     return JobOutcome(out_dir, path, batch_size, summary.get("throughput"), written, kept)
 
 
-def _run_batches(job, runner, spec, batch_size, pending, file_bytes, on_event) -> int:
+def _run_batches(job, runner, reader: BatchReader, pending, file_bytes, on_event) -> int:
     if not pending:
         return 0
     from focalinfer.progress import progress_bar
 
-    buffer = np.empty((batch_size,) + tuple(spec.shape[1:]), dtype=spec.dtype)
-    layout.fill_batch(buffer, pending[0], file_bytes)
+    buffer = reader.fill(pending[0], file_bytes)
     for _ in range(job.warmup):
         runner.infer(buffer)
     runner.reset_times()
     written = 0
     bar = progress_bar(pending, desc="infer", unit="batch", enabled=job.progress, file=sys.stderr, leave=False)
     for batch in bar:
-        layout.fill_batch(buffer, batch, file_bytes)
+        buffer = reader.fill(batch, file_bytes)
         for _ in range(job.loop):
             outputs = runner.infer(buffer)
         paths = layout.write_batch_outputs(batch, outputs, job.output_dir, job.outfmt)

@@ -14,10 +14,12 @@ from focalinfer.backend.ais_bench import choose_mode, cli_argv, run_cli
 from focalinfer.defaults import WORK_DIR
 from focalinfer.errors import FocalinferError, UsageError
 from focalinfer.infer import outdir
+from focalinfer.infer.checks import InputFiles, check_om_inputs, dynamic_batch_gear, input_files_of
 from focalinfer.infer.engine import InferJob, run_devices, run_job
 from focalinfer.infer.provenance import InputSet, check_transform, model_name_of, read_input_set
+from focalinfer.inputs import FLOAT32
 from focalinfer.machine import cpu_count
-from focalinfer.records import InferRecord
+from focalinfer.records import AtcRecord, InferRecord
 from focalinfer.util import ensure_writable_dir, sha256_file
 
 
@@ -85,20 +87,25 @@ def run_inference(
         raise FocalinferError(f"{model_file}: model file not found; check the path (or run export / om first)")
     devices = parse_devices(device)
     model_name = model_name_of(model_file)
-    inputs = None
+    inputs, input_files = None, InputFiles(FLOAT32, None, None)
     if input_dir is not None:
         inputs = read_input_set(input_dir)
         check_transform(inputs, model_name, model_file, allow_transform_mismatch)
         if inputs.extra:
             print(f"[INFO] {len(inputs.extra)} input files in {input_dir} are not in its manifest and were left out "
                   f"(first: {os.path.basename(inputs.extra[0])})", file=sys.stderr, flush=True)
+        input_files = input_files_of(inputs.manifest, input_dir)
     output = os.fspath(output)
     dirname = output_dirname or layout.timestamp_dirname()
     output_dir = os.path.join(output, dirname)
     ensure_writable_dir(output, "--output folder")
 
-    mode = python = None
+    mode = python = gear = None
     if backend == "ais_bench":
+        atc_record = AtcRecord.for_om(model_file)
+        if inputs is not None:
+            check_om_inputs(model_file, input_files, input_dir, atc_record)
+        gear = dynamic_batch_gear(model_file, atc_record, batch_size)
         mode, python = choose_mode(model_file, ais_bench_mode)
     record = _record(model_file, model_name, backend, batch_size, outfmt, inputs)
     claimed = outdir.claim(output_dir, record, force)
@@ -106,8 +113,9 @@ def run_inference(
         settings = dict(model_file=model_file, backend=backend, files=inputs.files if inputs else None,
                         output=output, dirname=dirname, outfmt=outfmt, batch_size=batch_size, loop=loop,
                         warmup=warmup, threads=threads, pure_data_type=pure_data_type, progress=progress,
-                        args=list(sys.argv))
-        result = _dispatch(mode, python, input_dir, devices, settings)
+                        args=list(sys.argv), input_files=input_files,
+                        input_dir=None if input_dir is None else os.fspath(input_dir))
+        result = _dispatch(mode, python, input_dir, devices, settings, gear)
     except FocalinferError:
         outdir.release(output_dir, claimed)  # a run that failed before writing leaves no claim behind
         raise
@@ -128,9 +136,9 @@ def _record(model_file: str, model_name: str | None, backend: str, batch_size: i
     )
 
 
-def _dispatch(mode, python, input_dir, devices, settings) -> InferResult:
+def _dispatch(mode, python, input_dir, devices, settings, gear) -> InferResult:
     if mode == "cli":
-        return _run_ais_bench_cli(python, input_dir, devices, settings)
+        return _run_ais_bench_cli(python, input_dir, devices, settings, gear)
     if len(devices) == 1:
         return _run_in_process(devices[0], settings)
     return _run_devices(devices, settings)
@@ -177,14 +185,14 @@ def _run_devices(devices: list[int], settings: dict) -> InferResult:
     )
 
 
-def _run_ais_bench_cli(python: str, input_dir, devices: list[int], settings: dict) -> InferResult:
+def _run_ais_bench_cli(python: str, input_dir, devices: list[int], settings: dict, gear: int | None) -> InferResult:
 
     if settings["threads"]:
         print("[INFO] --threads applies to onnxruntime only; ais_bench ignores it", flush=True)
     device = ",".join(str(d) for d in devices)
     argv = cli_argv(python, settings["model_file"], None if input_dir is None else os.fspath(input_dir),
                     settings["output"], settings["dirname"], settings["outfmt"], settings["batch_size"],
-                    device, settings["loop"], settings["warmup"], settings["pure_data_type"])
+                    device, settings["loop"], settings["warmup"], settings["pure_data_type"], dym_batch=gear)
     logged_throughput, logged_batch = run_cli(argv)
     output_dir = Path(settings["output"]) / settings["dirname"]
     device_dirs = [output_dir / f"device{d}" for d in devices] if len(devices) > 1 else []

@@ -1,4 +1,4 @@
-"""Stage 1: ImageNet val images → float32 NCHW .bin files with the model's official eval transform."""
+"""Stage 1: ImageNet val images → .bin files (float32 NCHW, or uint8 NHWC for AIPP) with the model's official eval transform."""
 
 from focalinfer.preprocess.run import PreprocessResult, preprocess
 

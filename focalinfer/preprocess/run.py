@@ -1,32 +1,32 @@
-"""The preprocess stage: images → one float32 NCHW ``.bin`` per image, plus ``manifest.json``.
+"""The preprocess stage: images → one ``.bin`` per image, plus ``manifest.json``.
 
-Resumable: the manifest is written first (status 'running') with the transform, so a rerun knows
-whether the ``.bin`` files already there were made the same way and skips them; a changed
-transform refuses to mix outputs.
+A ``.bin`` is float32 NCHW (normalised, the default) or, with ``dtype='uint8'``, the resized and
+center-cropped RGB bytes in NHWC, the normalisation left to the model (AIPP on the NPU, the
+shared :func:`focalinfer.inputs.normalize_nhwc` on the CPU).
+
+Resumable: the manifest is written first (status 'running') with the transform and dtype, so a
+rerun knows whether the ``.bin`` files already there were made the same way and skips them; a
+changed transform or dtype refuses to mix outputs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import multiprocessing
-import os
 import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
-
+from focalinfer import inputs
 from focalinfer.errors import FocalinferError
 from focalinfer.machine import cpu_count
 from focalinfer.preprocess.discover import ImageItem, ImageSet, check_stems, discover_images
 from focalinfer.preprocess.runstate import guarded, running_state, take_over
 from focalinfer.preprocess.transform import ImageTransform, load_rgb
 from focalinfer.progress import progress_bar
+from focalinfer.records import MANIFEST_FORMAT, Manifest, manifest_path
 from focalinfer.registry import EvalTransform
 from focalinfer.util import ensure_writable_dir, ensure_writable_file, write_bytes_atomic, write_json_atomic
-
-MANIFEST = "manifest.json"
-MANIFEST_FORMAT = 1
 
 
 @dataclass
@@ -49,23 +49,24 @@ class PreprocessResult:
         )
 
 
-def expected_bytes(t: EvalTransform) -> int:
-    return 3 * t.crop * t.crop * np.dtype(np.float32).itemsize
+def expected_bytes(t: EvalTransform, dtype: str = inputs.FLOAT32) -> int:
+    return inputs.file_bytes(dtype, t.crop)
 
 
 # --- work done in worker processes (module level so it pickles) ---
 
-_worker_transform: ImageTransform | None = None
+_worker_transform = None  # ImageTransform (float32) or its .uint8 method
 
 
-def _init_pool_worker(transform: EvalTransform) -> None:
+def _init_pool_worker(transform: EvalTransform, dtype: str = inputs.FLOAT32) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: no worker tracebacks
-    _init_worker(transform)
+    _init_worker(transform, dtype)
 
 
-def _init_worker(transform: EvalTransform) -> None:
+def _init_worker(transform: EvalTransform, dtype: str = inputs.FLOAT32) -> None:
     global _worker_transform
-    _worker_transform = ImageTransform(transform)
+    image_transform = ImageTransform(transform)
+    _worker_transform = image_transform.uint8 if dtype == inputs.UINT8 else image_transform
 
 
 def _convert_one(task: tuple[str, str]) -> str | None:
@@ -91,6 +92,7 @@ def preprocess(
     workers: int | None = None,
     limit: int | None = None,
     preset: str = "official",
+    dtype: str = inputs.FLOAT32,
     force: bool = False,
     rename: bool = False,
     progress: bool = True,
@@ -99,6 +101,7 @@ def preprocess(
 
     spec = get_model_spec(model)
     transform = spec.transform(preset)
+    inputs.check_file_dtype(dtype)
     if limit is not None and limit <= 0:
         raise FocalinferError(f"--limit must be positive, got {limit}")
     found = discover_images(images, num_classes=spec.num_classes)
@@ -108,13 +111,14 @@ def preprocess(
     out = ensure_writable_dir(out)
     if labels_out is not None:
         ensure_writable_file(labels_out, "label file (--labels-out)")
-    notes = take_over(out, out / MANIFEST)
-    _claim_out_dir(out, model, preset, transform, force)
+    notes = take_over(out, manifest_path(out))
+    _claim_out_dir(out, model, preset, transform, dtype, force)
 
-    header = _manifest_header(model, preset, transform, found)
-    write_json_atomic(out / MANIFEST, {**header, **running_state()})
-    todo = [i for i in found.items if not _done(out / f"{i.stem}.bin", transform)]
-    reasons = guarded(out / MANIFEST, header, lambda: _run_all(todo, out, transform, workers, progress))
+    manifest = _manifest_header(model, preset, transform, dtype, found)
+    header = {"format": MANIFEST_FORMAT, **manifest.as_dict()}
+    write_json_atomic(manifest_path(out), {**header, **running_state()})
+    todo = [i for i in found.items if not _done(out / f"{i.stem}.bin", manifest.bytes_per_file)]
+    reasons = guarded(manifest_path(out), header, lambda: _run_all(todo, out, transform, dtype, workers, progress))
     skipped = [(_rel(i, found), r) for i, r in zip(todo, reasons) if r is not None]
     skipped_sources = {i.source for i, r in zip(todo, reasons) if r is not None}
     ok_items = [i for i in found.items if i.source not in skipped_sources]
@@ -122,7 +126,7 @@ def preprocess(
     labels_file = _write_labels(ok_items, found, labels_out)
     result = PreprocessResult(
         out_dir=out,
-        manifest=out / MANIFEST,
+        manifest=manifest_path(out),
         labels_file=labels_file,
         found=len(found.items),
         written=len(todo) - len(skipped),
@@ -131,7 +135,7 @@ def preprocess(
         ignored=found.ignored,
         warnings=notes + found.warnings,
     )
-    write_json_atomic(out / MANIFEST, _final_manifest(header, result, ok_items, found))
+    _final_manifest(manifest, result, ok_items, found).write(out)
     return result
 
 
@@ -139,23 +143,23 @@ def _rel(item: ImageItem, found: ImageSet) -> str:
     return str(item.source.relative_to(found.root))
 
 
-def _done(path: Path, transform: EvalTransform) -> bool:
+def _done(path: Path, size: int) -> bool:
     try:
-        return path.stat().st_size == expected_bytes(transform)
+        return path.stat().st_size == size
     except FileNotFoundError:
         return False
 
 
-def _run_all(todo, out, transform, workers, progress) -> list[str | None]:
+def _run_all(todo, out, transform, dtype, workers, progress) -> list[str | None]:
     """Convert ``todo`` in order; the reason per item (None = written), independent of scheduling."""
     tasks = [(str(i.source), str(out / f"{i.stem}.bin")) for i in todo]
     workers = max(1, min(workers or cpu_count(), len(tasks) or 1))
     with progress_bar(total=len(tasks), unit="img", desc="preprocess", enabled=progress) as bar:
         if workers == 1:
-            _init_worker(transform)
+            _init_worker(transform, dtype)
             return _collect(map(_convert_one, tasks), bar)
         chunk = max(1, min(64, len(tasks) // (workers * 8)))
-        with multiprocessing.Pool(workers, _init_pool_worker, (transform,)) as pool:
+        with multiprocessing.Pool(workers, _init_pool_worker, (transform, dtype)) as pool:
             return _collect(pool.imap(_convert_one, tasks, chunksize=chunk), bar)
 
 
@@ -167,47 +171,52 @@ def _collect(reasons, bar) -> list[str | None]:
     return results
 
 
-def _claim_out_dir(out: Path, model: str, preset: str, transform: EvalTransform, force: bool) -> None:
-    """Refuse to mix .bin files made by another transform (or of unknown origin) with ours."""
-    import json
-
-    manifest = out / MANIFEST
-    existing_bins = any(out.glob("*.bin"))
-    if manifest.exists():
-        try:
-            old = json.loads(manifest.read_text())
-            same = EvalTransform.from_dict(old["transform"]) == transform
-            what = f"{old.get('model')} / preset {old.get('preset')}"
-        except (ValueError, KeyError, TypeError):
-            same, what = False, "an unreadable manifest"
+def _claim_out_dir(out: Path, model: str, preset: str, transform: EvalTransform, dtype: str, force: bool) -> None:
+    """Refuse to mix .bin files made by another transform or dtype (or of unknown origin) with ours."""
+    try:
+        old = Manifest.read(out)
+    except FocalinferError:
+        same, what = False, "an unreadable manifest"
     else:
-        same, what = not existing_bins, "no manifest (unknown origin)"
+        if old is not None:
+            try:
+                same = EvalTransform.from_dict(old.transform) == transform and old.dtype == dtype
+            except (KeyError, TypeError, ValueError):
+                same = False
+            what = f"{old.model} / preset {old.preset} / {old.dtype}"
+        else:
+            same, what = not any(out.glob("*.bin")), "no manifest (unknown origin)"
     if same:
         return
     if not force:
         raise FocalinferError(
             f"{out}: holds .bin files made with another transform ({what}); "
-            f"use a new --out for {model} / preset {preset}, or --force to replace them"
+            f"use a new --out for {model} / preset {preset} / {dtype}, or --force to replace them"
         )
     for stale in out.glob("*.bin"):
         stale.unlink()
 
 
-def _manifest_header(model: str, preset: str, transform: EvalTransform, found: ImageSet) -> dict:
-    return {
-        "format": MANIFEST_FORMAT,
-        "model": model,
-        "preset": preset,
-        "transform": transform.as_dict(),
-        "dtype": "float32",
-        "byte_order": "little",
-        "shape": [1, 3, transform.crop, transform.crop],
-        "bytes_per_file": expected_bytes(transform),
-        "images_dir": str(found.root.resolve()),
-        "layout": found.layout,
-        "classes": found.classes,
-        "class_index": found.class_index,
-    }
+def _manifest_header(model: str, preset: str, transform: EvalTransform, dtype: str, found: ImageSet) -> Manifest:
+    left_to_model = inputs.Normalization(transform.mean, transform.std).as_dict() if dtype == inputs.UINT8 else None
+    return Manifest(
+        model=model,
+        preset=preset,
+        transform=transform.as_dict(),
+        dtype=dtype,
+        tensor_layout=inputs.TENSOR_LAYOUTS[dtype],
+        shape=list(inputs.file_shape(dtype, transform.crop)),
+        bytes_per_file=expected_bytes(transform, dtype),
+        normalization=left_to_model,
+        status="running",
+        extra={
+            "byte_order": "little",
+            "images_dir": str(found.root.resolve()),
+            "layout": found.layout,
+            "classes": found.classes,
+            "class_index": found.class_index,
+        },
+    )
 
 
 def _write_labels(items: list[ImageItem], found: ImageSet, labels_out) -> Path | None:
@@ -220,10 +229,9 @@ def _write_labels(items: list[ImageItem], found: ImageSet, labels_out) -> Path |
     return path
 
 
-def _final_manifest(header: dict, result: PreprocessResult, items: list[ImageItem], found: ImageSet) -> dict:
-    return {
-        **header,
-        "status": "complete",
+def _final_manifest(header: Manifest, result: PreprocessResult, items: list[ImageItem], found: ImageSet) -> Manifest:
+    extra = {
+        **header.extra,
         "counts": {
             "found": result.found,
             "written": result.written,
@@ -234,8 +242,9 @@ def _final_manifest(header: dict, result: PreprocessResult, items: list[ImageIte
         "labels_file": str(result.labels_file) if result.labels_file else None,
         "skipped": [{"file": f, "reason": r} for f, r in result.skipped],
         "ignored": [{"file": f, "reason": r} for f, r in result.ignored],
-        "files": [
-            {"source": _rel(i, found), "bin": f"{i.stem}.bin", **({"label": i.label} if i.label is not None else {})}
-            for i in items
-        ],
     }
+    files = [
+        {"source": _rel(i, found), "bin": f"{i.stem}.bin", **({"label": i.label} if i.label is not None else {})}
+        for i in items
+    ]
+    return replace(header, status="complete", files=files, extra=extra)

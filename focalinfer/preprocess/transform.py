@@ -1,5 +1,8 @@
 """The official eval transform in PIL + numpy, bit-exact with torchvision's.
 
+``preprocess --dtype uint8`` stops before ToTensor: :meth:`ImageTransform.uint8` is the resized,
+center-cropped RGB image itself, and the float32 output is that image through the table below.
+
 torchvision on a PIL image: ``Resize(S)`` is ``PIL.Image.resize`` to the size computed below,
 ``CenterCrop(C)`` slices at ``int(round((h - C) / 2))``, ``ToTensor`` is ``float32(v) / 255`` and
 ``Normalize`` is ``(x - float32(mean)) / float32(std)``, all in float32. Each output value depends
@@ -64,14 +67,22 @@ class ImageTransform:
             raise ValueError(f"resize {self.spec.resize} is smaller than crop {self.spec.crop}")
         object.__setattr__(self, "_table", normalization_table(self.spec))
 
-    def __call__(self, img: Image.Image) -> np.ndarray:
-        """RGB PIL image → (1, 3, C, C) float32 C-contiguous."""
+    def pixels(self, img: Image.Image) -> np.ndarray:
+        """RGB PIL image → the resized, center-cropped (C, C, 3) uint8 view ToTensor would get."""
         t, crop = self.spec, self.spec.crop
         size = resized_size(*img.size, t)
         if size != img.size:
             img = img.resize(size, RESAMPLE[t.interpolation])
         left, top = crop_offsets(*size, crop)
-        pixels = np.asarray(img)[top : top + crop, left : left + crop]
+        return np.asarray(img)[top : top + crop, left : left + crop]
+
+    def uint8(self, img: Image.Image) -> np.ndarray:
+        """RGB PIL image → (1, C, C, 3) uint8 NHWC C-contiguous (preprocess --dtype uint8)."""
+        return np.ascontiguousarray(self.pixels(img))[None]
+
+    def __call__(self, img: Image.Image) -> np.ndarray:
+        """RGB PIL image → (1, 3, C, C) float32 C-contiguous."""
+        pixels, crop = self.pixels(img), self.spec.crop
         out = np.empty((1, 3, crop, crop), dtype=np.float32)
         for c in range(3):
             np.take(self._table[c], pixels[:, :, c], out=out[0, c])

@@ -1,7 +1,11 @@
 """STAND-IN for CANN's `atc` (tests only): checks the argv against the contract, writes a fake .om.
 
 The fake .om is the ONNX with its batch axis fixed to the --input_shape batch, so the stand-in
-ais_bench can run it. Any unknown, missing or malformed flag exits 3 with an E-code line.
+ais_bench can run it. With --dynamic_batch_size the batch axis stays symbolic and the gears go in
+the ONNX metadata (`standin.dynamic_batch_size`). With --insert_op_conf (static AIPP, spec
+precision.md) the graph gets a uint8 NHWC input and the AIPP formula in front, its output rounded
+to fp16 as the chip's is. Any unknown, missing or malformed flag or cfg entry exits 3 with an
+E-code line.
 """
 
 import json
@@ -10,7 +14,8 @@ import re
 import sys
 
 REQUIRED = {"framework", "model", "output", "input_format", "input_shape", "log", "soc_version"}
-OPTIONAL = {"op_precision_mode", "precision_mode", "keep_dtype"}
+OPTIONAL = {"op_precision_mode", "precision_mode", "keep_dtype", "insert_op_conf", "enable_small_channel",
+            "dynamic_batch_size"}
 PRECISION_MODES = {"force_fp32", "force_fp16", "allow_fp32_to_fp16", "must_keep_origin_dtype", "allow_mix_precision"}
 
 
@@ -59,20 +64,113 @@ def check(flags):
     onnx_dims = [d.dim_value for d in graph_input.type.tensor_type.shape.dim]
     if len(shape) != 4 or shape[1:] != onnx_dims[1:]:
         die(f"--input_shape {shape} does not match the ONNX's C,H,W {onnx_dims[1:]}")
+    gears = check_gears(flags, shape[0])
+    aipp = check_aipp(flags, shape) if "insert_op_conf" in flags else None
+    if flags.get("enable_small_channel", "1") not in ("0", "1"):
+        die("--enable_small_channel must be 0 or 1")
     if "op_precision_mode" in flags:
         lines = open(flags["op_precision_mode"]).read().split()
         if not lines or not all(re.fullmatch(r"\w+=\w+", ln) for ln in lines):
             die("--op_precision_mode file must hold OpType=mode lines")
     if "precision_mode" in flags and flags["precision_mode"] not in PRECISION_MODES:
         die(f"--precision_mode {flags['precision_mode']} is not a precision mode")
-    return model, shape[0]
+    return model, shape[0], gears, aipp
 
 
-def write_om(model, batch, path):
-    for value in list(model.graph.input) + list(model.graph.output):
-        value.type.tensor_type.shape.dim[0].dim_value = batch
+def check_gears(flags, batch):
+    """-1 batch ⇔ --dynamic_batch_size of 2–100 distinct gears, each 1–2048."""
+    if "dynamic_batch_size" not in flags:
+        if batch < 1:
+            die(f"--input_shape batch {batch} needs --dynamic_batch_size (or a positive batch)")
+        return []
+    if batch != -1:
+        die("--dynamic_batch_size needs -1 as the --input_shape batch")
+    try:
+        gears = [int(g) for g in flags["dynamic_batch_size"].split(",")]
+    except ValueError:
+        die(f"--dynamic_batch_size {flags['dynamic_batch_size']!r} is not a comma list of integers")
+    if not 2 <= len(gears) <= 100 or len(set(gears)) != len(gears) or any(not 1 <= g <= 2048 for g in gears):
+        die(f"--dynamic_batch_size {gears}: 2-100 distinct gears, each 1-2048")
+    return gears
+
+
+AIPP_KEYS = {"aipp_mode", "related_input_rank", "input_format", "src_image_size_w", "src_image_size_h", "crop",
+             "csc_switch", "rbuv_swap_switch"} | {f"{k}_chn_{i}" for k in ("mean", "min", "var_reci") for i in range(3)}
+
+
+def check_aipp(flags, shape):
+    """The static RGB888_U8 aipp_op of spec/precision.md: every key once, values in ATC's ranges."""
+    text = open(flags["insert_op_conf"]).read()
+    match = re.fullmatch(r"\s*aipp_op\s*\{(.*)\}\s*", text, re.S)
+    if not match:
+        die("--insert_op_conf must hold one aipp_op { ... } block")
+    cfg = {}
+    for line in match.group(1).strip().splitlines():
+        key, sep, value = (part.strip() for part in line.partition(":"))
+        if not sep or key not in AIPP_KEYS or key in cfg:
+            die(f"--insert_op_conf: bad, unknown or repeated line {line.strip()!r}")
+        cfg[key] = value
+    if set(cfg) != AIPP_KEYS:
+        die(f"--insert_op_conf: missing {sorted(AIPP_KEYS - set(cfg))}")
+    fixed = {"aipp_mode": "static", "related_input_rank": "0", "input_format": "RGB888_U8", "crop": "false",
+             "csc_switch": "false", "rbuv_swap_switch": "false",
+             "src_image_size_w": str(shape[3]), "src_image_size_h": str(shape[2])}
+    for key, want in fixed.items():
+        if cfg[key] != want:
+            die(f"--insert_op_conf: {key} is {cfg[key]!r}, this stand-in takes {want!r}")
+    mean = [int(cfg[f"mean_chn_{i}"]) for i in range(3)]
+    low = [float(cfg[f"min_chn_{i}"]) for i in range(3)]
+    reci = [float(cfg[f"var_reci_chn_{i}"]) for i in range(3)]
+    if any(not 0 <= m <= 255 for m in mean) or any(not 0 <= v <= 255 for v in low) \
+            or any(not -65504 <= r <= 65504 for r in reci):
+        die("--insert_op_conf: mean_chn 0-255, min_chn 0-255, var_reci_chn within fp16")
+    return mean, low, reci
+
+
+def prepend_aipp(model, aipp):
+    """uint8 NHWC input → (pixel - mean_chn - min_chn) * var_reci_chn → fp16 → the original graph."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    mean, low, reci = aipp
+    graph = model.graph
+    inits = {i.name for i in graph.initializer}
+    position, original = next((k, i) for k, i in enumerate(graph.input) if i.name not in inits)
+    inner = original.name + "_after_aipp"
+    for node in graph.node:
+        node.input[:] = [inner if name == original.name else name for name in node.input]
+    _, c, h, w = [d.dim_value for d in original.type.tensor_type.shape.dim]
+    offset = np.array([m + v for m, v in zip(mean, low)], np.float32).reshape(1, 3, 1, 1)
+    scale = np.array(reci, np.float32).reshape(1, 3, 1, 1)
+    graph.initializer.extend([numpy_helper.from_array(offset, "aipp_offset"), numpy_helper.from_array(scale, "aipp_scale")])
+    nodes = [
+        helper.make_node("Cast", [original.name], ["aipp_f"], to=TensorProto.FLOAT),
+        helper.make_node("Transpose", ["aipp_f"], ["aipp_nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("Sub", ["aipp_nchw", "aipp_offset"], ["aipp_sub"]),
+        helper.make_node("Mul", ["aipp_sub", "aipp_scale"], ["aipp_mul"]),
+        helper.make_node("Cast", ["aipp_mul"], ["aipp_fp16"], to=TensorProto.FLOAT16),
+        helper.make_node("Cast", ["aipp_fp16"], [inner], to=TensorProto.FLOAT),
+    ]
+    for k, node in enumerate(nodes):
+        graph.node.insert(k, node)
+    new_input = helper.make_tensor_value_info(original.name, TensorProto.UINT8, [1, h, w, c])
+    graph.input.remove(original)
+    graph.input.insert(position, new_input)
+
+
+def write_om(model, batch, path, gears=(), aipp=None):
     import onnx
 
+    if aipp is not None:
+        prepend_aipp(model, aipp)
+    for value in list(model.graph.input) + list(model.graph.output):
+        dim = value.type.tensor_type.shape.dim[0]
+        if gears:
+            dim.dim_param = "batch"
+        else:
+            dim.dim_value = batch
+    if gears:
+        model.metadata_props.add(key="standin.dynamic_batch_size", value=",".join(map(str, gears)))
     onnx.save(model, path)
 
 
@@ -81,7 +179,7 @@ def main():
     if os.environ.get("STANDIN_CALLS"):
         with open(os.environ["STANDIN_CALLS"], "a") as f:
             f.write(json.dumps({"tool": "atc", "argv": sys.argv[1:], "cwd": os.getcwd()}) + "\n")
-    model, batch = check(flags)
+    model, batch, gears, aipp = check(flags)
     mode = os.environ.get("STANDIN_ATC_MODE", "ok")
     print("ATC start working now, please wait for a moment.")
     if mode == "fail" or os.environ.get("STANDIN_ATC_FAIL_BS") == str(batch):
@@ -91,7 +189,7 @@ def main():
         print("ATC run success, welcome to the next use.")
         return
     suffix = "_linux_x86_64" if mode == "arch" else ""
-    write_om(model, batch, flags["output"] + suffix + ".om")
+    write_om(model, batch, flags["output"] + suffix + ".om", gears, aipp)
     open("fusion_result.json", "w").write("{}")  # as ATC does, in its working directory
     print("ATC run success, welcome to the next use.")
 

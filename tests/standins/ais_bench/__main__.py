@@ -3,7 +3,9 @@
 Accepts exactly the flags spec/ais_bench.md documents (anything else exits 2) and writes the
 outputs the spec describes: natural-sorted inputs, files per batch from tensor/file size, padded
 last batch without padding outputs, <stem>_<i>.<fmt> per sample, <dirname>_summary.json, the two
-[INFO] lines, device<N> folders for a device list.
+[INFO] lines, device<N> folders for a device list. Files are read as the model input's dtype
+(uint8 for an AIPP .om). --dymBatch picks a dynamic-batch .om's gear; a static .om refuses it, a
+dynamic one needs it.
 """
 
 import argparse
@@ -16,7 +18,7 @@ import time
 
 import numpy as np
 
-from ais_bench.infer.interface import InferSession
+from ais_bench.infer.interface import NOT_DYNAMIC, InferSession
 
 
 class StrictParser(argparse.ArgumentParser):
@@ -83,11 +85,19 @@ def stats(values):
 def run(args, device, files, output_prefix):
     session = InferSession(device, args.model, loop=1)
     (desc,) = session.get_inputs()
-    batch = desc.shape[0] if desc.shape[0] > 0 else args.dymBatch
-    if batch <= 0:
+    if desc.shape[0] > 0 and args.dymBatch:
+        raise SystemExit(f"[ERROR] {NOT_DYNAMIC}")
+    if desc.shape[0] <= 0 and not args.dymBatch:
         raise SystemExit("[ERROR] [STANDIN ais_bench] dynamic model needs --dymBatch")
+    mode = "dymbatch" if args.dymBatch else "static"
+    batch = desc.shape[0] if desc.shape[0] > 0 else args.dymBatch
+    if args.dymBatch:
+        try:
+            session.set_dynamic_batchsize(batch)
+        except RuntimeError as e:
+            raise SystemExit(f"[ERROR] {e}")
     shape = [batch] + desc.shape[1:]
-    tensor_bytes = int(np.prod(shape)) * 4
+    tensor_bytes = int(np.prod(shape)) * desc.dtype.itemsize
     batchsize = args.batchsize or batch
     info(f"try get model batchsize:{batchsize}")
     filesinfo = {}
@@ -100,14 +110,14 @@ def run(args, device, files, output_prefix):
             raise SystemExit(1)
         per = tensor_bytes // size
         batches = [files[i:i + per] for i in range(0, len(files), per)]
-    data = np.zeros(shape, np.float32)
+    data = np.zeros(shape, desc.dtype)
     for _ in range(args.warmup_count):
-        session.infer([data if batches[0] is None else load(batches[0], per, shape)])
+        session.infer([data if batches[0] is None else load(batches[0], per, shape, desc.dtype)], mode=mode)
     session.reset_sumaryinfo()
     session.loop = args.loop
     for index, chunk in enumerate(batches):
-        feed = data if chunk is None else load(chunk, per, shape)
-        outputs = session.infer([feed])
+        feed = data if chunk is None else load(chunk, per, shape, desc.dtype)
+        outputs = session.infer([feed], mode=mode)
         if chunk is None or output_prefix is None:
             continue
         for out_i, out in enumerate(outputs):
@@ -137,8 +147,8 @@ def run(args, device, files, output_prefix):
     return throughput
 
 
-def load(chunk, per, shape):
-    parts = [np.fromfile(p, dtype=np.float32) for p in chunk]
+def load(chunk, per, shape, dtype):
+    parts = [np.fromfile(p, dtype=dtype) for p in chunk]
     parts += [parts[0]] * (per - len(chunk))  # pad with the batch's first file
     return np.concatenate(parts).reshape(shape)
 

@@ -1,17 +1,28 @@
 """STAND-IN for ais_bench.infer.interface (tests only): an InferSession that runs the fake .om
-(an ONNX with a fixed batch, written by the atc stand-in) with onnxruntime."""
+(an ONNX written by the atc stand-in) with onnxruntime.
+
+A dynamic-batch fake .om (gears in its `standin.dynamic_batch_size` metadata) reports -1 as its
+batch, as aclruntime does, and runs only at a gear chosen with `set_dynamic_batchsize` or
+`infer(..., mode='dymbatch')`; a static one refuses both. Feeds must have the input's dtype
+(uint8 for an AIPP .om) and shape.
+"""
 
 import time
 
 import numpy as np
+
+DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8",
+          "tensor(int64)": "int64", "tensor(int32)": "int32"}
+NOT_DYNAMIC = "[STANDIN ais_bench] the dynamic_batch_size parameter is not specified for model conversion"
 
 
 class _Desc:
     def __init__(self, node):
         self.name = node.name
         self.shape = [d if isinstance(d, int) else -1 for d in node.shape]
-        self.datatype = "dtype.float32"
-        self.realsize = int(np.prod([max(d, 1) for d in self.shape])) * 4
+        self.dtype = np.dtype(DTYPES[node.type])
+        self.datatype = f"dtype.{self.dtype.name}"
+        self.realsize = int(np.prod([max(d, 1) for d in self.shape])) * self.dtype.itemsize
 
 
 class _Summary:
@@ -28,6 +39,9 @@ class InferSession:
         if not str(model_path).endswith(".om"):
             raise RuntimeError(f"[STANDIN ais_bench] {model_path} is not an .om")
         self.session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+        gears = self.session.get_modelmeta().custom_metadata_map.get("standin.dynamic_batch_size")
+        self.gears = [int(g) for g in gears.split(",")] if gears else []
+        self.dym_batch = None
         self.loop = loop
         self._times = []
 
@@ -37,13 +51,29 @@ class InferSession:
     def get_outputs(self):
         return [_Desc(n) for n in self.session.get_outputs()]
 
+    def set_staticbatch(self):
+        self.dym_batch = None
+
+    def set_dynamic_batchsize(self, batch):
+        if not self.gears:
+            raise RuntimeError(NOT_DYNAMIC)
+        if int(batch) not in self.gears:
+            raise RuntimeError(f"[STANDIN ais_bench] batch {batch} is not one of the model's gears {self.gears}")
+        self.dym_batch = int(batch)
+
     def infer(self, feeds, mode="static", custom_sizes=100000):
-        if mode != "static":
-            raise RuntimeError(f"[STANDIN ais_bench] mode {mode} not supported by the stand-in")
         (desc,) = self.get_inputs()
         (feed,) = feeds
-        if list(feed.shape) != desc.shape or feed.dtype != np.float32:
-            raise RuntimeError(f"[STANDIN ais_bench] feed {feed.shape} {feed.dtype} != model input {desc.shape}")
+        if mode == "dymbatch":
+            self.set_dynamic_batchsize(feed.shape[0])  # what the real API's dymbatch mode does
+        elif mode == "static":
+            if self.gears:
+                raise RuntimeError("[STANDIN ais_bench] a dynamic-batch model needs mode='dymbatch'")
+        else:
+            raise RuntimeError(f"[STANDIN ais_bench] mode {mode} not supported by the stand-in")
+        want = [self.dym_batch if self.gears else desc.shape[0]] + desc.shape[1:]
+        if list(feed.shape) != want or feed.dtype != desc.dtype:
+            raise RuntimeError(f"[STANDIN ais_bench] feed {feed.shape} {feed.dtype} != model input {want} {desc.dtype}")
         for _ in range(self.loop):
             start = time.perf_counter()
             outputs = self.session.run(None, {desc.name: feed})

@@ -1,0 +1,51 @@
+"""Fixtures shared by the test files: the CANN/ais_bench stand-ins of tests/standins/ on PATH or
+PYTHONPATH (see tests/standins/README.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+STANDINS = Path(__file__).parent / "standins"
+STANDIN = STANDINS / "atc_standin.py"
+
+
+@pytest.fixture()
+def fake_atc(tmp_path, monkeypatch):
+    """An `atc` on a tmp PATH that runs the stand-in; returns a reader of the argvs it received."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    atc = bin_dir / "atc"
+    atc.write_text(f"#!{sys.executable}\nimport runpy\nrunpy.run_path({str(STANDIN)!r}, run_name='__main__')\n")
+    atc.chmod(0o755)
+    calls = tmp_path / "atc_calls.jsonl"
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("STANDIN_CALLS", str(calls))
+    return lambda: [json.loads(line) for line in calls.read_text().splitlines()] if calls.exists() else []
+
+
+@pytest.fixture()
+def no_atc(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+
+
+@pytest.fixture()
+def standin_cli(monkeypatch, tmp_path):
+    """ais_bench runnable as `python -m ais_bench` (PYTHONPATH) but not importable in this process."""
+    calls = tmp_path / "calls.jsonl"
+    monkeypatch.setenv("PYTHONPATH", str(STANDINS))
+    monkeypatch.setenv("STANDIN_CALLS", str(calls))
+    return calls
+
+
+@pytest.fixture()
+def standin_api(monkeypatch):
+    """The ais_bench stand-in importable in this process; forgotten afterwards."""
+    monkeypatch.syspath_prepend(str(STANDINS))
+    yield
+    for name in [m for m in sys.modules if m == "ais_bench" or m.startswith("ais_bench.")]:
+        del sys.modules[name]
