@@ -291,9 +291,9 @@ def test_the_issues_4704_line_txt_is_a_shape_error(chain, tmp_path):
     """(1, 21, 224, 224) written as ais_bench TXT: 4,704 lines of 224 values, not 'appended reruns'."""
     stems = sorted(chain["label_map"])[:2]
     folder = tmp_path / "seg"
+    folder.mkdir()
     for stem in stems:
-        write_sample(folder if folder.exists() else (folder.mkdir() or folder), stem,
-                     np.zeros((1, 21, 224, 224), np.float32), "TXT")
+        write_sample(folder, stem, np.zeros((1, 21, 224, 224), np.float32), "TXT")
     labels = tmp_path / "l.txt"
     labels.write_text("".join(f"{s}.JPEG 1\n" for s in stems))
     for flags in ((), ("--num-classes", 1000)):
