@@ -2,7 +2,8 @@
 
 Resumable: the manifest is written first (status 'running') with the transform, so a rerun knows
 whether the ``.bin`` files already there were made the same way and skips them; a changed
-transform refuses to mix outputs.
+transform refuses to mix outputs. 'running' names the writer's pid and host, and an interrupted
+run rewrites it (runstate.py), so a rerun can tell a dead run from a live one.
 """
 
 from __future__ import annotations
