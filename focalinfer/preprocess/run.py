@@ -6,7 +6,8 @@ shared :func:`focalinfer.inputs.normalize_nhwc` on the CPU).
 
 Resumable: the manifest is written first (status 'running') with the transform and dtype, so a
 rerun knows whether the ``.bin`` files already there were made the same way and skips them; a
-changed transform or dtype refuses to mix outputs.
+changed transform or dtype refuses to mix outputs. 'running' names the writer's pid and host, and an interrupted
+run rewrites it (runstate.py), so a rerun can tell a dead run from a live one.
 """
 
 from __future__ import annotations
