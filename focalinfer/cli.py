@@ -358,7 +358,9 @@ def infer_command(model_file, input_dir, output, output_dirname, outfmt, batch_s
         allow_transform_mismatch=allow_transform_mismatch,
     )
     kept = f", {result.files_kept} kept from an earlier run" if result.files_kept else ""
-    speed = f", {result.throughput:.1f} samples/s" if result.throughput else ""
+    real = result.images_per_s
+    speed = (f", {real:.1f} images/s" if real else "") + (
+        f", {result.throughput:.1f} samples/s by ais_bench's formula (padding counted)" if result.throughput else "")
     click.echo(f"infer: {result.files_written} files written to {result.output_dir} "
                f"({result.backend}, batch {result.batch_size}{speed}{kept})")
     if result.summary_path:

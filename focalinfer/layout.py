@@ -190,6 +190,26 @@ def summary_throughput(path: str | os.PathLike) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
+def real_images_per_s(info: dict, batch: int | None) -> float | None:
+    """Images run over the summed compute time; None when the timings cover only part of the set.
+
+    ais_bench's ``throughput`` counts every batch slot, padding included (3 images at batch 64:
+    64 per run). ``filesinfo`` lists the real images; a run times each of its ceil(n / batch)
+    batches ``loop`` times, so a timing list of another length belongs to a resumed run.
+    """
+    files, times = info.get("filesinfo"), info.get("npu_compute_time_list")
+    if not (isinstance(files, dict) and files and isinstance(times, list) and times and batch):
+        return None
+    try:
+        total_ms = float(sum(times))
+    except TypeError:
+        return None
+    runs = math.ceil(len(files) / batch)
+    if len(times) % runs or not math.isfinite(total_ms) or total_ms <= 0:
+        return None
+    return len(files) * (len(times) // runs) / (total_ms / 1000.0)
+
+
 def result_files(output_dir: Path) -> list[Path]:
     """Every file the contract writes for ``output_dir``: outputs (device folders too) and summaries."""
     dirs = [output_dir] + sorted(p for p in output_dir.glob("device*") if p.is_dir() and DEVICE_DIR.match(p.name))

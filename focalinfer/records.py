@@ -215,6 +215,22 @@ class AtcRecord:
         return None
 
 
+def source_onnx(model_file: str | os.PathLike) -> Path | None:
+    """The ONNX a model file comes from: itself for an .onnx; for an .om, the ONNX its ATC record
+    names (as recorded, relative to where om ran, else beside the .om); None without a record."""
+    path = Path(model_file)
+    if path.suffix.lower() != ".om":
+        return path
+    record = AtcRecord.for_om(path)
+    if record is None:
+        return None
+    named = Path(record.onnx)
+    if named.is_file() or named.is_absolute():
+        return named
+    beside = path.parent / named.name
+    return beside if beside.is_file() else named
+
+
 # --- infer --------------------------------------------------------------------------------
 
 

@@ -135,3 +135,14 @@ def test_an_unwritable_output_is_said_before_any_work(tiny_onnx, tmp_path):
     blocker.write_text("x")
     with pytest.raises(FocalinferError, match=r"file.*--output folder is not writable"):
         run_inference(tiny_onnx, data, output=blocker / "out", output_dirname="r", batch_size=2, progress=False)
+
+
+def test_infer_counts_real_images_and_labels_ais_bench_formula(tiny_onnx, tmp_path):
+    data = make_databin(tmp_path / "d", "van-b2", count=3)
+    res = CliRunner().invoke(cli, ["infer", "--model-file", str(tiny_onnx), "--input", str(data), "--output",
+                                   str(tmp_path / "o"), "--output-dirname", "r", "--batch-size", "64", "--quiet"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "o" / "r_summary.json").read_text())
+    seconds = sum(summary["npu_compute_time_list"]) / 1000
+    assert f"{3 / seconds:.1f} images/s" in res.output
+    assert f"{summary['throughput']:.1f} samples/s by ais_bench's formula (padding counted)" in res.output

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from focalinfer import layout
 from focalinfer.errors import FocalinferError, UsageError
-from focalinfer.records import AtcRecord, ExportRecord, Manifest, manifest_path
+from focalinfer.records import ExportRecord, Manifest, manifest_path, source_onnx
 from focalinfer.registry import EvalTransform, get_model_spec
 
 
@@ -68,13 +68,9 @@ def read_input_set(input_dir: str | os.PathLike) -> InputSet:
 
 def model_name_of(model_file: str | os.PathLike) -> str | None:
     """The registry name the model file was exported from (None when no record says)."""
-    model_file = Path(model_file)
-    onnx = model_file
-    if model_file.suffix.lower() == ".om":
-        record = AtcRecord.for_om(model_file)
-        if record is None:
-            return None
-        onnx = Path(record.onnx)
+    onnx = source_onnx(model_file)
+    if onnx is None or not onnx.is_file():
+        return None
     try:
         export = ExportRecord.read(onnx)
     except FocalinferError as e:

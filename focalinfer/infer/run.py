@@ -3,6 +3,7 @@ ais_bench's command line) and report what was written."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -36,6 +37,17 @@ class InferResult:
     files_written: int  # output files written by this run
     files_kept: int = 0  # output files a previous, interrupted run had finished
     device_dirs: list[Path] = field(default_factory=list)
+
+    @property
+    def images_per_s(self) -> float | None:
+        """Real images over the timed runs (padding slots excluded; None for a resumed or multi-device run)."""
+        if self.summary_path is None:
+            return None
+        try:
+            info = json.loads(self.summary_path.read_text())
+        except (OSError, ValueError):
+            return None
+        return layout.real_images_per_s(info, self.batch_size) if isinstance(info, dict) else None
 
 
 def parse_devices(device: str | int) -> list[int]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from focalinfer.errors import FocalinferError, first_line
 from focalinfer.records import (
-    AtcRecord, ExportRecord, InferRecord, classifier_classes, export_report_path, infer_record_path,
+    AtcRecord, ExportRecord, InferRecord, classifier_classes, export_report_path, infer_record_path, source_onnx,
 )
 from focalinfer.util import sha256_file
 
@@ -113,15 +113,6 @@ def _onnx_facts(onnx_path: Path, facts: ModelFacts, ran_sha256: str | None = Non
         facts.num_classes, facts.classes_source = registry, f"the registry entry of {report.model}"
 
 
-def _om_onnx(om: Path, record: AtcRecord) -> Path:
-    """The ONNX an ATC record names: as recorded (relative to where om ran), else beside the .om."""
-    named = Path(record.onnx)
-    if named.is_file() or named.is_absolute():
-        return named
-    beside = om.parent / named.name
-    return beside if beside.is_file() else named
-
-
 def model_file_facts(model_file: str | os.PathLike, ran_sha256: str | None = None) -> ModelFacts:
     """Registry name and class count of an .onnx or .om (see the module doc); ``ran_sha256`` is
     the hash an infer record gives for the .onnx."""
@@ -133,7 +124,7 @@ def model_file_facts(model_file: str | os.PathLike, ran_sha256: str | None = Non
             facts.notes.append(f"{path}: no ATC build record (*.atc.json) beside it, so the ONNX it was built from, "
                                "and its class count, are unknown")
             return facts
-        _onnx_facts(_om_onnx(path, build), facts, build.onnx_sha256 or None)
+        _onnx_facts(source_onnx(path), facts, build.onnx_sha256 or None)
     else:
         _onnx_facts(path, facts, ran_sha256)
     return facts

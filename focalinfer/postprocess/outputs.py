@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from focalinfer.errors import FocalinferError, UsageError
-from focalinfer.layout import DEVICE_DIR, OUTFMTS, OUTPUT_NAME, find_summary
+from focalinfer.layout import DEVICE_DIR, OUTFMTS, OUTPUT_NAME, find_summary, real_images_per_s
 from focalinfer.machine import cpu_count
 
 
@@ -263,26 +263,6 @@ def read_run_summary(results_dir: str | os.PathLike) -> RunSummary | None:
     if batch is None:
         batch = _batch_from_timing(info, throughput)
     return RunSummary(path, throughput, real_images_per_s(info, batch), batch, model, _backend_from(argv, model))
-
-
-def real_images_per_s(info: dict, batch: int | None) -> float | None:
-    """Images run over the summed compute time; None when the timings cover only part of the set.
-
-    ais_bench's ``throughput`` counts every batch slot, padding included (3 images at batch 64:
-    64 per run). ``filesinfo`` lists the real images; a run times each of its ceil(n / batch)
-    batches ``loop`` times, so a timing list of another length belongs to a resumed run.
-    """
-    files, times = info.get("filesinfo"), info.get("npu_compute_time_list")
-    if not (isinstance(files, dict) and files and isinstance(times, list) and times and batch):
-        return None
-    try:
-        total_ms = float(sum(times))
-    except TypeError:
-        return None
-    runs = math.ceil(len(files) / batch)
-    if len(times) % runs or not math.isfinite(total_ms) or total_ms <= 0:
-        return None
-    return len(files) * (len(times) // runs) / (total_ms / 1000.0)
 
 
 # --- reading the logits -----------------------------------------------------------------
