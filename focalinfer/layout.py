@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from focalinfer.errors import FocalinferError
-from focalinfer.util import write_bytes_atomic
+from focalinfer.util import remove_atomic_temps, write_bytes_atomic
 
 INPUT_SUFFIXES = (".bin", ".BIN", ".npy", ".NPY")
 OUTFMTS = ("TXT", "NPY", "BIN")
@@ -248,9 +248,7 @@ def sample_bytes(sample: np.ndarray, outfmt: str) -> bytes:
 
 def remove_stale_temps(output_dir: str) -> None:
     """Temp files a killed run left behind (never a finished output)."""
-    for name in os.listdir(output_dir):
-        if name.startswith(".") and name.endswith(".tmp") and OUTPUT_NAME.match(name[1:].rsplit(".", 2)[0]):
-            os.unlink(os.path.join(output_dir, name))
+    remove_atomic_temps(output_dir, lambda target: bool(OUTPUT_NAME.match(target)))
 
 
 def write_sample(directory: str | os.PathLike, stem: str, sample: np.ndarray, outfmt: str, index: int = 0,
