@@ -534,7 +534,7 @@ def bench_all_cmd(quick, models, batch_sizes, json_out, docs, plot, skip, backen
     """Every stage against its baseline and this machine's GEMM limit → JSON, docs/benchmarks.md, plot."""
     import os
 
-    from focalinfer.bench.run import bench_all, parse_list, terminal_summary
+    from focalinfer.bench import bench_all, parse_list, terminal_summary
 
     command = _command_line("focalinfer bench all")
     if os.environ.get("MAKELEVEL"):
