@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -56,8 +55,9 @@ class PreparedModel:
 
 
 def default_workdir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "focalinfer" / "bench"
+    from focalinfer.util import user_cache_dir
+
+    return user_cache_dir() / "bench"
 
 
 def _code_fingerprint() -> str:

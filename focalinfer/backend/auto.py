@@ -1,0 +1,163 @@
+"""``--backend auto`` for an ONNX: the fastest CPU backend installed, measured once on this CPU.
+
+Which runtime wins depends on the CPU (onnxruntime's MLAS against OpenVINO's oneDNN kernels) and
+on the graph, so the choice is measured, not assumed: a few seconds of interleaved calls at the
+batch size asked for, then cached under a key of everything that decides it — CPU model, thread
+count, batch size, each runtime's version and the graph's sha256 — as the optimised-graph cache
+is. A changed graph, runtime or CPU measures again. A backend whose logits leave the export's
+parity bound against onnxruntime (the runtime export parity is checked on) is never picked.
+An explicit ``--backend`` skips all of this.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from focalinfer.metrics.logits import parity_bound
+from focalinfer.util import sha256_file, user_cache_dir, write_json_atomic
+
+# The CPU backends an ONNX can run on, in the order a tie (or a failed measurement) prefers.
+CPU_BACKENDS = ("onnxruntime", "openvino")
+CACHE_NAME = "cpu-backend.json"
+# Interleaved rounds; each backend makes ≥ 1 call per round, then more until ROUND_BUDGET_S or
+# MAX_CALLS: Focal-fast-S at batch 16 (~1 s a call) measures in under 10 s, a tiny model in 0.1 s.
+ROUNDS = 2
+ROUND_BUDGET_S = 0.5
+MAX_CALLS = 10
+
+Log = Callable[[str], None]
+Measure = Callable[[Path, list[str], int, "int | None"], dict]
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def runtime_version(backend: str) -> str | None:
+    if backend == "onnxruntime":
+        import onnxruntime
+
+        return onnxruntime.__version__
+    if backend == "openvino":
+        from focalinfer.backend import openvino
+
+        return openvino.version()
+    raise ValueError(f"not a CPU backend: {backend}")
+
+
+def installed() -> list[str]:
+    from focalinfer.backend import openvino
+
+    return [b for b in CPU_BACKENDS if b != "openvino" or openvino.available()]
+
+
+def choice_key(model_file: str | Path, batch_size: int, threads: int | None, backends: list[str]) -> dict:
+    from focalinfer.machine import cpu_count, cpu_model
+
+    return {"cpu": cpu_model(), "threads": threads or cpu_count(), "batch_size": batch_size,
+            "runtimes": {b: runtime_version(b) for b in backends}, "graph_sha256": sha256_file(model_file)}
+
+
+def cache_path() -> Path:
+    return user_cache_dir() / CACHE_NAME
+
+
+def choose(model_file: str | Path, batch_size: int, threads: int | None = None, *, cache: str | Path | None = None,
+           measure: Measure | None = None, log: Log = _stderr) -> str:
+    """The CPU backend to run ``model_file`` with at ``batch_size``; says which on one line."""
+    model_file = Path(model_file)
+    backends = installed()
+    if len(backends) == 1:
+        log(f"focalinfer: --backend auto: {backends[0]} (the only CPU backend installed)")
+        return backends[0]
+    cache = Path(cache) if cache else cache_path()
+    key = choice_key(model_file, batch_size, threads, backends)
+    entries = _read(cache)
+    entry = next((e for e in entries if e.get("key") == key), None)
+    if entry is not None:
+        log(f"focalinfer: --backend auto: {entry['backend']} for {model_file.name} at batch {batch_size} "
+            f"({_rates_text(entry)}, measured on this CPU on {entry['date']}; --backend NAME to choose)")
+        return entry["backend"]
+    log(f"focalinfer: --backend auto: measuring {' and '.join(backends)} on {model_file.name} at batch "
+        f"{batch_size} (once per graph, batch size and CPU) ...")
+    figures = (measure or measure_backends)(model_file, backends, batch_size, threads)
+    entry = {"key": key, "date": time.strftime("%Y-%m-%d"), **decide(figures)}
+    entries = [e for e in entries if e.get("key") != key] + [entry]
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(cache, entries[-200:])
+    except OSError as e:  # a read-only home still gets its answer, only not remembered
+        log(f"focalinfer: note: cannot cache the backend choice in {cache} ({e.strerror or e})")
+    log(f"focalinfer: --backend auto: {entry['backend']} ({_rates_text(entry)}; cached in {cache})")
+    return entry["backend"]
+
+
+def decide(figures: dict) -> dict:
+    """The fastest backend with parity among ``figures`` ({backend: {img_per_s, parity_ok, ...}})."""
+    eligible = {b: f for b, f in figures.items() if f.get("img_per_s") and f.get("parity_ok", True)}
+    if not eligible:
+        raise RuntimeError(f"no CPU backend ran the model: {figures}")
+    best = max(eligible, key=lambda b: (eligible[b]["img_per_s"], -CPU_BACKENDS.index(b)))
+    return {"backend": best, "figures": figures}
+
+
+def _rates_text(entry: dict) -> str:
+    parts = []
+    for backend, f in entry["figures"].items():
+        text = f"{backend} {f['img_per_s']:.1f} img/s" if f.get("img_per_s") else f"{backend} failed"
+        if f.get("parity_ok") is False:
+            text += " (outside the parity bound: not used)"
+        parts.append(text)
+    return ", ".join(parts)
+
+
+def _read(cache: Path) -> list[dict]:
+    try:
+        entries = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        return []
+    return entries if isinstance(entries, list) else []
+
+
+def measure_backends(model_file: Path, backends: list[str], batch_size: int, threads: int | None) -> dict:
+    """img/s of each backend at ``batch_size`` (interleaved rounds after a warm-up), and whether its
+    logits stay within the parity bound of onnxruntime's on the same random batch."""
+    from focalinfer.backend.table import open_runner
+
+    runners = {b: open_runner(model_file, b, threads=threads) for b in backends}
+    try:
+        spec = runners[backends[0]].input_spec()
+        batch_size = spec.static_batch or batch_size
+        x = np.random.default_rng(0).standard_normal((batch_size,) + tuple(spec.shape[1:])).astype(spec.dtype)
+        outputs = {b: r.infer(x)[0] for b, r in runners.items()}  # warm-up (OpenVINO compiles here)
+        latencies: dict[str, list[float]] = {b: [] for b in backends}
+        for round_index in range(ROUNDS):
+            order = backends[round_index % len(backends):] + backends[:round_index % len(backends)]
+            for backend in order:
+                spent = 0.0
+                calls = 0
+                while calls == 0 or (spent < ROUND_BUDGET_S and calls < MAX_CALLS):
+                    start = time.perf_counter()
+                    runners[backend].infer(x)
+                    elapsed = time.perf_counter() - start
+                    latencies[backend].append(elapsed)
+                    spent += elapsed
+                    calls += 1
+    finally:
+        for runner in runners.values():
+            runner.close()
+    reference = outputs["onnxruntime"]
+    bound = parity_bound(reference)
+    figures = {}
+    for b in backends:
+        diff = float(np.max(np.abs(outputs[b].astype(np.float64) - reference)))
+        figures[b] = {"img_per_s": round(batch_size / statistics.median(latencies[b]), 2),
+                      "calls": len(latencies[b]), "max_abs_diff_vs_onnxruntime": diff, "parity_ok": diff <= bound}
+    return figures
