@@ -39,19 +39,22 @@ def check_backend(model_file: str | Path, backend: str) -> str:
     return backend
 
 
-def resolve_backend(model_file: str | Path, backend: str, *, batch_size: int | None = None,
-                    threads: int | None = None, log=None) -> str:
-    """The backend to run ``model_file`` with: an explicit one is checked; 'auto' is ais_bench for
-    an .om and, for an .onnx, the CPU backend measured fastest at ``batch_size`` (default 1)."""
+def plan_backend(model_file: str | Path, backend: str, *, batch_size: int | None = None,
+                 threads: int | None = None, log=None):
+    """The backend (and micro-batch) to run ``model_file`` with: an explicit backend is checked and
+    runs whole batches; 'auto' is ais_bench for an .om and, for an .onnx, the CPU backend and
+    micro-batch measured fastest for ``batch_size`` (default 1) on this machine."""
+    from focalinfer.backend.auto import Choice
+
     backend = check_backend(model_file, backend)
     if backend != "auto":
         if backend == "openvino":
             from focalinfer.backend.openvino import require
 
             require()
-        return backend
+        return Choice(backend)
     if Path(model_file).suffix.lower() == ".om":
-        return "ais_bench"
+        return Choice("ais_bench")
     from focalinfer.backend import auto
 
     if not Path(model_file).is_file():
@@ -59,12 +62,28 @@ def resolve_backend(model_file: str | Path, backend: str, *, batch_size: int | N
     return auto.choose(model_file, batch_size or 1, threads, **({"log": log} if log else {}))
 
 
+def resolve_backend(model_file: str | Path, backend: str, *, batch_size: int | None = None,
+                    threads: int | None = None, log=None) -> str:
+    """The name of the backend :func:`plan_backend` picks."""
+    return plan_backend(model_file, backend, batch_size=batch_size, threads=threads, log=log).backend
+
+
 def open_runner(model_file: str | Path, backend: str = "auto", device: int = 0,
-                threads: int | None = None, precision: str = "fp32") -> Runner:
+                threads: int | None = None, precision: str = "fp32", micro_batch: int | None = None) -> Runner:
     """A runner for ``model_file`` (the ais_bench runner uses its InferSession API).
 
     ``precision`` other than fp32 is OpenVINO's only (and refused on CPUs without native support).
+    ``micro_batch``: run a batch as calls of at most that many images (dynamic-batch graphs only).
     """
+    runner = _open(model_file, backend, device, threads, precision)
+    if micro_batch and runner.input_spec().static_batch is None:
+        from focalinfer.backend.base import MicroBatchRunner
+
+        return MicroBatchRunner(runner, micro_batch)
+    return runner
+
+
+def _open(model_file, backend, device, threads, precision) -> Runner:
     model_file = Path(model_file)
     backend = resolve_backend(model_file, backend, threads=threads)
     if precision != "fp32" and backend != "openvino":

@@ -16,6 +16,7 @@ def machine_info(threads: int) -> dict:
     import onnxruntime
     import torch
 
+    from focalinfer.backend import openvino
     from focalinfer.machine import cpu_count, cpu_model
 
     return {
@@ -29,6 +30,7 @@ def machine_info(threads: int) -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
+        "openvino": openvino.version(),
         "onnx": onnx.__version__,
         "numpy": np.__version__,
         "load_average_start": _load_average(),
@@ -62,15 +64,19 @@ def _load_average() -> list[float] | None:
 
 
 def gemm_rates(n: int = 2048, repeats: int = 5, threads: int | None = None) -> dict:
-    """Best-of-``repeats`` fp32 GFLOP/s of an n×n×n matmul in torch, numpy and onnxruntime.
+    """Best-of-``repeats`` fp32 GFLOP/s of an n×n×n MatMul in torch, onnxruntime and OpenVINO (when
+    installed), and numpy for reference.
 
-    The highest of the three is taken as the machine's compute limit: it is what a GEMM-bound
-    model could reach at best (onnxruntime's MLAS kernels are usually the fastest here).
+    The highest of torch / onnxruntime / OpenVINO is the machine's compute limit: what a GEMM-bound
+    model could reach at best on this CPU with the runtimes a user could pick.
     """
+    import tempfile
+
     import onnx
     import torch
     from onnx import TensorProto, helper, numpy_helper
 
+    from focalinfer.backend import openvino
     from focalinfer.backend.onnxrt import make_session
 
     rng = np.random.default_rng(0)
@@ -82,20 +88,21 @@ def gemm_rates(n: int = 2048, repeats: int = 5, threads: int | None = None) -> d
         [helper.make_tensor_value_info("A", TensorProto.FLOAT, [n, n])],
         [helper.make_tensor_value_info("C", TensorProto.FLOAT, [n, n])],
         [numpy_helper.from_array(b, "B")])
-    import tempfile
-
+    flops = 2.0 * n ** 3
     with tempfile.TemporaryDirectory(prefix="focalinfer-gemm-") as tmp:
         path = Path(tmp) / "gemm.onnx"
         onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
         session = make_session(path, threads or None)
-    flops = 2.0 * n ** 3
+        request = openvino.compile_model(path, threads or None).create_infer_request() if openvino.available() else None
     with torch.inference_mode():
         rates = {
             "torch_gflops": _best_rate(lambda: ta @ tb, flops, repeats),
-            "numpy_gflops": _best_rate(lambda: a @ b, flops, repeats),
             "onnxruntime_gflops": _best_rate(lambda: session.run(None, {"A": a}), flops, repeats),
         }
-    return {"n": n, "repeats": repeats, **rates, "limit_gflops": max(rates.values()),
+        if request is not None:
+            rates["openvino_gflops"] = _best_rate(lambda: request.infer({0: a}), flops, repeats)
+        numpy_rate = _best_rate(lambda: a @ b, flops, repeats)
+    return {"n": n, "repeats": repeats, **rates, "numpy_gflops": numpy_rate, "limit_gflops": max(rates.values()),
             "limit_source": max(rates, key=rates.get).removesuffix("_gflops")}
 
 

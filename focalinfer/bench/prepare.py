@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from focalinfer.bench.settings import BACKENDS, Log, _stderr
+from focalinfer.bench.settings import BACKENDS, NAIVE_BACKENDS, Log, _stderr
 from focalinfer.errors import FocalinferError, first_line
 
 @dataclass
@@ -97,7 +97,7 @@ def prepare_model(name: str, workdir: Path, batch_sizes: list[int], log: Log = _
         prepared = PreparedModel(name=name, input_size=spec.input_size, checkpoint=str(checkpoint), graphs={})
     started = time.perf_counter()
     exports = cpu_graphs = 0
-    kinds = ["rewritten"] + (["naive"] if "ort_naive" in backends else [])
+    kinds = ["rewritten"] + (["naive"] if set(NAIVE_BACKENDS) & set(backends) else [])
     for kind in kinds:
         graph = prepared.graphs.setdefault(kind, PreparedGraph(kind))
         exports += _ensure_graph(prepared, graph, folder, batch_sizes, threads, log)

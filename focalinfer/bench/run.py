@@ -18,8 +18,9 @@ from focalinfer.bench.inference import bench_model
 from focalinfer.bench.machine import _load_average, gemm_rates, machine_info
 from focalinfer.bench.prepare import _code_fingerprint, _read_json, default_workdir, prepare_model
 from focalinfer.bench.report import write_docs, write_plot
-from focalinfer.bench.settings import SCHEMA, STAGES, TARGET_MODEL, BACKENDS, BenchSettings, Log, _stderr
-from focalinfer.bench.targets import evaluate_targets
+from focalinfer.bench.settings import (BACKENDS, NAIVE_BACKENDS, SCHEMA, STAGES, TARGET_MODEL, BenchSettings, Log,
+                                       _stderr)
+from focalinfer.bench.targets import evaluate_goal, evaluate_targets
 from focalinfer.errors import FocalinferError, UsageError
 
 def bench_preprocess_stage(settings: BenchSettings) -> dict:
@@ -68,22 +69,27 @@ def eager_seconds_per_image(name: str) -> float | None:
 def estimate_seconds(settings: BenchSettings, eager_s_per_image: dict[str, float | None],
                      cached_models: int = 0) -> float:
     """A rough estimate from each model's batch-1 eager time: eager at larger batches is taken
-    1.5x slower per image, each onnxruntime backend 2x faster, exports ~15 s per graph."""
+    1.5x slower per image, each runtime backend 2x faster, exports ~30 s per graph, the
+    ``--backend auto`` choice (when not cached) ~3 calls of each candidate per batch size."""
     total = 10.0  # GEMM rate, set-up
+    runtimes = [b for b in settings.installed_backends() if b != "eager"]
     if "inference" in settings.stages:
         for name in settings.models:
             per_image = eager_s_per_image.get(name)
             if per_image is None:
                 continue
             for size in settings.batch_sizes:
-                calls = {"eager": size * per_image * (1.5 if size > 1 else 1.0), "ort": size * per_image / 2}
-                ort_backends = len([b for b in settings.backends if b.startswith("ort")])
-                per_round = max(settings.budget_s, settings.min_iters * calls["eager"]) + \
-                    ort_backends * max(settings.budget_s, settings.min_iters * calls["ort"])
-                total += settings.rounds * per_round + calls["eager"] + ort_backends * calls["ort"]
+                calls = {"eager": size * per_image * (1.5 if size > 1 else 1.0), "runtime": size * per_image / 2}
+                per_round = len(runtimes) * max(settings.budget_s, settings.min_iters * calls["runtime"])
+                warmup = len(runtimes) * calls["runtime"]
+                if "eager" in settings.backends:
+                    per_round += max(settings.budget_s, settings.min_iters * calls["eager"])
+                    warmup += calls["eager"]
+                total += settings.rounds * per_round + warmup + 6 * calls["runtime"]
             if settings.profile:
-                total += 4 * 16 * per_image / 2
-        total += 30.0 * (1 + ("ort_naive" in settings.backends)) * (len(settings.models) - cached_models)
+                total += 4 * 17 * per_image / 2
+        naive = bool(set(NAIVE_BACKENDS) & set(settings.backends))
+        total += 30.0 * (1 + naive) * (len(settings.models) - cached_models)
     if "preprocess" in settings.stages:
         total += 0.05 * settings.preprocess_count * settings.preprocess_rounds
     if "eval" in settings.stages:
@@ -132,6 +138,7 @@ def run_bench(settings: BenchSettings, *, workdir: str | Path | None = None, com
         if "inference" in settings.stages:
             result["models"] = _bench_models(settings, workdir, result["gemm"]["limit_gflops"], resume, log)
             result["targets"] = evaluate_targets(result["models"])
+            result["goal"] = evaluate_goal(result["models"])
         result["machine"]["load_average_end"] = _load_average()
         result["seconds"] = round(time.perf_counter() - started, 1)
         return result

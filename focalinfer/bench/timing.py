@@ -6,48 +6,14 @@ things interleaved round by round, and reported as a ratio (median of the per-ro
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
-from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
 from focalinfer.bench.settings import BenchSettings, Log, _stderr
-
-class ForeignCpu:
-    """Share of the machine's CPU time used by other processes while the block runs.
-
-    Busy time of all CPUs from /proc/stat minus this process's own CPU time: the load average
-    cannot tell, because this process's own threads count in it. None where /proc is missing.
-    """
-
-    def __enter__(self):
-        self._start = (_machine_busy_s(), _own_cpu_s(), time.perf_counter())
-        return self
-
-    def __exit__(self, *exc):
-        busy, own, wall = _machine_busy_s(), _own_cpu_s(), time.perf_counter()
-        self.share = None
-        if busy is not None and self._start[0] is not None:
-            foreign = (busy - self._start[0]) - (own - self._start[1])
-            self.share = round(max(0.0, foreign) / ((wall - self._start[2]) * (os.cpu_count() or 1)), 3)
-
-
-def _machine_busy_s() -> float | None:
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()
-    except OSError:
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def _own_cpu_s() -> float:
-    t = os.times()
-    return t.user + t.system
-
+from focalinfer.machine import ForeignCpu
 
 def wait_for_quiet(max_share: float, max_wait_s: float, sample_s: float = 2.0) -> float | None:
     """Sleep in ``sample_s`` windows until other processes use at most ``max_share`` of the CPUs
@@ -101,8 +67,10 @@ def _timed_calls(run: Callable[[np.ndarray], object], batch: np.ndarray, budget_
     return times
 
 
-def summarize_timings(timings: dict, batch_size: int, reference: str = "eager") -> dict:
-    """img/s, latency percentiles and per-round ratios against ``reference``.
+def summarize_timings(timings: dict, batch_size: int, reference: str = "eager", *, ours: str | None = None,
+                      peers: Sequence[str] = ()) -> dict:
+    """img/s, latency percentiles and per-round ratios against ``reference``; with ``ours`` and
+    ``peers`` also ours ÷ the fastest peer of each round (median over rounds), and the fastest backend.
 
     img/s is batch size / median latency: on a shared machine one call hit by someone else's job
     would otherwise decide the figure; the mean-based rate is kept beside it.
@@ -129,11 +97,22 @@ def summarize_timings(timings: dict, batch_size: int, reference: str = "eager") 
         for name, rates in per_round.items():
             if name != reference:
                 ratios[name] = round(statistics.median(a / b for a, b in zip(rates, per_round[reference])), 3)
-    return {"batch_size": batch_size, "results": results, "ratio_vs_eager": ratios}
+    summary = {"batch_size": batch_size, "results": results, "ratio_vs_eager": ratios,
+               "fastest": max(results, key=lambda n: results[n]["img_per_s"])}
+    present = [p for p in peers if p in per_round]
+    if ours in per_round and present:
+        best_peer = max(present, key=lambda p: results[p]["img_per_s"])
+        per_round_best = [max(per_round[p][i] for p in present) for i in range(len(per_round[ours]))]
+        summary["ours"] = {
+            "backend": ours, "img_per_s": results[ours]["img_per_s"], "best_peer": best_peer,
+            "best_peer_img_per_s": results[best_peer]["img_per_s"],
+            "vs_best_peer": round(statistics.median(a / b for a, b in zip(per_round[ours], per_round_best)), 3),
+        }
+    return summary
 
 
 def measure_batch(runners: dict[str, Callable], batch: np.ndarray, settings: BenchSettings, name: str,
-                  log: Log = _stderr) -> dict:
+                  log: Log = _stderr, *, ours: str | None = None, peers: Sequence[str] = ()) -> dict:
     """Interleaved timing of one batch size; measured again while other processes disturbed it."""
     attempts = []
     for attempt in range(settings.remeasure + 1):
@@ -144,7 +123,7 @@ def measure_batch(runners: dict[str, Callable], batch: np.ndarray, settings: Ben
         with ForeignCpu() as load:
             timings = time_interleaved(runners, batch, rounds=settings.rounds, budget_s=settings.budget_s,
                                        min_iters=settings.min_iters, max_iters=settings.max_iters)
-        summary = summarize_timings(timings, len(batch))
+        summary = summarize_timings(timings, len(batch), ours=ours, peers=peers)
         summary["foreign_cpu"] = load.share
         attempts.append(summary)
         if load.share is None or load.share <= settings.max_foreign_cpu:

@@ -42,6 +42,7 @@ class InferJob:
     input_files: InputFiles = InputFiles(FLOAT32, None, None)  # what the manifest says the files are
     input_dir: str | None = None  # for messages
     precision: str = "fp32"
+    micro_batch: int | None = None  # CPU backends: images per call (--backend auto measures it)
 
     @property
     def output_dir(self) -> str:
@@ -89,7 +90,8 @@ def _report(summary: dict, batch_size: int) -> None:
 def run_job(job: InferJob, on_event: Callable[..., None] | None = None) -> JobOutcome:
     """Run one job in this process; ``on_event('total', n, done)`` / ``on_event('batch')`` report progress."""
     os.makedirs(job.output_dir, exist_ok=True)
-    with open_runner(job.model_file, job.backend, job.device, job.threads, precision=job.precision) as runner:
+    with open_runner(job.model_file, job.backend, job.device, job.threads, precision=job.precision,
+                     micro_batch=job.micro_batch) as runner:
         spec = runner.input_spec()
         batch_size = resolve_batch_size(spec, job.batch_size, job.model_file)
         if job.files is None:

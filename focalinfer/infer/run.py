@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from focalinfer import __version__, layout
-from focalinfer.backend import resolve_backend
+from focalinfer.backend import plan_backend
 from focalinfer.backend.table import check_backend
 from focalinfer.backend.ais_bench import choose_mode, cli_argv, run_cli
 from focalinfer.defaults import WORK_DIR
@@ -118,7 +118,8 @@ def run_inference(
     output_dir = os.path.join(output, dirname)
     ensure_writable_dir(output, "--output folder")
 
-    backend = resolve_backend(model_file, backend, batch_size=batch_size, threads=threads)
+    choice = plan_backend(model_file, backend, batch_size=batch_size, threads=threads)
+    backend = choice.backend
     mode = python = gear = None
     if backend == "ais_bench":
         atc_record = AtcRecord.for_om(model_file)
@@ -133,7 +134,8 @@ def run_inference(
                         output=output, dirname=dirname, outfmt=outfmt, batch_size=batch_size, loop=loop,
                         warmup=warmup, threads=threads, pure_data_type=pure_data_type, progress=progress,
                         args=list(sys.argv), input_files=input_files,
-                        input_dir=None if input_dir is None else os.fspath(input_dir), precision=precision)
+                        input_dir=None if input_dir is None else os.fspath(input_dir), precision=precision,
+                        micro_batch=choice.micro_batch)
         result = _dispatch(mode, python, input_dir, devices, settings, gear)
     except FocalinferError:
         outdir.release(output_dir, claimed)  # a run that failed before writing leaves no claim behind

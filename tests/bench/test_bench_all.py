@@ -31,22 +31,30 @@ def test_quick_bench_on_a_tiny_model_writes_json_docs_and_plot(tiny_model, tmp_p
     result = CliRunner().invoke(_cli(), [
         "bench", "all", "--quick", "--models", TINY, "--batch-sizes", "1,16", "--json", str(out),
         "--docs", str(docs), "--plot", str(plot), "--workdir", str(tmp_path / "work"), "--threads", "1",
-        "--backends", "ort,ort_naive,ort_cpu,eager",
+        "--backends", "ort,ov,ort_naive,ov_naive,ort_cpu,eager",
     ])
     assert result.exit_code == 0, result.output
     figures = json.loads(out.read_text())
     assert figures["schema"] == SCHEMA and figures["quick"] is True
     assert figures["command"].startswith("focalinfer bench all --quick")
-    assert {"cpu", "threads", "torch", "onnxruntime"} <= set(figures["machine"])
-    assert figures["gemm"]["limit_gflops"] == max(figures["gemm"][k] for k in
-                                                  ("torch_gflops", "numpy_gflops", "onnxruntime_gflops"))
+    assert {"cpu", "threads", "torch", "onnxruntime", "openvino"} <= set(figures["machine"])
+    runtimes = ("torch_gflops", "onnxruntime_gflops", "openvino_gflops")  # the goal's GEMM limit; numpy is shown only
+    assert figures["gemm"]["limit_gflops"] == max(figures["gemm"][k] for k in runtimes) > 0
     assert figures["preprocess"] == {"images": 120, "single_vs_baseline": 2.5}
     assert "no eval bench here" in figures["eval"]["skipped"]
     tiny = figures["models"][TINY]
     assert [b["batch_size"] for b in tiny["batches"]] == [1, 16]
-    assert set(tiny["backends"]) == {"ort", "ort_naive", "ort_cpu", "eager"}  # the tiny MLP fuses
+    assert set(tiny["backends"]) == {"ort", "ov", "ort_naive", "ov_naive", "ort_cpu", "eager"}  # the tiny MLP fuses
+    assert tiny["peers"] == ["ort_naive", "ov_naive", "eager"]
     for batch in tiny["batches"]:
-        assert set(batch["ratio_vs_eager"]) == {"ort", "ort_naive", "ort_cpu"}
+        assert set(batch["ratio_vs_eager"]) == {"ort", "ov", "ort_naive", "ov_naive", "ort_cpu"}
+        results = batch["results"]
+        assert batch["fastest"] == max(results, key=lambda b: results[b]["img_per_s"])
+        # tests/conftest.py pins --backend auto to onnxruntime, so focalinfer's path is `ort` here.
+        ours = batch["ours"]
+        assert ours["backend"] == "ort" and ours["img_per_s"] == results["ort"]["img_per_s"]
+        assert ours["best_peer"] == max(tiny["peers"], key=lambda b: results[b]["img_per_s"])
+        assert ours["vs_best_peer"] > 0 and ours["fraction_of_limit"] == results["ort"]["fraction_of_limit"]
         assert batch["attempts"] == 1 and 0 <= batch["foreign_cpu"] <= 1  # --quick never re-measures
         for backend in tiny["backends"]:
             res = batch["results"][backend]
@@ -61,10 +69,19 @@ def test_quick_bench_on_a_tiny_model_writes_json_docs_and_plot(tiny_model, tmp_p
     focal = [t for t in targets.values() if t["model"] == "focal-fast-s"]
     assert len(focal) == 2 and all(t["met"] is None and t["not_measured"] for t in focal)
     assert targets[f"{TINY}: best onnxruntime / best eager img/s"]["value"] == tiny["best_ratio_vs_eager"]["ort"]
+    goal = {g["target"].split(";")[0]: g for g in figures["goal"]}
+    best_peer = max(tiny["best"][p]["img_per_s"] for p in tiny["peers"])
+    assert goal[f"{TINY}: focalinfer ÷ best peer (best batches)"]["value"] == round(
+        tiny["best_ours"]["img_per_s"] / best_peer, 3)
+    cliff = goal[f"{TINY}: slowest batch 4–64 ÷ best batch"]  # batch 16 is the only one in 4–64 here
+    assert cliff["value"] == round(tiny["batches"][1]["ours"]["img_per_s"] / tiny["best_ours"]["img_per_s"], 3)
+    assert cliff["met"] == (cliff["value"] >= 0.85) and "bs 16" in cliff["detail"]
+    assert f"{TINY}: fraction of the fp32 GEMM limit (best batch)" not in goal  # only the lead model has that row
 
     text = docs.read_text()
     assert text.startswith("# Benchmarks\n\nKeep me.\n")
-    for section in ("run", "preprocess", "eval", "inference", "graphs"):
+    assert "### Goal (issue 13)" in text and "focalinfer ÷ best peer" in text and " ◀" in text and " ★" in text
+    for section in ("run", "preprocess", "eval", "goal", "inference", "graphs"):
         assert report.MARKER_BEGIN.format(name=section) in text
     assert "quick run" in text and f"#### {TINY}" in text and figures["machine"]["cpu"] in text
     assert "QUICK run" in result.output
@@ -83,7 +100,8 @@ def test_quick_bench_on_a_tiny_model_writes_json_docs_and_plot(tiny_model, tmp_p
     assert rerun.exit_code == 0, rerun.output
     assert "reusing checkpoint and exports" in rerun.output and "export(s)" not in rerun.output
     quick_default = json.loads((tmp_path / "work" / "partial-results.json").read_text())["models"][TINY]
-    assert set(quick_default["backends"]) == {"ort", "eager"}  # --quick times the runner's graph against eager
+    # --quick times focalinfer's path against its peers; the fused CPU graph is left out.
+    assert set(quick_default["backends"]) == {"ort", "ov", "ort_naive", "ov_naive", "eager"}
     text2 = docs.read_text()
     assert text2.count("Keep me.") == 1 and text2.count(report.MARKER_BEGIN.format(name="run")) == 1
     assert "single_vs_baseline" in text2  # the preprocess section of the first run was left alone
@@ -137,3 +155,29 @@ def test_bad_flags_are_one_line_errors(tiny_model):
     assert stage.exit_code == 2 and "choose from" in stage.output
     backends = runner.invoke(_cli(), ["bench", "all", "--quick", "--backends", "eager,tensorrt"])
     assert backends.exit_code == 2 and "including ort" in backends.output
+
+
+def test_focalinfers_path_is_timed_in_the_micro_batches_auto_chose(tiny_model, tmp_path, monkeypatch):
+    from focalinfer.backend.auto import Choice
+    from focalinfer.bench.settings import BenchSettings
+
+    monkeypatch.setattr(timing, "SWITCH_PAUSE_S", 0.0)
+    chosen = {1: Choice("onnxruntime"), 16: Choice("openvino", 4)}
+    monkeypatch.setattr(inference, "ours_choice", lambda prepared, size, threads, log: chosen[size])
+    prepared = prepare.prepare_model(TINY, tmp_path, [1, 16], log=lambda line: None, threads=1,
+                                     backends=("ort", "ov", "eager"))
+    runners = inference.ModelRunners(prepared, 1, ("ort", "ov", "eager"))
+    x = np.random.default_rng(2).standard_normal((16, 3, 32, 32), dtype=np.float32)
+    whole = runners.for_batch(16)["ov"](x)[0]
+    split = inference.micro_batched_runner(runners, chosen[16], 16)(x)[0]
+    np.testing.assert_allclose(split, whole, atol=1e-5)
+
+    settings = BenchSettings(models=[TINY], batch_sizes=[1, 16], rounds=1, budget_s=0.0, min_iters=1, remeasure=0,
+                             backends=("ort", "ov", "ort_naive", "eager"), profile=False)
+    record = inference.bench_model(prepared, settings, limit_gflops=100.0, log=lambda line: None)
+    bs1, bs16 = record["batches"]
+    assert bs1["ours"]["backend"] == "ort" and "focalinfer" not in bs1["results"]
+    assert bs16["ours"]["backend"] == "focalinfer" and bs16["ours"]["runtime"] == "openvino"
+    assert bs16["ours"]["micro_batch"] == 4 and bs16["ours"]["img_per_s"] == bs16["results"]["focalinfer"]["img_per_s"]
+    # Prepared without the plain export, so eager is the only peer (and ort_naive is not timed).
+    assert "focalinfer" in record["backends"] and record["peers"] == ["eager"] and "ort_naive" not in bs16["results"]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from focalinfer import machine
 from focalinfer.backend import onnxrt
 from focalinfer.bench import inference, timing
 from focalinfer.bench.settings import BenchSettings
@@ -68,11 +69,11 @@ def test_foreign_cpu_is_machine_busy_time_minus_our_own(monkeypatch):
         current[:] = value
         return value[0]
 
-    monkeypatch.setattr(timing, "_machine_busy_s", busy)
-    monkeypatch.setattr(timing, "_own_cpu_s", lambda: current[1])
-    monkeypatch.setattr(timing.time, "perf_counter", lambda: next(clock))
-    monkeypatch.setattr(timing.os, "cpu_count", lambda: 2)
-    with timing.ForeignCpu() as load:
+    monkeypatch.setattr(machine, "machine_busy_s", busy)
+    monkeypatch.setattr(machine, "own_cpu_s", lambda: current[1])
+    monkeypatch.setattr(machine.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(machine.os, "cpu_count", lambda: 2)
+    with machine.ForeignCpu() as load:
         pass
     # 3 s busy in 2 s on 2 CPUs, 1 s of it ours: others used 2 / 4 of the machine.
     assert load.share == 0.5
@@ -82,7 +83,7 @@ def test_foreign_cpu_sees_a_busy_child_process():
     import subprocess
     import sys
 
-    with timing.ForeignCpu() as load:
+    with machine.ForeignCpu() as load:
         child = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 0.8\nwhile time.time() < end: pass"])
         child.wait()
     assert load.share >= 0.25  # one of the CPUs was busy with someone else's work
