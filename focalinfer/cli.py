@@ -532,8 +532,8 @@ def _command_line(prefix: str) -> str:
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=str),
               help="PNG of img/s against batch size (full run default: docs/benchmarks.png; needs focalinfer[plot]).")
 @click.option("--skip", help="Comma-separated stages to leave out: preprocess, eval, inference.")
-@click.option("--backends", help="Comma-separated from ort, ov, ort_naive, ov_naive, ort_cpu, eager "
-              "(default: all installed; quick: all but ort_cpu).")
+@click.option("--backends", help="Comma-separated from ort, ov, ov_tput, ort_naive, ov_naive, ort_cpu, eager "
+              "(default: all installed; quick: all but ort_cpu, ov_tput).")
 @click.option("--threads", type=click.IntRange(min=0), default=0, help="Threads for every backend (0: all CPUs).")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=str),
               help="Cache of synthetic checkpoints and exports (default ~/.cache/focalinfer/bench).")

@@ -33,11 +33,12 @@ from focalinfer.util import sha256_file, user_cache_dir, write_json_atomic
 # The CPU backends an ONNX can run on, in the order a tie (or a failed measurement) prefers.
 CPU_BACKENDS = ("onnxruntime", "openvino")
 CACHE_NAME = "cpu-backend.json"
-# Interleaved rounds; each backend makes ≥ 1 call per round, then more until ROUND_BUDGET_S or
-# MAX_CALLS: Focal-fast-S at batch 16 (~1 s a call) measures in under 10 s, a tiny model in 0.1 s.
+# Interleaved rounds after one warm-up call; each (backend, micro-batch) makes ≥ 1 call per round,
+# then more until ROUND_BUDGET_S or MAX_CALLS. A tiny model measures in well under a second; the
+# cost grows with the largest micro-batch's call (Focal-fast-S at batch ≥ 16: ~3 such calls each).
 ROUNDS = 2
-ROUND_BUDGET_S = 0.5
-MAX_CALLS = 10
+ROUND_BUDGET_S = 0.25
+MAX_CALLS = 4
 MAX_FOREIGN_CPU = 0.25
 
 MICRO_BATCHES = (1, 4, 16)

@@ -235,7 +235,7 @@ def render_graphs(result: dict) -> str:
     return text + ("\n\n" + "\n".join(notes) if notes else "")
 
 
-PLOT_COLORS = {"focalinfer": "black", "ort": "tab:blue", "ov": "tab:purple", "ort_naive": "tab:orange",
+PLOT_COLORS = {"focalinfer": "black", "ort": "tab:blue", "ov": "tab:purple", "ov_tput": "tab:olive", "ort_naive": "tab:orange",
                "ov_naive": "tab:pink", "ort_cpu": "tab:green", "eager": "tab:red"}
 
 
