@@ -201,7 +201,9 @@ def measure_backends(model_file: Path, backends: list[str], batch_size: int, thr
         diff = max(float(np.max(np.abs(outputs[(backend, m)].astype(np.float64) - outputs[("onnxruntime", m)])))
                    for m in sizes)
         figures[backend] = {
-            "img_per_s": round(rates[best], 2), "micro_batch": None if spec.static_batch else best,
+            # None: the whole batch in one call (a static graph, or no smaller call was faster).
+            "img_per_s": round(rates[best], 2),
+            "micro_batch": None if spec.static_batch or best >= batch_size else best,
             "by_micro_batch": {str(m): round(r, 2) for m, r in rates.items()},
             "calls": sum(len(latencies[(backend, m)]) for m in sizes),
             "max_abs_diff_vs_onnxruntime": diff, "parity_ok": diff <= parity_bound(outputs[("onnxruntime", max(sizes))]),
