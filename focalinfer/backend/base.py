@@ -93,10 +93,12 @@ class MicroBatchRunner(Runner):
         self.backend = runner.backend
         self.compute_times_ms = []
 
-    def input_spec(self) -> TensorSpec:
+    @property
+    def _input(self) -> TensorSpec:
         return self.runner.input_spec()
 
-    def output_specs(self) -> list[TensorSpec]:
+    @property
+    def _outputs(self) -> list[TensorSpec]:
         return self.runner.output_specs()
 
     def infer(self, batch: np.ndarray) -> list[np.ndarray]:

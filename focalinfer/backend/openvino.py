@@ -139,20 +139,10 @@ class OpenVinoRunner(Runner):
             self._model = ov.Core().read_model(str(self.model_file))
         except Exception as e:
             raise FocalinferError(f"{model_file}: OpenVINO cannot read it ({first_line(e)}); re-export the model") from None
-        if len(self._model.inputs) != 1:
-            raise FocalinferError(
-                f"{model_file}: the model has {len(self._model.inputs)} inputs; focalinfer feeds classifiers with one image input"
-            )
-        self._input = _tensor_spec(self._model.inputs[0])
+        self._input = _tensor_spec(self.single_input(model_file, list(self._model.inputs)))
         self._outputs = [_tensor_spec(o) for o in self._model.outputs]
         self._requests: dict[int, object] = {}
         self.compute_times_ms = []
-
-    def input_spec(self) -> TensorSpec:
-        return self._input
-
-    def output_specs(self) -> list[TensorSpec]:
-        return list(self._outputs)
 
     def request(self, batch_size: int):
         """The infer request compiled for ``batch_size`` (compiled on first use)."""
