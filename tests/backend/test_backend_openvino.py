@@ -172,3 +172,17 @@ def test_infer_on_openvino_writes_the_same_contract_as_onnxruntime(tiny_onnx, tm
     assert outputs["onnxruntime"].keys() == outputs["openvino"].keys()
     for name, want in outputs["onnxruntime"].items():
         assert np.abs(outputs["openvino"][name] - want).max() <= parity_bound(want) + 1e-6  # TXT keeps 6 decimals
+
+
+def test_doctor_reports_openvino_and_whether_bf16_is_available(monkeypatch):
+    import openvino
+
+    from focalinfer.doctor import doctor_report, format_doctor
+
+    monkeypatch.setattr(ovb, "cpu_flags", lambda: {"avx2"})
+    report = doctor_report()
+    assert report["openvino"] == openvino.get_version().split("-")[0] and report["bf16"] is False
+    text = format_doctor(report)
+    assert f"OpenVINO: {report['openvino']} (fp32; --precision bf16 not on this CPU)" in text
+    monkeypatch.setattr(ovb, "available", lambda: False)
+    assert "OpenVINO: not installed (pip install 'focalinfer[openvino]'" in format_doctor(doctor_report())
