@@ -2,8 +2,8 @@
 
 Which runtime wins depends on the CPU (onnxruntime's MLAS against OpenVINO's oneDNN kernels) and
 on the graph, so the choice is measured, not assumed: a few seconds of interleaved calls, then
-cached under a key of everything that decides it — CPU model, thread count, batch size, each
-runtime's version and the graph's sha256 — as the optimised-graph cache is.
+cached under a key of everything that decides it — CPU model, thread count, the micro-batch
+sizes timed (below), each runtime's version and the graph's sha256 — as the optimised-graph cache is.
 
 The choice includes how many images go into one call (the micro-batch): on CPUs whose caches the
 activations of a large batch overflow, a batch of 16 runs slower per image than 16 calls of one
@@ -89,7 +89,9 @@ def installed() -> list[str]:
 def choice_key(model_file: str | Path, batch_size: int, threads: int | None, backends: list[str]) -> dict:
     from focalinfer.machine import cpu_count, cpu_model
 
-    return {"cpu": cpu_model(), "threads": threads or cpu_count(), "batch_size": batch_size,
+    # The micro-batches timed, not the batch size: batch 32 and 64 are decided by the same
+    # measurement as batch 16 (1, 4 and 16 images per call).
+    return {"cpu": cpu_model(), "threads": threads or cpu_count(), "micro_batches": micro_batches(batch_size),
             "runtimes": {b: runtime_version(b) for b in backends}, "graph_sha256": sha256_file(model_file)}
 
 
@@ -110,18 +112,18 @@ def choose(model_file: str | Path, batch_size: int, threads: int | None = None, 
     entries = _read(cache)
     entry = next((e for e in entries if e.get("key") == key), None)
     if entry is not None:
-        choice = Choice(entry["backend"], entry.get("micro_batch"))
+        choice = _choice(entry, batch_size)
         log(f"focalinfer: --backend auto: {choice.describe()} for {model_file.name} at batch {batch_size} "
             f"({_rates_text(entry)}, measured on this CPU on {entry['date']}; --backend NAME to choose)")
         return choice
     log(f"focalinfer: --backend auto: measuring {' and '.join(backends)} on {model_file.name} for batch "
-        f"{batch_size} (once per graph, batch size and CPU) ...")
+        f"{batch_size} (once per graph, micro-batch sizes and CPU) ...")
     from focalinfer.machine import ForeignCpu
 
     with ForeignCpu() as load:
         figures = (measure or measure_backends)(model_file, backends, batch_size, threads)
     entry = {"key": key, "date": time.strftime("%Y-%m-%d"), **decide(figures), "foreign_cpu": load.share}
-    choice = Choice(entry["backend"], entry["micro_batch"])
+    choice = _choice(entry, batch_size)
     if load.share is not None and load.share > MAX_FOREIGN_CPU:
         log(f"focalinfer: --backend auto: {choice.describe()} ({_rates_text(entry)}; not cached: other processes "
             f"used {load.share:.0%} of the CPUs while measuring)")
@@ -134,6 +136,12 @@ def choose(model_file: str | Path, batch_size: int, threads: int | None = None, 
         log(f"focalinfer: note: cannot cache the backend choice in {cache} ({e.strerror or e})")
     log(f"focalinfer: --backend auto: {choice.describe()} ({_rates_text(entry)}; cached in {cache})")
     return choice
+
+
+def _choice(entry: dict, batch_size: int) -> Choice:
+    """A micro-batch of the whole batch or more is no split."""
+    micro = entry.get("micro_batch")
+    return Choice(entry["backend"], micro if micro and micro < batch_size else None)
 
 
 def decide(figures: dict) -> dict:
@@ -201,9 +209,7 @@ def measure_backends(model_file: Path, backends: list[str], batch_size: int, thr
         diff = max(float(np.max(np.abs(outputs[(backend, m)].astype(np.float64) - outputs[("onnxruntime", m)])))
                    for m in sizes)
         figures[backend] = {
-            # None: the whole batch in one call (a static graph, or no smaller call was faster).
-            "img_per_s": round(rates[best], 2),
-            "micro_batch": None if spec.static_batch or best >= batch_size else best,
+            "img_per_s": round(rates[best], 2), "micro_batch": None if spec.static_batch else best,
             "by_micro_batch": {str(m): round(r, 2) for m, r in rates.items()},
             "calls": sum(len(latencies[(backend, m)]) for m in sizes),
             "max_abs_diff_vs_onnxruntime": diff, "parity_ok": diff <= parity_bound(outputs[("onnxruntime", max(sizes))]),

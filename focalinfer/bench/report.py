@@ -172,7 +172,9 @@ def render_inference(result: dict) -> str:
         ])
     lines += [_table(["model", "GMAC/img", "focalinfer best img/s", "best peer img/s", "focalinfer ÷ best peer",
                       "% of GEMM limit", "every backend's best"], summary), "",
-              "Backends: " + "; ".join(f"`{k}` = {v}" for k, v in BACKENDS.items()) + ". ★ marks the fastest "
+              "Backends: " + "; ".join(f"`{k}` = {v}" for k, v in BACKENDS.items()
+                                       if any(k in r.get("backends", {}) for r in models.values())) +
+              ". ★ marks the fastest "
               "backend of each batch size; ◀ the one focalinfer runs (`--backend auto`).", ""]
     for name, r in models.items():
         if r.get("skipped"):

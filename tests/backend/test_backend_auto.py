@@ -97,6 +97,16 @@ def test_any_change_of_the_key_measures_again(graph, tmp_path, both_installed, m
     assert len(json.loads(cache.read_text())) == 2  # the old entry is kept for its own key
 
 
+def test_larger_batches_share_the_measurement_of_their_micro_batches(graph, tmp_path, both_installed):
+    cache = tmp_path / "choice.json"
+    timing = FakeTiming({"onnxruntime": 10.0, "openvino": 14.0})  # openvino's best: 4 images per call
+    assert auto.choose(graph, 16, cache=cache, measure=timing, log=lambda _: None) == auto.Choice("openvino", 4)
+    assert auto.choose(graph, 64, cache=cache, measure=timing, log=lambda _: None) == auto.Choice("openvino", 4)
+    assert len(timing.calls) == 1  # 16 and 64 both time 1, 4 and 16 images per call
+    assert auto.choose(graph, 4, cache=cache, measure=timing, log=lambda _: None) == auto.Choice("openvino")
+    assert len(timing.calls) == 2  # batch 4 times 1 and 4; 4 per call is the whole batch: no split
+
+
 def test_a_backend_outside_the_parity_bound_is_never_picked(graph, tmp_path, both_installed):
     timing = FakeTiming({"onnxruntime": 10.0, "openvino": 30.0}, parity={"openvino": False})
     lines = []
@@ -159,7 +169,7 @@ def test_the_real_measurement_times_both_and_checks_their_parity(graph):
         f = figures[backend]
         assert set(f["by_micro_batch"]) == {"1", "4", "8"} and f["calls"] >= 3 * auto.ROUNDS
         assert f["img_per_s"] == max(f["by_micro_batch"].values()) > 0
-        assert f["by_micro_batch"][str(f["micro_batch"] or 8)] == f["img_per_s"]  # None: all 8 in one call
+        assert f["by_micro_batch"][str(f["micro_batch"])] == f["img_per_s"]
         assert f["parity_ok"] is True
     assert figures["onnxruntime"]["max_abs_diff_vs_onnxruntime"] == 0.0
 
