@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tinynet import tiny_model, tiny_onnx  # noqa: F401  (the tiny classifier of the bench and backend tests)
+
 STANDINS = Path(__file__).parent / "standins"
 STANDIN = STANDINS / "atc_standin.py"
 

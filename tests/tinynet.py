@@ -1,7 +1,7 @@
 """A tiny registered classifier for bench and backend tests: every op family the CPU fusions, the
 MAC counter and the runtimes care about, at a size that exports in a second.
 
-Fixtures (import them into a conftest.py): ``tiny_model`` registers it as ``bench-tiny``;
+Fixtures (tests/conftest.py imports them): ``tiny_model`` registers it as ``bench-tiny``;
 ``tiny_onnx`` is its plain export (dynamic batch, opset 11) with its PyTorch twin.
 """
 

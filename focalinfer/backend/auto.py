@@ -105,7 +105,7 @@ def choose(model_file: str | Path, batch_size: int, threads: int | None = None, 
     model_file = Path(model_file)
     backends = installed()
     if len(backends) == 1:
-        log(f"focalinfer: --backend auto: {backends[0]} (the only CPU backend installed)")
+        log(f"[focalinfer] --backend auto: {backends[0]} (the only CPU backend installed)")
         return Choice(backends[0])
     cache = Path(cache) if cache else cache_path()
     key = choice_key(model_file, batch_size, threads, backends)
@@ -113,10 +113,10 @@ def choose(model_file: str | Path, batch_size: int, threads: int | None = None, 
     entry = next((e for e in entries if e.get("key") == key), None)
     if entry is not None:
         choice = _choice(entry, batch_size)
-        log(f"focalinfer: --backend auto: {choice.describe()} for {model_file.name} at batch {batch_size} "
+        log(f"[focalinfer] --backend auto: {choice.describe()} for {model_file.name} at batch {batch_size} "
             f"({_rates_text(entry)}, measured on this CPU on {entry['date']}; --backend NAME to choose)")
         return choice
-    log(f"focalinfer: --backend auto: measuring {' and '.join(backends)} on {model_file.name} for batch "
+    log(f"[focalinfer] --backend auto: measuring {' and '.join(backends)} on {model_file.name} for batch "
         f"{batch_size} (once per graph, micro-batch sizes and CPU) ...")
     from focalinfer.machine import ForeignCpu
 
@@ -125,7 +125,7 @@ def choose(model_file: str | Path, batch_size: int, threads: int | None = None, 
     entry = {"key": key, "date": time.strftime("%Y-%m-%d"), **decide(figures), "foreign_cpu": load.share}
     choice = _choice(entry, batch_size)
     if load.share is not None and load.share > MAX_FOREIGN_CPU:
-        log(f"focalinfer: --backend auto: {choice.describe()} ({_rates_text(entry)}; not cached: other processes "
+        log(f"[focalinfer] --backend auto: {choice.describe()} ({_rates_text(entry)}; not cached: other processes "
             f"used {load.share:.0%} of the CPUs while measuring)")
         return choice
     entries = [e for e in entries if e.get("key") != key] + [entry]
@@ -133,8 +133,8 @@ def choose(model_file: str | Path, batch_size: int, threads: int | None = None, 
         cache.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(cache, entries[-200:])
     except OSError as e:  # a read-only home still gets its answer, only not remembered
-        log(f"focalinfer: note: cannot cache the backend choice in {cache} ({e.strerror or e})")
-    log(f"focalinfer: --backend auto: {choice.describe()} ({_rates_text(entry)}; cached in {cache})")
+        log(f"[focalinfer] note: cannot cache the backend choice in {cache} ({e.strerror or e})")
+    log(f"[focalinfer] --backend auto: {choice.describe()} ({_rates_text(entry)}; cached in {cache})")
     return choice
 
 
