@@ -37,7 +37,7 @@ help:
 	@echo "make demo                      run the pipeline on generated sample data"
 	@echo "make test                      install and run the test suite"
 	@echo "make preprocess export om BS=16 DATA=ImageNet/val CKPT=model.pth   the NPU path"
-	@echo "make eval BACKEND=onnxruntime  score on CPU (onnxruntime)"
+	@echo "make eval BACKEND=auto         score on CPU (onnxruntime or OpenVINO, measured fastest here)"
 	@echo "make preprocess om infer AIPP=1   uint8 files, normalised on the NPU (AIPP)"
 	@echo "variables: MODEL=$(MODEL) DATA=$(DATA) LABELS=$(LABELS) CKPT=$(CKPT) BS=$(BS)"
 	@echo "           BATCH_SIZES=$(BATCH_SIZES) SOC=$(SOC) WORK=$(WORK) PRESET=$(PRESET) BACKEND=$(BACKEND)"
@@ -47,7 +47,7 @@ help:
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet torch==2.13.0
-	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(VENV)/bin/pip install --quiet -e '.[test,openvino]'
 	touch $@
 
 setup: $(VENV)/.installed
@@ -74,12 +74,14 @@ om: setup
 	$(FI) om --onnx $(ONNX) --model $(MODEL) $(if $(DYN_BATCH),--dynamic-batch $(DYN_BATCH),--batch-sizes $(BATCH_SIZES)) \
 		--soc $(SOC) --out-dir $(OM_DIR) $(if $(AIPP),--aipp --preset $(PRESET)) $(ATC_FLAGS)
 
+CPU_BACKENDS := auto onnxruntime openvino
+
 infer: setup
-	$(FI) infer --model-file $(if $(filter onnxruntime,$(BACKEND)),$(ONNX),$(OM)) --input $(DATABIN) \
+	$(FI) infer --model-file $(if $(filter $(CPU_BACKENDS),$(BACKEND)),$(ONNX),$(OM)) --input $(DATABIN) \
 		--output $(WORK) --output-dirname result_bs$(BS) --outfmt $(OUTFMT) --batch-size $(BS) --backend $(BACKEND)
 
 eval: setup
-	$(FI) eval $(if $(filter onnxruntime,$(BACKEND)),--onnx $(ONNX),--om $(OM)) --labels $(LABELS) \
+	$(FI) eval $(if $(filter $(CPU_BACKENDS),$(BACKEND)),--onnx $(ONNX),--om $(OM)) --backend $(BACKEND) --labels $(LABELS) \
 		--input $(DATABIN) --output $(WORK)/result_bs$(BS).json --batch-size $(BS)
 
 bench: setup

@@ -12,6 +12,7 @@ import sys
 import click
 
 from focalinfer import __version__
+from focalinfer.backend.table import BACKENDS
 from focalinfer.defaults import DATABIN_DIR, DEFAULT_MODEL, DEFAULT_SOC, OM_DIR, RESULT_JSON, WORK_DIR
 from focalinfer.errors import FocalinferError
 
@@ -331,12 +332,14 @@ def doctor_command(as_json):
 @click.option("--outfmt", default="TXT", show_default=True, type=click.Choice(["TXT", "NPY", "BIN"], case_sensitive=False),
               help="Output file format, as ais_bench's --outfmt.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Needed for a dynamic-batch model; must match a static one.")
-@click.option("--backend", default="auto", show_default=True, type=click.Choice(["auto", "ais_bench", "onnxruntime"]),
-              help="auto: ais_bench for .om, onnxruntime for .onnx.")
+@click.option("--backend", default="auto", show_default=True, type=click.Choice(BACKENDS),
+              help="auto: ais_bench for .om; for .onnx the CPU backend measured fastest here (cached).")
 @click.option("--device", default="0", show_default=True, help="Device id, or a comma list: one process each.")
 @click.option("--loop", default=1, show_default=True, type=click.IntRange(min=1), help="Runs per batch (pure inference: runs).")
 @click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=0), help="Untimed runs first.")
-@click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads (default: CPU count).")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU backend threads (default: CPU count).")
+@click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16"]),
+              help="bf16: OpenVINO on CPUs with AMX/AVX-512 BF16 only; prints its top-1 agreement with fp32.")
 @click.option("--pure-data-type", default="zero", show_default=True, type=click.Choice(["zero", "random"]),
               help="Data for pure inference.")
 @click.option("--ais-bench-mode", default="auto", show_default=True, type=click.Choice(["auto", "api", "cli"]),
@@ -347,7 +350,7 @@ def doctor_command(as_json):
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @user_errors
 def infer_command(model_file, input_dir, output, output_dirname, outfmt, batch_size, backend, device, loop,
-                  warmup, threads, pure_data_type, ais_bench_mode, force, allow_transform_mismatch, quiet):
+                  warmup, threads, precision, pure_data_type, ais_bench_mode, force, allow_transform_mismatch, quiet):
     """Run a model over preprocessed .bin files; writes ais_bench's per-image outputs and summary."""
     from focalinfer.infer import run_inference
 
@@ -355,7 +358,7 @@ def infer_command(model_file, input_dir, output, output_dirname, outfmt, batch_s
         model_file, input_dir, output=output, output_dirname=output_dirname, outfmt=outfmt.upper(),
         batch_size=batch_size, backend=backend, device=device, loop=loop, warmup=warmup, threads=threads,
         force=force, progress=not quiet, pure_data_type=pure_data_type, ais_bench_mode=ais_bench_mode,
-        allow_transform_mismatch=allow_transform_mismatch,
+        allow_transform_mismatch=allow_transform_mismatch, precision=precision,
     )
     kept = f", {result.files_kept} kept from an earlier run" if result.files_kept else ""
     real = result.images_per_s
@@ -391,6 +394,11 @@ def infer_command(model_file, input_dir, output, output_dirname, outfmt, batch_s
 @click.option("--num-classes", type=click.IntRange(min=1),
               help="The model's class count when no record says it (a record that disagrees is an error).")
 @click.option("--model", "model_name", help="Registry model name, when no record says it (gives the class count).")
+@click.option("--backend", default="auto", show_default=True, type=click.Choice(BACKENDS),
+              help="With --onnx: auto picks the CPU backend measured fastest here (cached).")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU backend threads (default: CPU count).")
+@click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16"]),
+              help="bf16: OpenVINO on CPUs with AMX/AVX-512 BF16 only; prints its top-1 agreement with fp32.")
 @click.option("--allow-missing", is_flag=True,
               help="Go on, and exit 0, when labelled images have no input file or no (valid) output.")
 @click.option("--allow-bad-labels", is_flag=True,
@@ -401,7 +409,8 @@ def infer_command(model_file, input_dir, output, output_dirname, outfmt, batch_s
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @user_errors
 def eval_command(labels, om, onnx, results, input_dir, output, output_dirname, batch_size, outfmt, output_dtype,
-                 num_classes, model_name, allow_missing, allow_bad_labels, allow_transform_mismatch, force, quiet):
+                 num_classes, model_name, backend, threads, precision, allow_missing, allow_bad_labels,
+                 allow_transform_mismatch, force, quiet):
     """Top-1/Top-5 of a model's outputs against val_label.txt, joined by image name, into result.json."""
     from focalinfer.errors import UsageError
     from focalinfer.pipeline import evaluate
@@ -419,9 +428,9 @@ def eval_command(labels, om, onnx, results, input_dir, output, output_dirname, b
         labels, results_dir=results, model_file=om or onnx, input_dir=input_dir, output=output,
         output_dirname=output_dirname, outfmt=outfmt, batch_size=batch_size, model=model_name,
         num_classes=num_classes, output_dtype=output_dtype,
-        backend="ais_bench" if om else "onnxruntime" if onnx else None, allow_missing=allow_missing,
+        backend=backend if (om or onnx) else None, allow_missing=allow_missing,
         allow_bad_labels=allow_bad_labels, force=force, progress=not quiet,
-        allow_transform_mismatch=allow_transform_mismatch,
+        allow_transform_mismatch=allow_transform_mismatch, threads=threads, precision=precision,
     )
     for note in result.warnings:
         click.echo(f"warning: {note}", err=True)
@@ -512,7 +521,7 @@ def _command_line(prefix: str) -> str:
 
 
 @bench.command("all")
-@click.option("--quick", is_flag=True, help="Under two minutes: one model, batch 1 and 16, short rounds "
+@click.option("--quick", is_flag=True, help="A few minutes: one model, batch 1 and 16, short rounds "
               "(writes only the outputs you name).")
 @click.option("--models", help="Comma-separated registry names (default: the lead models).")
 @click.option("--batch-sizes", help="Comma-separated, default 1,4,8,16,32,64 (quick: 1,16).")
@@ -523,8 +532,8 @@ def _command_line(prefix: str) -> str:
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=str),
               help="PNG of img/s against batch size (full run default: docs/benchmarks.png; needs focalinfer[plot]).")
 @click.option("--skip", help="Comma-separated stages to leave out: preprocess, eval, inference.")
-@click.option("--backends", help="Comma-separated from ort, ort_naive, ort_cpu, eager "
-              "(default: all; quick: ort,eager).")
+@click.option("--backends", help="Comma-separated from ort, ov, ov_tput, ort_naive, ov_naive, ort_cpu, eager "
+              "(default: all installed; quick: all but ort_cpu, ov_tput).")
 @click.option("--threads", type=click.IntRange(min=0), default=0, help="Threads for every backend (0: all CPUs).")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=str),
               help="Cache of synthetic checkpoints and exports (default ~/.cache/focalinfer/bench).")
@@ -534,7 +543,7 @@ def bench_all_cmd(quick, models, batch_sizes, json_out, docs, plot, skip, backen
     """Every stage against its baseline and this machine's GEMM limit → JSON, docs/benchmarks.md, plot."""
     import os
 
-    from focalinfer.bench.run import bench_all, parse_list, terminal_summary
+    from focalinfer.bench import bench_all, parse_list, terminal_summary
 
     command = _command_line("focalinfer bench all")
     if os.environ.get("MAKELEVEL"):

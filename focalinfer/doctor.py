@@ -1,4 +1,4 @@
-"""`focalinfer doctor`: what this machine can run (ATC, ais_bench, onnxruntime) and why not."""
+"""`focalinfer doctor`: what this machine can run (ATC, ais_bench, onnxruntime, OpenVINO) and why not."""
 
 from __future__ import annotations
 
@@ -58,6 +58,12 @@ def doctor_report() -> dict:
         report["onnxruntime"] = {"version": ort.__version__, "providers": ort.get_available_providers()}
     except ImportError:
         report["onnxruntime"] = None
+    from focalinfer.backend import openvino
+    from focalinfer.machine import cpu_model
+
+    report["openvino"] = openvino.version()
+    report["cpu"] = cpu_model()
+    report["bf16"] = openvino.bf16_supported()
     try:
         import torch
 
@@ -68,6 +74,8 @@ def doctor_report() -> dict:
 
 
 def format_doctor(report: dict) -> str:
+    from focalinfer.backend.openvino import INSTALL_HINT
+
     atc = report["atc"]
     ais = report["ais_bench"]
     ort = report["onnxruntime"]
@@ -86,6 +94,8 @@ def format_doctor(report: dict) -> str:
     else:
         lines.append("ais_bench: not installed (.om models cannot run here; use --backend onnxruntime with the ONNX)")
     lines.append(f"onnxruntime: {ort['version']} ({', '.join(ort['providers'])})" if ort else "onnxruntime: not installed")
+    lines.append(f"OpenVINO: {report['openvino']} (fp32; --precision bf16 {'available' if report['bf16'] else 'not on this CPU'})"
+                 if report["openvino"] else f"OpenVINO: not installed ({INSTALL_HINT} adds a second CPU backend)")
     lines.append(f"torch: {report['torch'] or 'not installed'}")
-    lines.append(f"CPUs: {report['cpu_count']}")
+    lines.append(f"CPUs: {report['cpu_count']} ({report['cpu']})")
     return "\n".join(lines)

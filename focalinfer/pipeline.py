@@ -30,10 +30,11 @@ def evaluate(
     batch_size: int | None = None, model: str | None = None, num_classes: int | None = None,
     output_dtype: str = "float32", backend: str | None = None, allow_missing: bool = False,
     allow_bad_labels: bool = False, force: bool = False, progress: bool = True, workers: int | None = None,
-    allow_transform_mismatch: bool = False,
+    allow_transform_mismatch: bool = False, threads: int | None = None, precision: str = "fp32",
 ) -> tuple[EvalResult, Path]:
-    """Score ``results_dir``, or first run ``model_file`` (.om → ais_bench, .onnx → onnxruntime) on
-    ``input_dir`` into ``<output dir>/<output_dirname or output stem>/``; write result.json to ``output``.
+    """Score ``results_dir``, or first run ``model_file`` (.om → ais_bench, .onnx → the CPU backend
+    ``backend`` names; 'auto' or None: the one measured fastest here) on ``input_dir`` into
+    ``<output dir>/<output_dirname or output stem>/``; write result.json to ``output``.
 
     ``model`` / ``num_classes`` / ``batch_size`` that contradict what the records say are errors.
     """
@@ -52,7 +53,7 @@ def evaluate(
             Path(model_file), facts, labels, input_dir=input_dir, output_dir=output.parent,
             dirname=output_dirname or output.stem, outfmt=outfmt, batch_size=batch_size, backend=backend,
             allow_missing=allow_missing, force=force, progress=progress,
-            allow_transform_mismatch=allow_transform_mismatch,
+            allow_transform_mismatch=allow_transform_mismatch, threads=threads, precision=precision,
         )
     else:
         run = _recorded_run(Path(results_dir), facts, batch_size)
@@ -100,17 +101,17 @@ def _check_inputs(labels: LabelSet, input_dir, allow_missing: bool) -> None:
 
 def _run_model(model_file: Path, facts: ModelFacts, labels: LabelSet, *, input_dir, output_dir: Path, dirname: str,
                outfmt, batch_size, backend, allow_missing: bool, force: bool, progress: bool,
-               allow_transform_mismatch: bool):
-    backend = backend or ("ais_bench" if model_file.suffix.lower() == ".om" else "onnxruntime")
+               allow_transform_mismatch: bool, threads: int | None = None, precision: str = "fp32"):
+    backend = backend or "auto"
     _check_inputs(labels, input_dir, allow_missing)
     try:
         run = run_inference(
             model_file, input_dir=input_dir, output=output_dir, output_dirname=dirname,
             outfmt=(outfmt or "TXT").upper(), batch_size=batch_size, backend=backend, force=force, progress=progress,
-            allow_transform_mismatch=allow_transform_mismatch,
+            allow_transform_mismatch=allow_transform_mismatch, threads=threads, precision=precision,
         )
     except ToolMissingError as e:
-        if backend != "ais_bench":
+        if model_file.suffix.lower() != ".om":
             raise
         # infer's hint names infer's flags; say it in eval's terms.
         raise ToolMissingError(
@@ -118,7 +119,9 @@ def _run_model(model_file: Path, facts: ModelFacts, labels: LabelSet, *, input_d
             "ONNX on CPU with --onnx X.onnx, or score a folder ais_bench wrote on the NPU host with --results DIR"
         ) from e
     fields = _record_fields(InferRecord.read(run.output_dir))
-    fields.update(model=facts.model or fields["model"], model_file=str(model_file), backend=run.backend,
+    # A reduced-precision score must say so wherever it is shown.
+    backend = run.backend if precision == "fp32" else f"{run.backend} ({precision})"
+    fields.update(model=facts.model or fields["model"], model_file=str(model_file), backend=backend,
                   batch_size=run.batch_size, outputs_written=run.files_written, outputs_reused=run.files_kept)
     fields["model_sha256"] = fields["model_sha256"] or sha256_file(model_file)
     return run.output_dir, run.outfmt, fields

@@ -78,6 +78,12 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def user_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/focalinfer`` (default ``~/.cache/focalinfer``): caches that outlive a run."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "focalinfer"
+
+
 def ensure_writable_dir(path: str | Path, what: str = "output directory") -> Path:
     """Create ``path`` if needed and prove we can write into it, or raise a one-line error."""
     from focalinfer.errors import FocalinferError

@@ -1,5 +1,10 @@
 """Fixtures shared by the test files: the CANN/ais_bench stand-ins of tests/standins/ on PATH or
-PYTHONPATH (see tests/standins/README.md)."""
+PYTHONPATH (see tests/standins/README.md); and, for every test, caches in a temporary folder and a
+fixed CPU backend for 'auto'.
+
+``--backend auto`` on an .onnx measures the installed CPU backends and caches the winner; tests
+that are not about that choice get onnxruntime (as if it were the only one installed), so their
+results do not depend on a timing race. Mark a test ``real_backend_choice`` to measure for real."""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tinynet import tiny_model, tiny_onnx  # noqa: F401  (the tiny classifier of the bench and backend tests)
 
 STANDINS = Path(__file__).parent / "standins"
 STANDIN = STANDINS / "atc_standin.py"
@@ -49,3 +56,12 @@ def standin_api(monkeypatch):
     yield
     for name in [m for m in sys.modules if m == "ais_bench" or m.startswith("ais_bench.")]:
         del sys.modules[name]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_caches_and_backend_choice(request, monkeypatch, tmp_path_factory):
+    from focalinfer.backend import auto
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+    if request.node.get_closest_marker("real_backend_choice") is None:
+        monkeypatch.setattr(auto, "installed", lambda: ["onnxruntime"])

@@ -41,6 +41,8 @@ class InferJob:
     args: list[str] = field(default_factory=list)
     input_files: InputFiles = InputFiles(FLOAT32, None, None)  # what the manifest says the files are
     input_dir: str | None = None  # for messages
+    precision: str = "fp32"
+    micro_batch: int | None = None  # CPU backends: images per call (--backend auto measures it)
 
     @property
     def output_dir(self) -> str:
@@ -88,7 +90,8 @@ def _report(summary: dict, batch_size: int) -> None:
 def run_job(job: InferJob, on_event: Callable[..., None] | None = None) -> JobOutcome:
     """Run one job in this process; ``on_event('total', n, done)`` / ``on_event('batch')`` report progress."""
     os.makedirs(job.output_dir, exist_ok=True)
-    with open_runner(job.model_file, job.backend, job.device, job.threads) as runner:
+    with open_runner(job.model_file, job.backend, job.device, job.threads, precision=job.precision,
+                     micro_batch=job.micro_batch) as runner:
         spec = runner.input_spec()
         batch_size = resolve_batch_size(spec, job.batch_size, job.model_file)
         if job.files is None:
@@ -162,6 +165,8 @@ def _files_inference(job, runner, spec, batch_size, on_event) -> JobOutcome:
     kept = sum(len(b.files) for b in batches if b.index not in pending_ids) * num_outputs
     if on_event:
         on_event("total", len(batches), len(batches) - len(pending))
+    if job.precision != "fp32" and pending:
+        report_precision_agreement(job, runner, reader, batches, file_bytes, batch_size // per_batch)
     written = _run_batches(job, runner, reader, pending, file_bytes, on_event)
 
     filesinfo = {
@@ -181,6 +186,31 @@ def _files_inference(job, runner, spec, batch_size, on_event) -> JobOutcome:
         layout.write_summary(path, summary)
         _report(summary, batch_size)
     return JobOutcome(out_dir, path, batch_size, summary.get("throughput"), written, kept)
+
+
+# Images a reduced-precision run is compared with fp32 on before it starts (a few batches' time).
+AGREEMENT_IMAGES = 64
+
+
+def report_precision_agreement(job, runner, reader: BatchReader, batches, file_bytes, images_per_file) -> dict:
+    """Top-1/top-5 agreement of ``runner`` (reduced precision) with an fp32 runner of the same
+    backend on the first inputs, printed on one line: bf16 is an opt-in whose cost is shown."""
+    from focalinfer.metrics import compare_logits
+
+    reference_rows, candidate_rows = [], []
+    with open_runner(job.model_file, job.backend, job.device, job.threads) as reference:
+        for batch in batches:
+            if sum(len(r) for r in reference_rows) >= AGREEMENT_IMAGES:
+                break
+            feed = reader.fill(batch, file_bytes)
+            real = len(batch.files) * images_per_file
+            reference_rows.append(reference.infer(feed)[0][:real])
+            candidate_rows.append(runner.infer(feed)[0][:real])
+    comparison = compare_logits(np.concatenate(reference_rows), np.concatenate(candidate_rows))
+    print(f"[INFO] {job.precision} vs fp32 ({job.backend}) on the first {comparison.count} images: top-1 agreement "
+          f"{100 * comparison.top1_agreement:.1f} %, top-5 {100 * comparison.top5_agreement:.1f} %, max |logit diff| "
+          f"{comparison.max_abs_diff:.3g} (fp32 parity bound {comparison.bound:.3g}; not a parity run)", flush=True)
+    return comparison.as_dict()
 
 
 def _run_batches(job, runner, reader: BatchReader, pending, file_bytes, on_event) -> int:

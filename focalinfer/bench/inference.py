@@ -1,0 +1,231 @@
+"""Inference measurement of one prepared model: its backends per batch size, best figures, profile."""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from focalinfer.bench.prepare import PreparedModel
+from focalinfer.bench.settings import (BACKENDS, OPENVINO_BACKENDS, OURS_CANDIDATES, PEERS, BenchSettings, Log,
+                                       _stderr)
+from focalinfer.bench.targets import ours_label
+from focalinfer.bench.timing import measure_batch
+
+def _ort_runner(session):
+    input_name = session.get_inputs()[0].name
+    output_names = [o.name for o in session.get_outputs()]
+    return lambda x: session.run(output_names, {input_name: x})
+
+
+def _eager_runner(name: str, checkpoint: str | Path):
+    from focalinfer.backend.torch import EagerRunner
+
+    return EagerRunner(name, checkpoint).infer
+
+
+class ModelRunners:
+    """The backends of one model, per batch size: onnxruntime sessions of dynamic graphs are kept
+    across batch sizes, everything else (static-batch graphs, OpenVINO models, which compile per
+    batch size) only while its batch size is measured."""
+
+    def __init__(self, prepared: PreparedModel, threads: int | None, backends: Sequence[str] = tuple(BACKENDS)):
+        self.prepared = prepared
+        self.threads = threads
+        self.backends = backends
+        self.sessions: dict[str, object] = {}
+        self.eager = _eager_runner(prepared.name, prepared.checkpoint) if "eager" in backends else None
+
+    def paths(self, batch_size: int) -> dict[str, Path]:
+        graphs = self.prepared.graphs
+        rewritten = graphs["rewritten"].path_for(batch_size)
+        paths = {"ort": rewritten, "ov": rewritten, "ov_tput": rewritten}
+        if "naive" in graphs:
+            paths["ort_naive"] = paths["ov_naive"] = graphs["naive"].path_for(batch_size)
+        cpu = graphs["rewritten"].cpu_graph_for(batch_size)
+        # The fused graph is timed only when the optimiser changed something and parity held.
+        if cpu.get("path") and cpu.get("fused"):
+            paths["ort_cpu"] = Path(cpu["path"])
+        return {k: v for k, v in paths.items() if v is not None and k in self.backends}
+
+    def for_batch(self, batch_size: int) -> dict[str, Callable]:
+        from focalinfer.backend.onnxrt import make_session
+        from focalinfer.backend.openvino import OpenVinoRunner
+
+        paths = self.paths(batch_size)
+        wanted = {str(p) for b, p in paths.items() if b not in OPENVINO_BACKENDS}
+        for stale in set(self.sessions) - wanted:
+            del self.sessions[stale]
+        runners = {}
+        for backend, path in paths.items():
+            if backend in OPENVINO_BACKENDS:
+                hint = "THROUGHPUT" if backend == "ov_tput" else "LATENCY"
+                runners[backend] = OpenVinoRunner(path, self.threads, hint=hint).infer
+                continue
+            if str(path) not in self.sessions:
+                self.sessions[str(path)] = make_session(path, self.threads)
+            runners[backend] = _ort_runner(self.sessions[str(path)])
+        if self.eager is not None:
+            runners["eager"] = self.eager
+        return runners
+
+
+def ours_choice(prepared: PreparedModel, batch_size: int, threads: int | None, log: Log = _stderr):
+    """What ``--backend auto`` runs the rewritten graph with at this batch size on this machine
+    (measured once and cached, exactly as ``infer`` does)."""
+    from focalinfer.backend import auto
+
+    path = prepared.graphs["rewritten"].path_for(batch_size)
+    return auto.choose(path, batch_size, threads, log=lambda line: log("  " + line.removeprefix("[focalinfer] ")))
+
+
+def micro_batched_runner(runners: ModelRunners, choice, batch_size: int) -> Callable:
+    """focalinfer's own path when ``--backend auto`` splits the batch: the chosen backend's runner
+    on the rewritten graph, in calls of ``choice.micro_batch`` images."""
+    from focalinfer.backend.base import MicroBatchRunner
+    from focalinfer.backend.onnxrt import OnnxRuntimeRunner
+    from focalinfer.backend.openvino import OpenVinoRunner
+
+    path = runners.prepared.graphs["rewritten"].path_for(batch_size)
+    if choice.backend == "openvino":
+        inner = OpenVinoRunner(path, runners.threads)
+    else:
+        inner = OnnxRuntimeRunner(path, session=runners.sessions.get(str(path)), threads=runners.threads)
+    return MicroBatchRunner(inner, choice.micro_batch).infer
+
+
+def bench_model(prepared: PreparedModel, settings: BenchSettings, limit_gflops: float | None,
+                log: Log = _stderr) -> dict:
+    threads = settings.threads or None
+    selected = settings.installed_backends()
+    runners = ModelRunners(prepared, threads, selected)
+    macs = _macs_per_backend(prepared)
+    rng = np.random.default_rng(0)
+    batches = []
+    backends: list[str] = []
+    for size in settings.batch_sizes:
+        choice = ours_choice(prepared, size, threads, log)
+        plain = OURS_CANDIDATES[choice.backend]
+        if plain not in runners.backends:  # focalinfer's own path is always measured
+            runners.backends = tuple(runners.backends) + (plain,)
+        x = rng.standard_normal((size, 3, prepared.input_size, prepared.input_size), dtype=np.float32)
+        batch_runners = runners.for_batch(size)
+        ours = plain
+        if choice.micro_batch and choice.micro_batch < size and prepared.graphs["rewritten"].dynamic:
+            ours = "focalinfer"
+            batch_runners = {"focalinfer": micro_batched_runner(runners, choice, size), **batch_runners}
+        backends += [b for b in batch_runners if b not in backends]
+        summary = measure_batch(batch_runners, x, settings, prepared.name, log, ours=ours, peers=PEERS)
+        del batch_runners
+        for backend, result in summary["results"].items():
+            if limit_gflops:
+                flops = result["img_per_s"] * macs[backend] * 2
+                result["fraction_of_limit"] = round(flops / (limit_gflops * 1e9), 4)
+        if "ours" in summary:
+            summary["ours"].update(fraction_of_limit=summary["results"][ours].get("fraction_of_limit"),
+                                   runtime=choice.backend, micro_batch=choice.micro_batch)
+        batches.append(summary)
+        log("  " + _progress_line(prepared.name, summary))
+        gc.collect()
+    del runners
+    gc.collect()
+    order = [b for b in BACKENDS if b in backends]
+    record = {
+        "input_size": prepared.input_size,
+        "backends": {k: BACKENDS[k] for k in order},
+        "peers": [p for p in PEERS if p in backends],
+        "macs_per_image": {k: v["per_image"] for k, v in prepared.macs.items()},
+        "macs_by_op": prepared.macs["rewritten"]["by_op"],
+        "graphs": graph_figures(prepared),
+        "batches": batches,
+        **best_figures(batches, order),
+    }
+    if settings.profile:
+        record["profiles"] = profile_model(prepared, settings, threads)
+    return record
+
+
+def _macs_per_backend(prepared: PreparedModel) -> dict[str, float]:
+    """Each graph's own MAC count; eager runs the official code path, i.e. the naive graph's."""
+    rewritten = prepared.macs["rewritten"]["per_image"]
+    naive = prepared.macs.get("naive", prepared.macs["rewritten"])["per_image"]
+    return {"focalinfer": rewritten, "ort": rewritten, "ov": rewritten, "ov_tput": rewritten, "ort_cpu": rewritten, "ort_naive": naive, "ov_naive": naive,
+            "eager": naive}
+
+
+def _progress_line(name: str, summary: dict) -> str:
+    parts = []
+    for backend, result in summary["results"].items():
+        ratio = summary["ratio_vs_eager"].get(backend)
+        parts.append(f"{backend} {result['img_per_s']:.1f}" + (f" ({ratio:.2f}x)" if ratio else ""))
+    load = summary.get("foreign_cpu")
+    disturbed = f" [other processes: {load:.0%} of CPUs]" if load and load >= 0.05 else ""
+    ours = summary.get("ours")
+    verdict = (f"; focalinfer ({ours_label(ours)}) {ours['vs_best_peer']:.2f}x the best peer ({ours['best_peer']})"
+               if ours else "")
+    return f"{name} bs {summary['batch_size']}: img/s " + ", ".join(parts) + verdict + disturbed
+
+
+def best_figures(batches: list[dict], backends: list[str]) -> dict:
+    """Each backend at its best batch size, and that best against eager's best."""
+    best = {}
+    for backend in backends:
+        top = max((b for b in batches if backend in b["results"]), key=lambda b: b["results"][backend]["img_per_s"])
+        best[backend] = {"batch_size": top["batch_size"], "img_per_s": top["results"][backend]["img_per_s"]}
+    ratios = {}
+    if "eager" in best:
+        for backend in backends:
+            if backend != "eager":
+                ratios[backend] = round(best[backend]["img_per_s"] / best["eager"]["img_per_s"], 3)
+    figures = {"best": best, "best_ratio_vs_eager": ratios}
+    ours = [b for b in batches if "ours" in b]
+    if ours:
+        top = max(ours, key=lambda b: b["ours"]["img_per_s"])
+        figures["best_ours"] = {"batch_size": top["batch_size"], **top["ours"]}
+    return figures
+
+
+def graph_figures(prepared: PreparedModel) -> dict:
+    """Node counts of the naive and rewritten exports (after onnxsim) and of the CPU graph."""
+    rewritten_graph = prepared.graphs["rewritten"]
+    rewritten = rewritten_graph.report["final"]
+    naive = prepared.graphs["naive"].report.get("final") if "naive" in prepared.graphs else None
+    figures = {
+        "traced_nodes": rewritten_graph.report["naive"]["nodes"],
+        "rewritten_nodes": rewritten["nodes"],
+        "rewritten_compute_nodes": rewritten["compute_nodes"],
+        "rewrites": [r.get("name") for r in rewritten_graph.report.get("rewrites", [])],
+        "dynamic_batch": {k: g.dynamic for k, g in prepared.graphs.items()},
+        "notes": {k: g.note or g.error for k, g in prepared.graphs.items() if g.note or g.error},
+        "parity_max_abs_diff": {k: g.report.get("parity", {}).get("max_abs_diff")
+                                for k, g in prepared.graphs.items() if g.report},
+    }
+    if naive:
+        figures.update(
+            naive_nodes=naive["nodes"], naive_compute_nodes=naive["compute_nodes"],
+            ops_removed_by_rewrites=sorted(op for op in naive["ops"] if op not in rewritten["ops"]),
+            ops_added_by_rewrites=sorted(op for op in rewritten["ops"] if op not in naive["ops"]),
+        )
+    first_cpu = next(iter(rewritten_graph.cpu_graphs.values()), {})
+    figures["cpu_graph"] = {k: first_cpu.get(k) for k in ("nodes_after", "fused", "parity", "error")}
+    return figures
+
+
+PROFILE_BATCHES = (1, 16)
+
+
+def profile_model(prepared: PreparedModel, settings: BenchSettings, threads: int | None) -> list[dict]:
+    """onnxruntime's per-op-type time for the rewritten graph at batch 1 and 16 (or the nearest
+    measured): where the time goes, and what batching changes per image."""
+    from focalinfer.bench.cpu_graph import profile_op_types
+
+    batches = sorted({min(settings.batch_sizes, key=lambda b: abs(b - want)) for want in PROFILE_BATCHES})
+    profiles = []
+    for batch in batches:
+        path = prepared.graphs["rewritten"].path_for(batch)
+        figures = profile_op_types(path, batch, runs=2 if settings.quick else 3, threads=threads)
+        figures["op_types"] = figures["op_types"][:8]
+        profiles.append({"batch_size": batch, "per_image_ms": round(figures["per_run_ms"] / batch, 3), **figures})
+    return profiles

@@ -1,0 +1,92 @@
+"""The issues' targets, each met / not met / not measured (and why).
+
+- :func:`evaluate_targets`: issue 7's (onnxruntime against eager, the seed's 310P3 at batch 1);
+- :func:`evaluate_goal`: issue 13's, per model at its best batch: focalinfer's CPU path ÷ the best
+  peer (onnxruntime and OpenVINO on the plain export, eager), the lead model's fraction of the fp32
+  GEMM limit, and no batch-size cliff between batch 4 and 64.
+"""
+
+from __future__ import annotations
+
+from focalinfer.bench.settings import PEERS, SEED_310P3_BS1_IMG_PER_S, TARGET_MODEL
+
+GOAL_VS_BEST_PEER = 1.0
+GOAL_FRACTION_OF_LIMIT = 0.75
+GOAL_NO_CLIFF = 0.85
+CLIFF_BATCHES = (4, 64)  # inclusive range of batch sizes that must stay near the best
+
+def evaluate_targets(models: dict) -> list[dict]:
+    """The issue's targets, each met / not met / not measured (and why)."""
+    targets = []
+    focal = models.get(TARGET_MODEL, {})
+    by_batch = {b["batch_size"]: b for b in focal.get("batches", [])}
+    ratio16 = by_batch.get(16, {}).get("ratio_vs_eager", {}).get("ort")
+    targets.append(_target(f"{TARGET_MODEL}: onnxruntime / eager img/s at batch 16", TARGET_MODEL, ratio16, 1.5,
+                           _why_missing(focal, 16)))
+    bs1 = by_batch.get(1, {}).get("results", {}).get("ort", {}).get("img_per_s")
+    targets.append(_target(f"{TARGET_MODEL}: onnxruntime img/s at batch 1 (seed 310P3: {SEED_310P3_BS1_IMG_PER_S})",
+                           TARGET_MODEL, bs1, SEED_310P3_BS1_IMG_PER_S, _why_missing(focal, 1), strict=True))
+    for name, record in models.items():
+        ratio = record.get("best_ratio_vs_eager", {}).get("ort")
+        targets.append(_target(f"{name}: best onnxruntime / best eager img/s", name, ratio, 1.2,
+                               record.get("skipped")))
+    return targets
+
+
+def ours_label(ours: dict) -> str:
+    """'openvino' or 'onnxruntime, 4/call': what focalinfer's path ran on."""
+    runtime = ours.get("runtime") or ours["backend"]
+    return runtime + (f", {ours['micro_batch']}/call" if ours.get("backend") == "focalinfer" else "")
+
+
+def evaluate_goal(models: dict) -> list[dict]:
+    """Issue 13's goal table, one row per model and criterion."""
+    rows = []
+    for name, record in models.items():
+        if record.get("skipped") or "best_ours" not in record:
+            reason = record.get("skipped") or "focalinfer's path was not measured"
+            rows.append(_target(f"{name}: focalinfer ÷ best peer (best batches)", name, None, GOAL_VS_BEST_PEER, reason))
+            continue
+        ours = record["best_ours"]
+        peers = {p: record["best"][p] for p in PEERS if p in record["best"]}
+        missing = [p for p in PEERS if p not in peers]
+        top = max(peers, key=lambda p: peers[p]["img_per_s"]) if peers else None
+        value = round(ours["img_per_s"] / peers[top]["img_per_s"], 3) if top else None
+        row = _target(f"{name}: focalinfer ÷ best peer (best batches)" + (f"; not measured: {', '.join(missing)}"
+                                                                           if missing else ""),
+                      name, value, GOAL_VS_BEST_PEER, None if top else "no peer measured")
+        row["detail"] = (f"focalinfer ({ours_label(ours)}) {ours['img_per_s']:.2f} img/s at bs {ours['batch_size']}; "
+                         + (f"best peer {top} {peers[top]['img_per_s']:.2f} img/s at bs {peers[top]['batch_size']}; "
+                            f"per-round ratio at bs {ours['batch_size']}: {ours['vs_best_peer']:.2f}×" if top else ""))
+        rows.append(row)
+        if name == TARGET_MODEL:
+            fraction = ours.get("fraction_of_limit")
+            row = _target(f"{name}: fraction of the fp32 GEMM limit (best batch)", name, fraction,
+                          GOAL_FRACTION_OF_LIMIT, None if fraction is not None else "no GEMM limit measured")
+            rows.append(row)
+        low, high = CLIFF_BATCHES
+        inside = [b for b in record["batches"] if low <= b["batch_size"] <= high and "ours" in b]
+        worst = min(inside, key=lambda b: b["ours"]["img_per_s"]) if inside else None
+        value = round(worst["ours"]["img_per_s"] / ours["img_per_s"], 3) if worst else None
+        row = _target(f"{name}: slowest batch {low}–{high} ÷ best batch", name, value, GOAL_NO_CLIFF,
+                      None if worst else f"no batch size {low}–{high} in this run")
+        if worst:
+            row["detail"] = f"bs {worst['batch_size']}: {worst['ours']['img_per_s']:.2f} img/s ({ours_label(worst['ours'])})"
+        rows.append(row)
+    return rows
+
+
+def _why_missing(record: dict, batch: int) -> str | None:
+    if not record:
+        return "not in this run"
+    if record.get("skipped"):
+        return record["skipped"]
+    if batch not in {b["batch_size"] for b in record.get("batches", [])}:
+        return f"batch {batch} not in this run"
+    return None
+
+
+def _target(name: str, model: str, value, threshold: float, missing: str | None, strict: bool = False) -> dict:
+    met = None if value is None else (value > threshold if strict else value >= threshold)
+    return {"target": name, "model": model, "value": value, "threshold": threshold,
+            "rule": ">" if strict else ">=", "met": met, "not_measured": None if value is not None else missing}

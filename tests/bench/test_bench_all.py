@@ -1,0 +1,183 @@
+"""`focalinfer bench all` end to end on a tiny registered model; per-model preparation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from click.testing import CliRunner
+
+from focalinfer import registry
+from focalinfer.bench import inference, prepare, report, run, timing
+from focalinfer.bench.settings import SCHEMA
+from focalinfer.errors import FocalinferError
+from tinynet import TINY, TINY_MACS, TinyNet
+
+
+def test_quick_bench_on_a_tiny_model_writes_json_docs_and_plot(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setattr(timing, "SWITCH_PAUSE_S", 0.02)  # the tiny model's threads idle at once
+    monkeypatch.setattr(run, "bench_preprocess_stage",
+                        lambda settings: {"images": settings.preprocess_count, "single_vs_baseline": 2.5})
+
+    def eval_missing(settings):
+        raise FocalinferError("no eval bench here")
+
+    monkeypatch.setattr(run, "bench_eval_stage", eval_missing)
+    docs = tmp_path / "docs" / "benchmarks.md"
+    docs.parent.mkdir()
+    docs.write_text("# Benchmarks\n\nKeep me.\n")
+    out = tmp_path / "bench.json"
+    plot = tmp_path / "bench.png"
+    result = CliRunner().invoke(_cli(), [
+        "bench", "all", "--quick", "--models", TINY, "--batch-sizes", "1,16", "--json", str(out),
+        "--docs", str(docs), "--plot", str(plot), "--workdir", str(tmp_path / "work"), "--threads", "1",
+        "--backends", "ort,ov,ort_naive,ov_naive,ort_cpu,eager",
+    ])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(out.read_text())
+    assert figures["schema"] == SCHEMA and figures["quick"] is True
+    assert figures["command"].startswith("focalinfer bench all --quick")
+    assert {"cpu", "threads", "torch", "onnxruntime", "openvino"} <= set(figures["machine"])
+    runtimes = ("torch_gflops", "onnxruntime_gflops", "openvino_gflops")  # the goal's GEMM limit; numpy is shown only
+    assert figures["gemm"]["limit_gflops"] == max(figures["gemm"][k] for k in runtimes) > 0
+    assert figures["preprocess"] == {"images": 120, "single_vs_baseline": 2.5}
+    assert "no eval bench here" in figures["eval"]["skipped"]
+    tiny = figures["models"][TINY]
+    assert [b["batch_size"] for b in tiny["batches"]] == [1, 16]
+    assert set(tiny["backends"]) == {"ort", "ov", "ort_naive", "ov_naive", "ort_cpu", "eager"}  # the tiny MLP fuses
+    assert tiny["peers"] == ["ort_naive", "ov_naive", "eager"]
+    for batch in tiny["batches"]:
+        assert set(batch["ratio_vs_eager"]) == {"ort", "ov", "ort_naive", "ov_naive", "ort_cpu"}
+        results = batch["results"]
+        assert batch["fastest"] == max(results, key=lambda b: results[b]["img_per_s"])
+        # tests/conftest.py pins --backend auto to onnxruntime, so focalinfer's path is `ort` here.
+        ours = batch["ours"]
+        assert ours["backend"] == "ort" and ours["img_per_s"] == results["ort"]["img_per_s"]
+        assert ours["best_peer"] == max(tiny["peers"], key=lambda b: results[b]["img_per_s"])
+        assert ours["vs_best_peer"] > 0 and ours["fraction_of_limit"] == results["ort"]["fraction_of_limit"]
+        assert batch["attempts"] == 1 and 0 <= batch["foreign_cpu"] <= 1  # --quick never re-measures
+        for backend in tiny["backends"]:
+            res = batch["results"][backend]
+            assert res["img_per_s"] > 0 and 0 < res["fraction_of_limit"] < 1
+            assert set(res["latency_ms"]) == {"p50", "p90", "p99", "mean"}
+    assert tiny["macs_per_image"] == {"rewritten": TINY_MACS, "naive": TINY_MACS}
+    graphs = tiny["graphs"]
+    assert graphs["naive_nodes"] > 0 and graphs["rewritten_nodes"] > 0
+    assert "BatchNormalization" in graphs["ops_removed_by_rewrites"] or graphs["naive_nodes"] >= graphs["rewritten_nodes"]
+    assert graphs["cpu_graph"]["parity"]["passed"] is True
+    targets = {t["target"]: t for t in figures["targets"]}
+    focal = [t for t in targets.values() if t["model"] == "focal-fast-s"]
+    assert len(focal) == 2 and all(t["met"] is None and t["not_measured"] for t in focal)
+    assert targets[f"{TINY}: best onnxruntime / best eager img/s"]["value"] == tiny["best_ratio_vs_eager"]["ort"]
+    goal = {g["target"].split(";")[0]: g for g in figures["goal"]}
+    best_peer = max(tiny["best"][p]["img_per_s"] for p in tiny["peers"])
+    assert goal[f"{TINY}: focalinfer ÷ best peer (best batches)"]["value"] == round(
+        tiny["best_ours"]["img_per_s"] / best_peer, 3)
+    cliff = goal[f"{TINY}: slowest batch 4–64 ÷ best batch"]  # batch 16 is the only one in 4–64 here
+    assert cliff["value"] == round(tiny["batches"][1]["ours"]["img_per_s"] / tiny["best_ours"]["img_per_s"], 3)
+    assert cliff["met"] == (cliff["value"] >= 0.85) and "bs 16" in cliff["detail"]
+    assert f"{TINY}: fraction of the fp32 GEMM limit (best batch)" not in goal  # only the lead model has that row
+
+    text = docs.read_text()
+    assert text.startswith("# Benchmarks\n\nKeep me.\n")
+    assert "### Goal (issue 13)" in text and "focalinfer ÷ best peer" in text and " ◀" in text and " ★" in text
+    for section in ("run", "preprocess", "eval", "goal", "inference", "graphs"):
+        assert report.MARKER_BEGIN.format(name=section) in text
+    assert "quick run" in text and f"#### {TINY}" in text and figures["machine"]["cpu"] in text
+    assert "QUICK run" in result.output
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert not plot.exists() and "pip install 'focalinfer[plot]'" in result.output
+    else:
+        assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # A rerun reuses the exports (no second export) and keeps the hand-written text once.
+    rerun = CliRunner().invoke(_cli(), [
+        "bench", "all", "--quick", "--models", TINY, "--batch-sizes", "1", "--skip", "preprocess,eval",
+        "--docs", str(docs), "--workdir", str(tmp_path / "work"), "--threads", "1",
+    ])
+    assert rerun.exit_code == 0, rerun.output
+    assert "reusing checkpoint and exports" in rerun.output and "export(s)" not in rerun.output
+    quick_default = json.loads((tmp_path / "work" / "partial-results.json").read_text())["models"][TINY]
+    # --quick times focalinfer's path against its peers; the fused CPU graph is left out.
+    assert set(quick_default["backends"]) == {"ort", "ov", "ort_naive", "ov_naive", "eager"}
+    text2 = docs.read_text()
+    assert text2.count("Keep me.") == 1 and text2.count(report.MARKER_BEGIN.format(name="run")) == 1
+    assert "single_vs_baseline" in text2  # the preprocess section of the first run was left alone
+
+
+class FrozenBatchNet(TinyNet):
+    """Computes its batch count with int(), which tracing freezes (as the official Focal code does)."""
+
+    def forward(self, x):
+        x = self.stem(x)
+        batch = int(x.shape[0])
+        x = x.reshape(batch, 8, -1).transpose(1, 2)
+        x = x + self.mlp(self.norm(x))
+        return self.head(x.mean(1))
+
+
+def test_a_graph_whose_dynamic_batch_fails_parity_is_exported_per_batch_size(tiny_model, tmp_path, monkeypatch):
+    import dataclasses
+
+    monkeypatch.setitem(registry._REGISTRY, TINY, dataclasses.replace(tiny_model, builder=FrozenBatchNet))
+    prepared = prepare.prepare_model(TINY, tmp_path, [1, 3], log=lambda line: None, threads=1)
+    for graph in prepared.graphs.values():
+        assert not graph.dynamic and sorted(graph.paths) == ["1", "3"] and graph.error is None
+        assert "dynamic-batch export fails parity" in graph.note
+    assert prepared.macs["rewritten"]["per_image"] == TINY_MACS
+    runners = inference.ModelRunners(prepared, threads=1)
+    x = np.random.default_rng(1).standard_normal((3, 3, 32, 32), dtype=np.float32)
+    by_backend = runners.for_batch(3)
+    assert {"ort", "ort_naive", "eager"} <= set(by_backend)
+    eager = by_backend["eager"](x)[0]
+    for backend in ("ort", "ort_naive"):
+        np.testing.assert_allclose(by_backend[backend](x)[0], eager, atol=1e-4)
+    assert runners.paths(3)["ort"].name == f"{TINY}.bs3.onnx"
+    again = prepare.prepare_model(TINY, tmp_path, [1, 3, 4], log=lambda line: None, threads=1)
+    assert sorted(again.graphs["rewritten"].paths) == ["1", "3", "4"]  # only batch 4 was added
+
+
+def _cli():
+    from focalinfer.cli import cli
+
+    return cli
+
+
+def test_bad_flags_are_one_line_errors(tiny_model):
+    runner = CliRunner()
+    unknown = runner.invoke(_cli(), ["bench", "all", "--quick", "--models", "nope", "--skip", "preprocess,eval"])
+    assert unknown.exit_code == 2 and "unknown model 'nope'" in unknown.output and "Traceback" not in unknown.output
+    bad = runner.invoke(_cli(), ["bench", "all", "--quick", "--batch-sizes", "1,x"])
+    assert bad.exit_code == 2 and "comma-separated" in bad.output
+    stage = runner.invoke(_cli(), ["bench", "all", "--quick", "--skip", "everything"])
+    assert stage.exit_code == 2 and "choose from" in stage.output
+    backends = runner.invoke(_cli(), ["bench", "all", "--quick", "--backends", "eager,tensorrt"])
+    assert backends.exit_code == 2 and "including ort" in backends.output
+
+
+def test_focalinfers_path_is_timed_in_the_micro_batches_auto_chose(tiny_model, tmp_path, monkeypatch):
+    from focalinfer.backend.auto import Choice
+    from focalinfer.bench.settings import BenchSettings
+
+    monkeypatch.setattr(timing, "SWITCH_PAUSE_S", 0.0)
+    chosen = {1: Choice("onnxruntime"), 16: Choice("openvino", 4)}
+    monkeypatch.setattr(inference, "ours_choice", lambda prepared, size, threads, log: chosen[size])
+    prepared = prepare.prepare_model(TINY, tmp_path, [1, 16], log=lambda line: None, threads=1,
+                                     backends=("ort", "ov", "eager"))
+    runners = inference.ModelRunners(prepared, 1, ("ort", "ov", "eager"))
+    x = np.random.default_rng(2).standard_normal((16, 3, 32, 32), dtype=np.float32)
+    whole = runners.for_batch(16)["ov"](x)[0]
+    split = inference.micro_batched_runner(runners, chosen[16], 16)(x)[0]
+    np.testing.assert_allclose(split, whole, atol=1e-5)
+
+    settings = BenchSettings(models=[TINY], batch_sizes=[1, 16], rounds=1, budget_s=0.0, min_iters=1, remeasure=0,
+                             backends=("ort", "ov", "ort_naive", "eager"), profile=False)
+    record = inference.bench_model(prepared, settings, limit_gflops=100.0, log=lambda line: None)
+    bs1, bs16 = record["batches"]
+    assert bs1["ours"]["backend"] == "ort" and "focalinfer" not in bs1["results"]
+    assert bs16["ours"]["backend"] == "focalinfer" and bs16["ours"]["runtime"] == "openvino"
+    assert bs16["ours"]["micro_batch"] == 4 and bs16["ours"]["img_per_s"] == bs16["results"]["focalinfer"]["img_per_s"]
+    # Prepared without the plain export, so eager is the only peer (and ort_naive is not timed).
+    assert "focalinfer" in record["backends"] and record["peers"] == ["eager"] and "ort_naive" not in bs16["results"]
