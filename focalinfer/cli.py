@@ -257,6 +257,41 @@ def om_command(onnx_path, batch_sizes, soc, out_dir, model_name, precision_mode,
             click.echo(f"bs{build.batch_size}: {build.status}: {build.om_path}")
 
 
+@cli.command("precision")
+@click.option("--onnx", "onnx_path", required=True, type=click.Path(dir_okay=False, path_type=str),
+              help="The exported fp32 ONNX (the one given to atc).")
+@click.option("--input", "input_dir", required=True, type=click.Path(path_type=str),
+              help="A preprocess output folder (.bin files + manifest.json).")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Folder for precision.json and keep_dtype.cfg.")
+@click.option("--samples", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Images to run, spread over the folder.")
+@click.option("--mode", default="force_fp16", show_default=True,
+              type=click.Choice(["force_fp16", "allow_fp32_to_fp16", "allow_mix_precision"]),
+              help="The ATC --precision_mode to emulate.")
+@click.option("--min-cosine", default=0.999, show_default=True, type=float,
+              help="Safe only if every sample's logits have at least this cosine similarity to fp32.")
+@click.option("--min-top1", default=99.0, show_default=True, type=float,
+              help="Safe only if at least this % of samples keep their fp32 top-1 class.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Samples per onnxruntime run (default 8; a static ONNX: its batch).")
+@click.option("--max-runs", default=150, show_default=True, type=click.IntRange(min=1),
+              help="Emulated runs the keep-list search may make.")
+@click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads (default: CPU count).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@user_errors
+def precision_command(onnx_path, input_dir, out, samples, mode, min_cosine, min_top1, batch_size, max_runs,
+                      threads, quiet):
+    """Emulate ATC's fp16 on the CPU: fp16-safe, a keep-dtype list, or fp32 (exit 1 when nothing safe is found)."""
+    from focalinfer.precision import run_precision
+
+    result = run_precision(onnx_path, input_dir, out, samples=samples, mode=mode, min_cosine=min_cosine,
+                           min_top1=min_top1, batch_size=batch_size, max_runs=max_runs, threads=threads,
+                           progress=not quiet)
+    click.echo(result.table())
+    click.echo(f"report: {result.report_path}" + (f", keep list: {result.keep_path}" if result.keep_path else ""))
+    sys.exit(0 if result.safe else 1)
+
+
 @cli.command("doctor")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @user_errors
