@@ -15,6 +15,9 @@ PRESET      ?= official
 BACKEND     ?= ais_bench
 OUTFMT      ?= TXT
 WORKERS     ?=
+PRECISION   ?=
+KEEP_DTYPE  ?=
+SAMPLES     ?= 64
 
 PYTHON      ?= python3
 VENV        := .venv
@@ -25,13 +28,15 @@ OM_DIR      := $(WORK)/om
 OM          := $(OM_DIR)/$(MODEL)_bs$(BS).om
 DEMO        := demo
 
-.PHONY: help setup demo test test-fast preprocess export om infer eval bench bench-preprocess clean
+.PHONY: help setup demo test test-fast preprocess export precision om infer eval bench bench-preprocess clean
 
 help:
 	@echo "make demo                      run the pipeline on generated sample data"
 	@echo "make test                      install and run the test suite"
 	@echo "make preprocess export om BS=16 DATA=ImageNet/val CKPT=model.pth   the NPU path"
 	@echo "make eval BACKEND=onnxruntime  score on CPU (onnxruntime)"
+	@echo "make precision                 is ATC's fp16 safe for the ONNX on DATABIN? (writes $(WORK)/precision/)"
+	@echo "make om PRECISION=$(WORK)/precision/precision.json   build with the mode and keep list it found"
 	@echo "variables: MODEL=$(MODEL) DATA=$(DATA) LABELS=$(LABELS) CKPT=$(CKPT) BS=$(BS)"
 	@echo "           BATCH_SIZES=$(BATCH_SIZES) SOC=$(SOC) WORK=$(WORK) PRESET=$(PRESET) BACKEND=$(BACKEND)"
 
@@ -58,8 +63,12 @@ export: setup
 	@test -n "$(CKPT)" || { echo "make export: set CKPT=path/to/official.pth (or run make demo)"; exit 2; }
 	$(FI) export --model $(MODEL) --checkpoint $(CKPT) --out $(ONNX) --dynamic-batch --force
 
+precision: setup
+	$(FI) precision --onnx $(ONNX) --input $(DATABIN) --out $(WORK)/precision --samples $(SAMPLES)
+
 om: setup
-	$(FI) om --onnx $(ONNX) --model $(MODEL) --batch-sizes $(BATCH_SIZES) --soc $(SOC) --out-dir $(OM_DIR) $(ATC_FLAGS)
+	$(FI) om --onnx $(ONNX) --model $(MODEL) --batch-sizes $(BATCH_SIZES) --soc $(SOC) --out-dir $(OM_DIR) \
+		$(if $(PRECISION),--precision $(PRECISION)) $(if $(KEEP_DTYPE),--keep-dtype $(KEEP_DTYPE)) $(ATC_FLAGS)
 
 infer: setup
 	$(FI) infer --model-file $(if $(filter onnxruntime,$(BACKEND)),$(ONNX),$(OM)) --input $(DATABIN) \
@@ -85,7 +94,10 @@ demo: setup
 	$(FI) preprocess --model $(MODEL) --images $(DEMO)/images --out $(DEMO)/databin --quiet
 	$(FI) export --model $(MODEL) --checkpoint $(DEMO)/$(MODEL).pth --out $(DEMO)/$(MODEL).onnx \
 		--dynamic-batch --parity-data $(DEMO)/databin --force
-	$(FI) om --onnx $(DEMO)/$(MODEL).onnx --model $(MODEL) --batch-sizes 1,$(DEMO_BS) --out-dir $(DEMO)/om --dry-run
+	@# exit 1 means "no safe fp16 configuration": the report still says which ATC mode to use
+	-$(FI) precision --onnx $(DEMO)/$(MODEL).onnx --input $(DEMO)/databin --out $(DEMO)/precision --samples 16 --quiet
+	$(FI) om --onnx $(DEMO)/$(MODEL).onnx --model $(MODEL) --batch-sizes 1,$(DEMO_BS) --out-dir $(DEMO)/om --dry-run \
+		--precision $(DEMO)/precision/precision.json
 	$(FI) eval --onnx $(DEMO)/$(MODEL).onnx --labels $(DEMO)/images/val_label.txt --input $(DEMO)/databin \
 		--output $(DEMO)/result_bs$(DEMO_BS).json --batch-size $(DEMO_BS)
 	$(FI) eval --onnx $(DEMO)/$(MODEL).onnx --labels $(DEMO)/images/val_label.txt --input $(DEMO)/databin \
@@ -96,7 +108,8 @@ demo: setup
 	@echo "   weights           $(DEMO)/$(MODEL).pth   (synthetic, NOT trained)"
 	@echo "   preprocessed      $(DEMO)/databin/ (manifest.json)"
 	@echo "   ONNX + report     $(DEMO)/$(MODEL).onnx, $(DEMO)/$(MODEL).onnx.report.json (PyTorch vs onnxruntime parity)"
-	@echo "   ATC commands      $(DEMO)/om/ (dry run: no CANN here)"
+	@echo "   fp16 check        $(DEMO)/precision/precision.json (emulated ATC fp16 vs fp32; synthetic weights)"
+	@echo "   ATC commands      $(DEMO)/om/ (dry run: no CANN here; mode and keep list from the fp16 check)"
 	@echo "   outputs, scores   $(DEMO)/result_bs$(DEMO_BS)/, $(DEMO)/result_bs$(DEMO_BS).json, $(DEMO)/result_bs1.json"
 
 clean:

@@ -241,17 +241,23 @@ def lint_command(onnx_path, as_json, soc, expect_static):
 @click.option("--precision-mode", help="ATC --precision_mode, e.g. allow_fp32_to_fp16 or force_fp32.")
 @click.option("--op-precision-ini", type=click.Path(dir_okay=False, path_type=str),
               help="ATC --op_precision_mode ini (OpType=mode lines); replaces the registry's.")
+@click.option("--keep-dtype", type=click.Path(dir_okay=False, path_type=str),
+              help="ATC --keep_dtype file: ONNX node names (one per line) kept in fp32.")
+@click.option("--precision", "precision_report", type=click.Path(path_type=str),
+              help="A `focalinfer precision` report (precision.json) for this ONNX: its mode and keep list.")
 @click.option("--dry-run", is_flag=True, help="Print the atc commands; needs no CANN.")
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1), help="atc runs in parallel.")
 @click.option("--force", is_flag=True, help="Rebuild even when the .om is up to date.")
 @user_errors
-def om_command(onnx_path, batch_sizes, soc, out_dir, model_name, precision_mode, op_precision_ini, dry_run, jobs, force):
+def om_command(onnx_path, batch_sizes, soc, out_dir, model_name, precision_mode, op_precision_ini, keep_dtype,
+               precision_report, dry_run, jobs, force):
     """ONNX → one .om per batch size with CANN's atc (skips up-to-date ones)."""
     from focalinfer.atc import build_om
 
     builds = build_om(onnx_path, batch_sizes, soc=soc, out_dir=out_dir, model=model_name,
                       precision_mode=precision_mode, op_precision_ini=op_precision_ini,
-                      dry_run=dry_run, jobs=jobs, force=force)
+                      dry_run=dry_run, jobs=jobs, force=force, keep_dtype=keep_dtype,
+                      precision_report=precision_report)
     if not dry_run:
         for build in builds:
             click.echo(f"bs{build.batch_size}: {build.status}: {build.om_path}")

@@ -305,6 +305,7 @@ class PrecisionRecord:
 
     def write(self, out_dir: str | os.PathLike) -> Path:
         path = precision_report_path(out_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
         data = asdict(self)
         extra = data.pop("extra")
         write_json_atomic(path, {"format": 1, **data, **extra})

@@ -2,7 +2,9 @@
 
 The atc argv is built from the ONNX itself (input name, C, H, W) and the registry's ATC options
 for the model; each batch size runs as its own subprocess with its log beside the .om, and a
-sidecar JSON (ONNX hash + argv + ini hash) lets an unchanged batch size be skipped.
+sidecar JSON (ONNX hash + argv + option-file hashes: op precision ini, keep-dtype list) lets an
+unchanged batch size be skipped. ``--precision`` takes the mode and keep list from a
+``focalinfer precision`` report made for this very ONNX.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Iterable, Sequence
 
 from focalinfer.defaults import DEFAULT_SOC, OM_DIR
 from focalinfer.errors import FocalinferError, ToolMissingError, UsageError
-from focalinfer.records import AtcRecord, ExportRecord, atc_record_path
+from focalinfer.records import AtcRecord, ExportRecord, PrecisionRecord, atc_record_path
 from focalinfer.util import sha256_file, write_bytes_atomic
 
 __all__ = ["OnnxInput", "OmBuild", "read_onnx_input", "build_atc_argv", "build_om", "parse_batch_sizes"]
@@ -104,7 +106,7 @@ def output_prefix(onnx_path: str | Path, batch_size: int, out_dir: str | Path) -
 
 
 def build_atc_argv(onnx_path, batch_size: int, soc: str, out_dir, op_precision_ini=None,
-                   precision_mode: str | None = None, extra: Sequence[str] = ()) -> list[str]:
+                   precision_mode: str | None = None, extra: Sequence[str] = (), keep_dtype=None) -> list[str]:
     """The atc command for one batch size, as the seed runs it (an argv list, no shell)."""
     spec = read_onnx_input(onnx_path)
     argv = [
@@ -121,6 +123,8 @@ def build_atc_argv(onnx_path, batch_size: int, soc: str, out_dir, op_precision_i
         argv.append(f"--op_precision_mode={op_precision_ini}")
     if precision_mode is not None:
         argv.append(f"--precision_mode={precision_mode}")
+    if keep_dtype is not None:
+        argv.append(f"--keep_dtype={keep_dtype}")
     argv.extend(extra)
     return argv
 
@@ -191,6 +195,8 @@ def build_om(
     jobs: int = 1,
     force: bool = False,
     progress: bool = True,
+    keep_dtype=None,
+    precision_report=None,
 ) -> list[OmBuild]:
     """Run (or with ``dry_run`` print) atc once per batch size; returns one OmBuild each.
 
@@ -209,12 +215,17 @@ def build_om(
     out_abs = Path(out_dir).resolve()
     out_abs.mkdir(parents=True, exist_ok=True)
 
+    onnx_sha256 = sha256_file(onnx_path)
+    precision_mode, keep = _resolve_precision(onnx_path, onnx_sha256, out_abs, precision_mode, keep_dtype,
+                                              precision_report)
     ini, extra = _resolve_options(onnx_path, onnx_input, out_abs, model, precision_mode, op_precision_ini)
-    builds = [_plan(onnx_abs, bs, soc, out_abs, ini, precision_mode, extra) for bs in sizes]
-    fingerprint = {
-        "onnx_sha256": sha256_file(onnx_path),
-        "inputs": {"op_precision": sha256_file(ini)} if ini else {},
-    }
+    if keep is not None:  # an explicit list replaces the registry's
+        extra = tuple(o for o in extra if not o.startswith("--keep_dtype"))
+    builds = [_plan(onnx_abs, bs, soc, out_abs, ini, precision_mode, extra, keep) for bs in sizes]
+    inputs = {"op_precision": sha256_file(ini)} if ini else {}
+    if keep is not None:  # a changed list (same path, new content) rebuilds
+        inputs["keep_dtype"] = sha256_file(keep)
+    fingerprint = {"onnx_sha256": onnx_sha256, "inputs": inputs}
     for build in builds:
         if not force and _up_to_date(build, fingerprint):
             build.status = "up-to-date"
@@ -266,11 +277,38 @@ def _resolve_options(onnx_path, onnx_input, out_abs, model, precision_mode, op_p
     return ini, extra
 
 
-def _plan(onnx_abs, bs, soc, out_abs, ini, precision_mode, extra) -> OmBuild:
+def _resolve_precision(onnx_path: Path, onnx_sha256: str, out_abs: Path, precision_mode, keep_dtype,
+                       precision_report) -> tuple[str | None, Path | None]:
+    """(--precision_mode, --keep_dtype file): from the flags, or from a precision report for this ONNX."""
+    if precision_report is None:
+        if keep_dtype is None:
+            return precision_mode, None
+        keep = Path(keep_dtype)
+        if not keep.is_file():
+            raise FocalinferError(f"{keep}: keep-dtype file not found; give a file of ONNX node names, one per line")
+        if precision_mode not in (None, "force_fp16", "allow_mix_precision"):
+            print(f"[om] note: ATC applies --keep_dtype under force_fp16 and allow_mix_precision, "
+                  f"not {precision_mode}", file=sys.stderr)
+        return precision_mode, keep.resolve()
+    if keep_dtype is not None or precision_mode is not None:
+        raise UsageError("--precision takes the mode and the keep list from the report; "
+                         "drop --precision-mode / --keep-dtype, or drop --precision")
+    record = PrecisionRecord.read(precision_report)
+    record.check_onnx(onnx_path, onnx_sha256, report=precision_report)
+    if not record.keep_dtype:
+        return record.precision_mode, None
+    path = out_abs / f"{onnx_path.stem}_keep_dtype.cfg"
+    content = "".join(f"{name}\n" for name in record.keep_dtype).encode()
+    if not path.is_file() or path.read_bytes() != content:
+        write_bytes_atomic(path, content)
+    return record.precision_mode, path
+
+
+def _plan(onnx_abs, bs, soc, out_abs, ini, precision_mode, extra, keep=None) -> OmBuild:
     prefix = output_prefix(onnx_abs, bs, out_abs)
     return OmBuild(
         batch_size=bs,
-        argv=build_atc_argv(onnx_abs, bs, soc, out_abs, ini, precision_mode, extra),
+        argv=build_atc_argv(onnx_abs, bs, soc, out_abs, ini, precision_mode, extra, keep),
         prefix=prefix,
         log_path=prefix.with_name(prefix.name + ".atc.log"),
         sidecar_path=atc_record_path(prefix),
