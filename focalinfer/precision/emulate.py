@@ -85,6 +85,7 @@ class GraphInfo:
     graph_inputs: list[str]
     initializers: dict[str, np.ndarray]  # float initializers and float Constant-node values
     opset: int
+    ranks: dict[str, int]  # float tensor → rank, where shape inference knows it
 
     @property
     def candidates(self) -> list[int]:
@@ -114,7 +115,7 @@ def analyse(model) -> GraphInfo:
            for node in graph.node for attr in node.attribute):
         raise FocalinferError("the ONNX has control-flow subgraphs (If/Loop/Scan); the precision emulator "
                               "handles flat graphs only (export with focalinfer export)")
-    float_tensors = _float_tensors(model)
+    float_tensors, ranks = _float_tensors(model)
     initializers = {init.name: numpy_helper.to_array(init) for init in graph.initializer
                     if init.data_type == _FLOAT}
     producer: dict[str, int] = {}
@@ -138,7 +139,7 @@ def analyse(model) -> GraphInfo:
     init_names = {init.name for init in graph.initializer}
     graph_inputs = [i.name for i in graph.input if i.name not in init_names]
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 11)
-    return GraphInfo(model, nodes, producer, consumers, graph_inputs, initializers, opset)
+    return GraphInfo(model, nodes, producer, consumers, graph_inputs, initializers, opset, ranks)
 
 
 def check_node_names(info: GraphInfo, source: str) -> None:
@@ -152,28 +153,30 @@ def check_node_names(info: GraphInfo, source: str) -> None:
                               "re-export with focalinfer export (or name the nodes)")
 
 
-def _float_tensors(model) -> set[str]:
-    """Names of the fp32 tensors of the graph (types from onnx shape inference, rules for the rest)."""
+def _float_tensors(model) -> tuple[set[str], dict[str, int]]:
+    """The fp32 tensors of the graph and the ranks known for them (types from onnx shape
+    inference, rules for the rest)."""
     import onnx
 
     graph = model.graph
-    types: dict[str, int] = {}
-    for value in list(graph.input) + list(graph.output) + list(graph.value_info):
-        types[value.name] = value.type.tensor_type.elem_type
-    for init in graph.initializer:
-        types[init.name] = init.data_type
+    values = list(graph.input) + list(graph.output) + list(graph.value_info)
     try:
-        # On a weightless copy: only the types matter, and the weights are large.
-        inferred = onnx.shape_inference.infer_shapes(_without_weights(model), strict_mode=False)
-        for value in inferred.graph.value_info:
-            types.setdefault(value.name, value.type.tensor_type.elem_type)
+        # On a weightless copy: only types and ranks matter, and the weights are large.
+        values += list(onnx.shape_inference.infer_shapes(_without_weights(model), strict_mode=False).graph.value_info)
     except Exception:  # inference is only a source of types; the rules below cover the rest
         pass
+    types: dict[str, int] = {init.name: init.data_type for init in graph.initializer}
+    ranks: dict[str, int] = {}
+    for value in values:
+        types.setdefault(value.name, value.type.tensor_type.elem_type)
+        if value.type.tensor_type.HasField("shape"):
+            ranks.setdefault(value.name, len(value.type.tensor_type.shape.dim))
     for node in graph.node:
         for name in node.output:
             if types.get(name, 0) == 0:
                 types[name] = _rule_type(node, types)
-    return {name for name, t in types.items() if t == _FLOAT}
+    floats = {name for name, t in types.items() if t == _FLOAT}
+    return floats, {name: rank for name, rank in ranks.items() if name in floats}
 
 
 _NON_FLOAT_OUTPUT_OPS = {"Shape", "Size", "ArgMax", "ArgMin", "NonZero", "Equal", "Less", "Greater",
