@@ -102,6 +102,31 @@ def bench_preprocess_cmd(count, model, workers, json_out):
         write_json_atomic(json_out, figures)
 
 
+@bench.command("precision")
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Registry model (synthetic weights).")
+@click.option("--samples", default=64, show_default=True, type=click.IntRange(min=1), help="Samples of the verdict run.")
+@click.option("--search-samples", default=32, show_default=True, type=click.IntRange(min=1),
+              help="Samples of the two search runs (planted LayerNorm overflow, planted cancellation).")
+@click.option("--no-search", is_flag=True, help="Time the verdict only.")
+@click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads (default: CPU count).")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=str),
+              help="Cache of the export and images (default ~/.cache/focalinfer/bench-precision).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=str), help="Also write the figures here.")
+@user_errors
+def bench_precision_cmd(model, samples, search_samples, no_search, threads, workdir, json_out):
+    """Seconds of `focalinfer precision`: a verdict, and searches the lint and the bisection must solve."""
+    import json
+
+    from focalinfer.bench.precision import bench_precision
+    from focalinfer.util import write_json_atomic
+
+    figures = bench_precision(model=model, workdir=workdir, samples=samples, search_samples=search_samples,
+                              search=not no_search, threads=threads, log=lambda line: click.echo(line, err=True))
+    click.echo(json.dumps(figures, indent=2))
+    if json_out:
+        write_json_atomic(json_out, figures)
+
+
 @cli.command("sample-data")
 @click.option("--out", required=True, type=click.Path(path_type=str), help="Folder for the images and val_label.txt.")
 @click.option("--count", default=48, show_default=True, type=click.IntRange(min=1))

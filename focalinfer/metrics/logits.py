@@ -48,7 +48,8 @@ def _as_rows(name: str, array: np.ndarray) -> np.ndarray:
     return array
 
 
-def _row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each row of ``a`` with the same row of ``b``."""
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
     dots = np.sum(a * b, axis=1)
     # Two all-zero rows are identical; one zero row against a non-zero one shares no direction.
@@ -74,7 +75,7 @@ def compare_logits(reference: np.ndarray, candidate: np.ndarray) -> LogitCompari
     # Relative error per element, with the same floor of 1 as the bound so near-zero logits do not
     # blow it up.
     rel_err = abs_diff / np.maximum(1.0, np.abs(ref))
-    cosine = _row_cosine(ref, cand)
+    cosine = row_cosine(ref, cand)
 
     # ranked as torch.topk ranks them, ties included, so agreement means "eval would report the same"
     ref_top, cand_top = topk_indices(ref, 5), topk_indices(cand, 5)

@@ -143,10 +143,12 @@ def analyse(model) -> GraphInfo:
 
 
 def check_node_names(info: GraphInfo, source: str) -> None:
-    """ATC's --keep_dtype names nodes: every candidate needs a unique, non-empty name."""
-    names = [info.nodes[i].name for i in info.candidates]
-    empty = sum(1 for n in names if not n)
-    dups = sorted({n for n in names if n and names.count(n) > 1}) if len(set(names)) != len(names) else []
+    """ATC's --keep_dtype names nodes: every float node needs a unique, non-empty name."""
+    from collections import Counter
+
+    counts = Counter(n.name for n in info.nodes if n.float_outputs)
+    empty = counts.pop("", 0)
+    dups = sorted(name for name, count in counts.items() if count > 1)
     if empty or dups:
         what = f"{empty} unnamed node(s)" if empty else f"duplicate node names ({', '.join(dups[:3])})"
         raise FocalinferError(f"{source}: {what}; ATC's --keep_dtype needs unique node names, "

@@ -37,6 +37,7 @@ class Figures:
     max_abs: float
     top1_flips: int  # samples whose top-1 changed, ties included
     top1_ties: int  # of those, flips between logits within one fp16 step (fp16 cannot order them)
+    samples: int  # compared (fewer than all when the run was rejected on the sentinel samples)
 
     def as_dict(self) -> dict:
         return {k: _json_number(v) for k, v in asdict(self).items()}
@@ -74,6 +75,7 @@ def score(reference: np.ndarray, candidate: np.ndarray) -> Figures:
         max_abs=comparison.max_abs_diff if finite else float("inf"),
         top1_flips=int(len(flipped)),
         top1_ties=ties,
+        samples=int(len(reference)),
     )
 
 
@@ -96,12 +98,14 @@ class Evaluator:
         finally:
             path.unlink(missing_ok=True)  # onnxruntime has read it; the weights stay mapped
 
-    def run(self, session, outputs: list[str] | None = None, each_batch=None) -> list[np.ndarray]:
-        """The first output over all samples (N, ...); ``each_batch(outputs)`` sees every batch's outputs."""
+    def run(self, session, outputs: list[str] | None = None, each_batch=None, rows=None) -> np.ndarray:
+        """The first output over the samples (or the ``rows`` of them), (N, ...); ``each_batch(outputs)``
+        sees every batch's outputs."""
         names = outputs or [session.get_outputs()[0].name]
+        samples = self.samples if rows is None else self.samples[rows]
         first = []
-        for start in range(0, len(self.samples), self.batch_size):
-            batch = self.samples[start:start + self.batch_size]
+        for start in range(0, len(samples), self.batch_size):
+            batch = samples[start:start + self.batch_size]
             real = len(batch)
             if self.static_batch and real < self.batch_size:
                 pad = np.repeat(batch[:1], self.batch_size - real, axis=0)  # ais_bench's padding rule

@@ -55,14 +55,21 @@ def run_precision(onnx_path, input_dir, out, *, samples: int = DEFAULT_SAMPLES, 
     input_name, batch_dim, shape = _graph_input(info, onnx_path)
     data = load_samples(input_dir, samples, shape)
     batch = _batch_size(batch_size, batch_dim, len(data), onnx_path)
+    timings = {"load": time.perf_counter() - started}
     with tempfile.TemporaryDirectory(prefix=".precision-", dir=out) as work:
         weights = WeightStore(info, work)
         evaluator = Evaluator(data.array, input_name, batch, batch_dim is not None, Path(work), threads)
+        mark = time.perf_counter()
         reference, lint = probe(info, weights, evaluator)
+        timings["probe"] = time.perf_counter() - mark
+        mark = time.perf_counter()
         search = Search(info, weights, evaluator, reference, mode, thresholds, max_runs, progress)
         result = search.run(lint_nodes(info, lint))
+        timings["emulated_runs"] = time.perf_counter() - mark
     record = _record(info, onnx_path, input_dir, data, mode, thresholds, lint, result, search, out)
     record.seconds = round(time.perf_counter() - started, 1)
+    record.extra["timings"] = {k: round(v, 1) for k, v in timings.items()}
+    record.extra["batch_size"] = batch
     report_path, keep_path = write_report(record, out)
     return PrecisionResult(record, report_path, keep_path, lint, result, thresholds)
 

@@ -7,10 +7,18 @@
    ``auto_convert_mixed_precision`` does: start with every node fp32, try a run in fp16, keep it
    if the result passes, split it in half if not; a failing single node stays fp32; accepted
    runs are never revoked. Every state it holds passes, so it may stop at any point.
-5. Pruning of a list from 2 or 3: whole groups first, then the same bisection over the list.
+5. Pruning of a list from 2 or 3: whole groups first, then each node of a lint list (mostly
+   needed nodes: n runs), or the same bisection over a list still holding a group.
 
-A list is short when it holds at most ``SHORT_LIST_FRACTION`` of the computing nodes (at least
-``SHORT_LIST_MIN``); otherwise the verdict is ``fp32`` with the figures of the fp32 modes.
+A failed full run makes its worst samples "sentinels": later runs go over those first, and a
+sentinel cosine below ``--min-cosine`` rejects the run without the other samples (the minimum over
+a subset bounds the minimum over all from above, so no verdict changes; a passing run always
+covers every sample).
+
+Every list is emulated with its bridges: the data-movement nodes between two kept nodes, which
+the list then names too, so ATC moves those values in fp32 as well. A list is short when it holds
+at most ``SHORT_LIST_FRACTION`` of the computing nodes (at least ``SHORT_LIST_MIN``); otherwise
+the verdict is ``fp32`` with the figures of the fp32 modes.
 """
 
 from __future__ import annotations
@@ -18,9 +26,11 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+import numpy as np
 from tqdm import tqdm
 
 from focalinfer.precision.emulate import EXACT_OPS, GraphInfo, WeightStore, build_model, precision_plan
+from focalinfer.metrics import row_cosine
 from focalinfer.precision.evaluate import Evaluator, Figures, Thresholds, score
 
 KEEP_MODES = ("force_fp16", "allow_mix_precision")  # the modes in which ATC reads --keep_dtype
@@ -58,6 +68,8 @@ class Search:
         self.steps: list[dict] = []
         self._cache: dict[tuple, Figures] = {}
         self._best: set[int] | None = None  # the last list that passed
+        # The samples that failed worst so far: a run is tried on them first (see _emulated).
+        self._sentinels: list[int] = []
         self.out_of_runs = False
         self._bar = tqdm(desc=f"precision {mode}", unit="run", disable=not progress, leave=False)
 
@@ -67,22 +79,56 @@ class Search:
 
     # --- runs ---
 
-    def figures(self, keep: set[int] = frozenset(), mode: str | None = None, stage: str = "") -> Figures:
-        """The emulated run of ``mode`` with ``keep`` in fp32 (lists giving the same plan share one run)."""
+    def figures(self, keep: set[int] = frozenset(), mode: str | None = None, stage: str = "",
+                full: bool = False) -> Figures:
+        """The emulated run of ``mode`` with ``keep`` in fp32 (lists giving the same plan share one run).
+
+        Unless ``full``, a failing run may stop after the sentinel samples (its figures then cover
+        those only); a passing run always covers every sample.
+        """
         mode = mode or self.mode
         plan = precision_plan(self.info, mode, keep | bridges(self.info, keep))
         key = tuple(plan)
         if key not in self._cache:
             if self.runs >= self.max_runs:
                 raise _OutOfRuns
-            logits = self.evaluator.run(self.evaluator.session(build_model(self.info, plan, self.weights)))
+            session = self.evaluator.session(build_model(self.info, plan, self.weights))
             self.runs += 1
-            self._cache[key] = figures = score(self.reference, logits)
+            self._cache[key] = figures = self._emulated(session, full)
             self.steps.append({"stage": stage, "mode": mode, "kept": len(keep),
                                "passed": self.thresholds.passed(figures), **figures.as_dict()})
             self._bar.update(1)
             self._bar.set_postfix_str(f"{stage}: {len(keep)} kept")
         return self._cache[key]
+
+    def _emulated(self, session, full: bool) -> Figures:
+        """Run the sentinels first: their minimum cosine bounds the whole set's from above, so a
+        sentinel cosine below the threshold rejects the run without the other samples."""
+        count = len(self.reference)
+        if full or not self._sentinels:
+            logits = self.evaluator.run(session)
+        else:
+            sentinels = np.array(self._sentinels)
+            first = self.evaluator.run(session, rows=sentinels)
+            cosine = row_cosine(self.reference[sentinels], first)
+            if not (np.isfinite(first).all() and cosine.min() >= self.thresholds.min_cosine):
+                return score(self.reference[sentinels], first)
+            rest = np.setdiff1d(np.arange(count), sentinels)
+            logits = np.empty_like(self.reference)
+            logits[sentinels], logits[rest] = first, self.evaluator.run(session, rows=rest)
+        figures = score(self.reference, logits)
+        if not self.thresholds.passed(figures):
+            self._watch(logits)
+        return figures
+
+    def _watch(self, logits: np.ndarray) -> None:
+        """After a failed full run: its two worst samples join the sentinels (one batch of them)."""
+        size = self.evaluator.batch_size
+        if len(self.reference) < 2 * size:
+            return  # a sentinel batch would save little
+        cosine = np.nan_to_num(row_cosine(self.reference, logits), nan=-2.0)
+        worst = [int(i) for i in np.argsort(cosine, kind="stable")]
+        self._sentinels = list(dict.fromkeys(worst[:2] + self._sentinels + worst))[:size]
 
     def _passes(self, keep: set[int], stage: str) -> bool:
         if self.thresholds.passed(self.figures(keep, stage=stage)):
@@ -128,12 +174,19 @@ class Search:
             self._release(self.info.candidates, everything, "bisection")
 
     def _prune(self, keep: set[int], added: list[set[int]]) -> None:
-        """Drop what a lint or group list does not need: whole groups, then runs of nodes."""
+        """Drop what a lint or group list does not need: whole groups first. A list still holding a
+        group is mostly unneeded nodes, so bisection drops them in runs; a lint list is mostly
+        needed nodes, where trying each node once (n runs) beats bisection (up to 2n - 1)."""
         for group in reversed(added):
             trial = keep - group
             if trial != keep and self._passes(trial, "pruning groups"):
                 keep = trial
-        self._release(sorted(keep), keep, "pruning")
+        if any(group & keep for group in added):
+            self._release(sorted(keep), keep, "pruning")
+            return
+        for index in sorted(keep):
+            if self._passes(keep - {index}, "pruning"):
+                keep = keep - {index}
 
     def _release(self, order: list[int], keep: set[int], stage: str) -> None:
         """Bisection: move runs of ``order`` from ``keep`` to fp16 while the result passes."""
@@ -151,7 +204,7 @@ class Search:
     def _fp32(self, base: Figures, keep: set[int] | None) -> SearchResult:
         """No short list: the figures of ATC's fp32 fallbacks, always measured."""
         self.max_runs = max(self.max_runs, self.runs + 3)
-        advice = {mode: self.figures(mode=mode, stage="advice")
+        advice = {mode: self.figures(mode=mode, stage="advice", full=True)
                   for mode in ("allow_fp32_to_fp16", "force_fp32") if mode != self.mode}
         with_keep = self.figures(keep) if keep else None  # cached: it passed
         result = self._result("fp32", set(keep or ()), base, with_keep)

@@ -39,6 +39,7 @@ def emulated_vs_fp32(model, inputs, keep_names, mode="force_fp16"):
 
 
 def check(tmp_path, inputs, model, **settings):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     onnx_path = planted.save(model, tmp_path / "net.onnx")
     result = run_precision(onnx_path, inputs, tmp_path / "out", samples=SAMPLES, **settings)
     return onnx_path, result
@@ -243,3 +244,25 @@ def test_node_names_must_be_usable_by_atc(tmp_path, inputs):
     with pytest.raises(FocalinferError, match="1 unnamed node"):
         run_precision(planted.save(model, tmp_path / "unnamed.onnx"), inputs, tmp_path / "out")
 
+
+
+def test_lint_list_is_pruned_node_by_node(tmp_path, inputs):
+    _, result = check(tmp_path, inputs, planted.layernorm_overflow_net())
+    steps = result.record.extra["search"]["steps"]
+    # each of the four kept nodes is tried once without it (and fails): n runs, not 2n - 1
+    assert [s["stage"] for s in steps] == ["fp16", "range lint"] + ["pruning"] * 4
+    assert [s["passed"] for s in steps] == [False, True, False, False, False, False]
+
+
+def test_sentinels_reject_early_without_changing_the_answer(tmp_path, inputs, monkeypatch):
+    _, fast = check(tmp_path / "a", inputs, planted.cancellation_net())
+    steps = fast.record.extra["search"]["steps"]
+    partial = [s for s in steps if s["samples"] < SAMPLES]
+    assert partial, "no run was rejected on the sentinels"
+    assert all(not s["passed"] and s["min_cosine"] < 0.999 and s["samples"] == 8 for s in partial)
+    assert all(s["samples"] == SAMPLES for s in steps if s["passed"])
+    monkeypatch.setattr(search_module.Search, "_watch", lambda self, logits: None)  # no sentinels
+    _, slow = check(tmp_path / "b", inputs, planted.cancellation_net())
+    assert slow.record.keep_dtype == fast.record.keep_dtype and slow.record.runs == fast.record.runs
+    assert all(s["samples"] == SAMPLES for s in slow.record.extra["search"]["steps"])
+    assert slow.record.emulated == fast.record.emulated
