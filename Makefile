@@ -18,6 +18,9 @@ WORKERS     ?=
 AIPP        ?=
 DTYPE       ?= $(if $(AIPP),uint8,float32)
 DYN_BATCH   ?=
+PRECISION   ?=
+KEEP_DTYPE  ?=
+SAMPLES     ?= 64
 
 PYTHON      ?= python3
 VENV        := .venv
@@ -31,7 +34,7 @@ DEMO        := demo
 # Per model: a demo of another MODEL never meets this one's .bin files, ONNX or results.
 DEMO_DIR    := $(DEMO)/$(MODEL)
 
-.PHONY: help setup demo test test-fast preprocess export om infer eval bench bench-preprocess clean
+.PHONY: help setup demo test test-fast preprocess export precision om infer eval bench bench-preprocess clean
 
 help:
 	@echo "make demo                      run the pipeline on generated sample data"
@@ -39,6 +42,8 @@ help:
 	@echo "make preprocess export om BS=16 DATA=ImageNet/val CKPT=model.pth   the NPU path"
 	@echo "make eval BACKEND=auto         score on CPU (onnxruntime or OpenVINO, measured fastest here)"
 	@echo "make preprocess om infer AIPP=1   uint8 files, normalised on the NPU (AIPP)"
+	@echo "make precision                 is ATC's fp16 safe for the ONNX on DATABIN? (writes $(WORK)/precision/)"
+	@echo "make om PRECISION=$(WORK)/precision/precision.json   build with the mode and keep list it found"
 	@echo "variables: MODEL=$(MODEL) DATA=$(DATA) LABELS=$(LABELS) CKPT=$(CKPT) BS=$(BS)"
 	@echo "           BATCH_SIZES=$(BATCH_SIZES) SOC=$(SOC) WORK=$(WORK) PRESET=$(PRESET) BACKEND=$(BACKEND)"
 	@echo "           AIPP=$(AIPP) DTYPE=$(DTYPE) DYN_BATCH=$(DYN_BATCH)"
@@ -66,13 +71,17 @@ export: setup
 	@test -n "$(CKPT)" || { echo "make export: set CKPT=path/to/official.pth (or run make demo)"; exit 2; }
 	$(FI) export --model $(MODEL) --checkpoint $(CKPT) --out $(ONNX) --dynamic-batch --force
 
+precision: setup
+	$(FI) precision --onnx $(ONNX) --input $(DATABIN) --out $(WORK)/precision --samples $(SAMPLES)
+
 # Without CANN, say how to get the commands instead (focalinfer's own hint names --dry-run, not ATC_FLAGS).
 om: setup
 	@command -v atc >/dev/null 2>&1 || case " $(ATC_FLAGS) " in *" --dry-run "*) ;; *) \
 		echo "make om: atc (CANN) is not on PATH: source CANN's set_env.sh, or add ATC_FLAGS=--dry-run to print the atc commands"; \
 		exit 2;; esac
 	$(FI) om --onnx $(ONNX) --model $(MODEL) $(if $(DYN_BATCH),--dynamic-batch $(DYN_BATCH),--batch-sizes $(BATCH_SIZES)) \
-		--soc $(SOC) --out-dir $(OM_DIR) $(if $(AIPP),--aipp --preset $(PRESET)) $(ATC_FLAGS)
+		--soc $(SOC) --out-dir $(OM_DIR) $(if $(AIPP),--aipp --preset $(PRESET)) \
+		$(if $(PRECISION),--precision $(PRECISION)) $(if $(KEEP_DTYPE),--keep-dtype $(KEEP_DTYPE)) $(ATC_FLAGS)
 
 CPU_BACKENDS := auto onnxruntime openvino
 
@@ -100,7 +109,10 @@ demo: setup
 	$(FI) preprocess --model $(MODEL) --images $(DEMO)/images --out $(DEMO_DIR)/databin --quiet
 	$(FI) export --model $(MODEL) --checkpoint $(DEMO_DIR)/$(MODEL).pth --out $(DEMO_DIR)/$(MODEL).onnx \
 		--dynamic-batch --parity-data $(DEMO_DIR)/databin --force
-	$(FI) om --onnx $(DEMO_DIR)/$(MODEL).onnx --model $(MODEL) --batch-sizes 1,$(DEMO_BS) --out-dir $(DEMO_DIR)/om --dry-run
+	@# exit 1 means "no safe fp16 configuration": the report still says which ATC mode to use
+	-$(FI) precision --onnx $(DEMO_DIR)/$(MODEL).onnx --input $(DEMO_DIR)/databin --out $(DEMO_DIR)/precision --samples 16 --quiet
+	$(FI) om --onnx $(DEMO_DIR)/$(MODEL).onnx --model $(MODEL) --batch-sizes 1,$(DEMO_BS) --out-dir $(DEMO_DIR)/om --dry-run \
+		--precision $(DEMO_DIR)/precision/precision.json
 	$(FI) om --onnx $(DEMO_DIR)/$(MODEL).onnx --model $(MODEL) --batch-sizes $(DEMO_BS) --out-dir $(DEMO_DIR)/om_aipp --aipp --dry-run
 	$(FI) eval --onnx $(DEMO_DIR)/$(MODEL).onnx --labels $(DEMO)/images/val_label.txt --input $(DEMO_DIR)/databin \
 		--output $(DEMO_DIR)/result_bs$(DEMO_BS).json --batch-size $(DEMO_BS)
@@ -112,6 +124,7 @@ demo: setup
 	@echo "   weights           $(DEMO_DIR)/$(MODEL).pth   (synthetic, NOT trained)"
 	@echo "   preprocessed      $(DEMO_DIR)/databin/ (manifest.json)"
 	@echo "   ONNX + report     $(DEMO_DIR)/$(MODEL).onnx, $(DEMO_DIR)/$(MODEL).onnx.report.json (PyTorch vs onnxruntime parity)"
+	@echo "   fp16 check        $(DEMO_DIR)/precision/precision.json (emulated ATC fp16 vs fp32; synthetic weights)"
 	@echo "   ATC commands      $(DEMO_DIR)/om/, $(DEMO_DIR)/om_aipp/ (with --aipp and its cfg; dry run: no CANN here)"
 	@echo "   outputs, scores   $(DEMO_DIR)/result_bs$(DEMO_BS)/, $(DEMO_DIR)/result_bs$(DEMO_BS).json, $(DEMO_DIR)/result_bs1.json"
 

@@ -138,6 +138,31 @@ def bench_preprocess_cmd(count, model, workers, json_out):
         write_json_atomic(json_out, figures)
 
 
+@bench.command("precision")
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Registry model (synthetic weights).")
+@click.option("--samples", default=64, show_default=True, type=click.IntRange(min=1), help="Samples of the verdict run.")
+@click.option("--search-samples", default=32, show_default=True, type=click.IntRange(min=1),
+              help="Samples of the two search runs (planted LayerNorm overflow, planted cancellation).")
+@click.option("--no-search", is_flag=True, help="Time the verdict only.")
+@click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads (default: CPU count).")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=str),
+              help="Cache of the export and images (default ~/.cache/focalinfer/bench-precision).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=str), help="Also write the figures here.")
+@user_errors
+def bench_precision_cmd(model, samples, search_samples, no_search, threads, workdir, json_out):
+    """Seconds of `focalinfer precision`: a verdict, and searches the lint and the bisection must solve."""
+    import json
+
+    from focalinfer.bench.precision import bench_precision
+    from focalinfer.util import write_json_atomic
+
+    figures = bench_precision(model=model, workdir=workdir, samples=samples, search_samples=search_samples,
+                              search=not no_search, threads=threads, log=lambda line: click.echo(line, err=True))
+    click.echo(json.dumps(figures, indent=2))
+    if json_out:
+        write_json_atomic(json_out, figures)
+
+
 @cli.command("sample-data")
 @click.option("--out", required=True, type=click.Path(path_type=str), help="Folder for the images and val_label.txt.")
 @click.option("--count", default=48, show_default=True, type=click.IntRange(min=1), help="Images to write.")
@@ -283,12 +308,16 @@ def lint_command(onnx_path, as_json, soc, expect_static):
 @click.option("--preset", default="official", show_default=True, help="Transform preset whose mean/std --aipp applies.")
 @click.option("--dynamic-batch", "dynamic_batch", metavar="GEARS",
               help="One .om with these batch gears (e.g. 1,4,8,16) instead of one per --batch-sizes.")
+@click.option("--keep-dtype", type=click.Path(dir_okay=False, path_type=str),
+              help="ATC --keep_dtype file: ONNX node names (one per line) kept in fp32.")
+@click.option("--precision", "precision_report", type=click.Path(path_type=str),
+              help="A `focalinfer precision` report (precision.json) for this ONNX: its mode and keep list.")
 @click.option("--dry-run", is_flag=True, help="Print the atc commands; needs no CANN.")
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1), help="atc runs in parallel.")
 @click.option("--force", is_flag=True, help="Rebuild even when the .om is up to date.")
 @user_errors
 def om_command(onnx_path, batch_sizes, soc, out_dir, model_name, precision_mode, op_precision_ini, aipp, preset,
-               dynamic_batch, dry_run, jobs, force):
+               dynamic_batch, keep_dtype, precision_report, dry_run, jobs, force):
     """ONNX → one .om per batch size (or one dynamic-batch .om) with CANN's atc (skips up-to-date ones)."""
     from focalinfer.atc import build_om
     from focalinfer.errors import UsageError
@@ -300,10 +329,45 @@ def om_command(onnx_path, batch_sizes, soc, out_dir, model_name, precision_mode,
     builds = build_om(onnx_path, batch_sizes or "1", soc=soc, out_dir=out_dir, model=model_name,
                       precision_mode=precision_mode, op_precision_ini=op_precision_ini,
                       dry_run=dry_run, jobs=jobs, force=force, aipp=aipp, preset=preset,
-                      dynamic_batch=dynamic_batch)
+                      dynamic_batch=dynamic_batch, keep_dtype=keep_dtype, precision_report=precision_report)
     if not dry_run:
         for build in builds:
             click.echo(f"{build.label}: {build.status}: {build.om_path}")
+
+
+@cli.command("precision")
+@click.option("--onnx", "onnx_path", required=True, type=click.Path(dir_okay=False, path_type=str),
+              help="The exported fp32 ONNX (the one given to atc).")
+@click.option("--input", "input_dir", required=True, type=click.Path(path_type=str),
+              help="A preprocess output folder (.bin files + manifest.json).")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Folder for precision.json and keep_dtype.cfg.")
+@click.option("--samples", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Images to run, spread over the folder.")
+@click.option("--mode", default="force_fp16", show_default=True,
+              type=click.Choice(["force_fp16", "allow_fp32_to_fp16", "allow_mix_precision"]),
+              help="The ATC --precision_mode to emulate.")
+@click.option("--min-cosine", default=0.999, show_default=True, type=float,
+              help="Safe only if every sample's logits have at least this cosine similarity to fp32.")
+@click.option("--min-top1", default=99.0, show_default=True, type=float,
+              help="Safe only if at least this % of samples keep their fp32 top-1 class.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Samples per onnxruntime run (default 8; a static ONNX: its batch).")
+@click.option("--max-runs", default=150, show_default=True, type=click.IntRange(min=1),
+              help="Emulated runs the keep-list search may make.")
+@click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads (default: CPU count).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@user_errors
+def precision_command(onnx_path, input_dir, out, samples, mode, min_cosine, min_top1, batch_size, max_runs,
+                      threads, quiet):
+    """Emulate ATC's fp16 on the CPU: fp16-safe, a keep-dtype list, or fp32 (exit 1 when nothing safe is found)."""
+    from focalinfer.precision import run_precision
+
+    result = run_precision(onnx_path, input_dir, out, samples=samples, mode=mode, min_cosine=min_cosine,
+                           min_top1=min_top1, batch_size=batch_size, max_runs=max_runs, threads=threads,
+                           progress=not quiet)
+    click.echo(result.table())
+    click.echo(f"report: {result.report_path}" + (f", keep list: {result.keep_path}" if result.keep_path else ""))
+    sys.exit(0 if result.safe else 1)
 
 
 @cli.command("doctor")

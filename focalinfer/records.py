@@ -6,6 +6,7 @@
 | :class:`ExportRecord` | export | ``<onnx>.report.json`` | om, infer, eval |
 | :class:`AtcRecord` | om | ``<out-dir>/<stem>_bs<N>.atc.json`` | om (rebuilds), infer (which ONNX) |
 | :class:`InferRecord` | infer | ``<output>/<dirname>.focalinfer.json`` (beside the folder) | infer (resume), eval |
+| :class:`PrecisionRecord` | precision | ``<out>/precision.json`` (+ ``keep_dtype.cfg``) | om (``--precision``) |
 
 A stage finds another stage's record only through the path functions here and reads it only
 through these classes, so no stage spells another's file names or keys.
@@ -275,4 +276,84 @@ class InferRecord:
     def write(self, output_dir: str | os.PathLike) -> Path:
         path = infer_record_path(output_dir)
         write_json_atomic(path, _flat(self))
+        return path
+
+
+# --- precision ----------------------------------------------------------------------------
+
+PRECISION_REPORT_NAME = "precision.json"
+KEEP_DTYPE_NAME = "keep_dtype.cfg"
+PRECISION_VERDICTS = ("fp16-safe", "keep-dtype", "fp32")
+
+
+def precision_report_path(out_dir: str | os.PathLike) -> Path:
+    return Path(out_dir) / PRECISION_REPORT_NAME
+
+
+def keep_dtype_path(out_dir: str | os.PathLike) -> Path:
+    """The ATC --keep_dtype file beside the report (one ONNX node name per line)."""
+    return Path(out_dir) / KEEP_DTYPE_NAME
+
+
+@dataclass
+class PrecisionRecord:
+    """The precision check's verdict for one ONNX: the mode, the nodes to keep fp32, the ATC flags."""
+
+    verdict: str                        # fp16-safe | keep-dtype | fp32
+    mode: str                           # the --precision_mode that was emulated
+    onnx_sha256: str
+    keep_dtype: list = field(default_factory=list)  # ONNX node names (keep-dtype only)
+    atc_flags: list = field(default_factory=list)   # the flags to add to atc
+    onnx: str = ""
+    overflow: dict = field(default_factory=dict)    # the range lint
+    emulated: dict = field(default_factory=dict)    # fp16 / with_keep_dtype / advice figures
+    samples: int = 0
+    runs: int = 0
+    seconds: float = 0.0
+    thresholds: dict = field(default_factory=dict)
+    input_dir: str | None = None
+    manifest_sha256: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> "PrecisionRecord":
+        """The report at ``path`` (the file, or the folder holding it); a one-line error otherwise."""
+        path = Path(path)
+        if path.is_dir():
+            path = precision_report_path(path)
+        data = _read_json(path, "the precision report")
+        if data is None:
+            raise FocalinferError(f"{path}: no precision report there; run `focalinfer precision` first")
+        known = _known(cls, data)
+        known.pop("extra", None)
+        try:
+            record = cls(**known, extra={k: v for k, v in data.items() if k not in known})
+        except TypeError:
+            record = None
+        if record is None or record.verdict not in PRECISION_VERDICTS or not record.onnx_sha256:
+            raise FocalinferError(f"{path}: not a focalinfer precision report; rerun `focalinfer precision`")
+        return record
+
+    @property
+    def precision_mode(self) -> str:
+        """The --precision_mode its ATC flags name (the emulated mode when they name none)."""
+        for flag in self.atc_flags:
+            if flag.startswith("--precision_mode="):
+                return flag.partition("=")[2]
+        return self.mode
+
+    def check_onnx(self, onnx_path: str | os.PathLike, onnx_sha256: str, report: str | os.PathLike = "") -> None:
+        """Refuse a report made for another ONNX than ``onnx_path`` (hash ``onnx_sha256``)."""
+        if self.onnx_sha256 != onnx_sha256:
+            raise FocalinferError(
+                f"{report or 'the precision report'}: made for another ONNX (sha256 {self.onnx_sha256[:12]}…, "
+                f"{onnx_path} is {onnx_sha256[:12]}…); rerun `focalinfer precision --onnx {onnx_path}`"
+            )
+
+    def write(self, out_dir: str | os.PathLike) -> Path:
+        path = precision_report_path(out_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = asdict(self)
+        extra = data.pop("extra")
+        write_json_atomic(path, {"format": 1, **data, **extra})
         return path

@@ -2,9 +2,11 @@
 
 The atc argv is built from the ONNX itself (input name, C, H, W) and the registry's ATC options
 for the model; each batch size runs as its own subprocess with its log beside the .om, and a
-sidecar JSON (ONNX hash + argv + ini/cfg hashes) lets an unchanged batch size be skipped.
-``aipp=True`` adds a static AIPP config (uint8 NHWC input, normalised on the chip, see
-``atc/aipp.py``); ``dynamic_batch=[1, 4, 8, 16]`` builds one .om with those batch gears instead.
+sidecar JSON (ONNX hash + argv + option-file hashes: op precision ini, AIPP cfg, keep-dtype list) lets
+an unchanged batch size be skipped. ``aipp=True`` adds a static AIPP config (uint8 NHWC input,
+normalised on the chip, see ``atc/aipp.py``); ``dynamic_batch=[1, 4, 8, 16]`` builds one .om with
+those batch gears instead; ``precision_report`` takes the mode and keep list from a ``focalinfer
+precision`` report made for this very ONNX.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from focalinfer.defaults import DEFAULT_SOC, OM_DIR
 from focalinfer.atc.aipp import AIPP_ATC_FLAGS, aipp_cfg_path, aipp_config
 from focalinfer.errors import FocalinferError, ToolMissingError, UsageError
 from focalinfer.inputs import Normalization
-from focalinfer.records import AtcRecord, ExportRecord, atc_record_path
+from focalinfer.records import AtcRecord, ExportRecord, PrecisionRecord, atc_record_path
 from focalinfer.util import ensure_writable_dir, sha256_file, write_bytes_atomic
 
 __all__ = ["OnnxInput", "OmBuild", "read_onnx_input", "build_atc_argv", "build_om", "parse_batch_sizes",
@@ -119,11 +121,12 @@ def output_prefix(onnx_path: str | Path, batch_size: int, out_dir: str | Path) -
 
 def build_atc_argv(onnx_path, batch_size: int, soc: str, out_dir, op_precision_ini=None,
                    precision_mode: str | None = None, extra: Sequence[str] = (), *,
-                   aipp_cfg=None, gears: Sequence[int] = ()) -> list[str]:
+                   aipp_cfg=None, gears: Sequence[int] = (), keep_dtype=None) -> list[str]:
     """The atc command for one batch size, as the seed runs it (an argv list, no shell).
 
     ``gears``: one dynamic-batch .om (batch dim -1, ``--dynamic_batch_size``; pass batch size 0);
-    ``aipp_cfg``: ``--insert_op_conf`` with ModelZoo's ``--enable_small_channel=1``.
+    ``aipp_cfg``: ``--insert_op_conf`` with ModelZoo's ``--enable_small_channel=1``;
+    ``keep_dtype``: ``--keep_dtype`` (ONNX node names kept in fp32).
     """
     spec = read_onnx_input(onnx_path)
     batch = -1 if gears else batch_size
@@ -145,6 +148,8 @@ def build_atc_argv(onnx_path, batch_size: int, soc: str, out_dir, op_precision_i
         argv.append(f"--op_precision_mode={op_precision_ini}")
     if precision_mode is not None:
         argv.append(f"--precision_mode={precision_mode}")
+    if keep_dtype is not None:
+        argv.append(f"--keep_dtype={keep_dtype}")
     argv.extend(extra)
     return argv
 
@@ -256,6 +261,8 @@ def build_om(
     aipp: bool = False,
     preset: str = "official",
     dynamic_batch: str | Iterable[int] | None = None,
+    keep_dtype=None,
+    precision_report=None,
 ) -> list[OmBuild]:
     """Run (or with ``dry_run`` print) atc once per batch size; returns one OmBuild each.
 
@@ -278,17 +285,24 @@ def build_om(
     out_abs = Path(out_dir).resolve()
     ensure_writable_dir(out_abs, "--out-dir")
 
+    onnx_sha256 = sha256_file(onnx_path)
+    precision_mode, keep = _resolve_precision(onnx_path, onnx_sha256, out_abs, precision_mode, keep_dtype,
+                                              precision_report)
     ini, extra = _resolve_options(onnx_path, onnx_input, out_abs, model, precision_mode, op_precision_ini)
+    if keep is not None:  # an explicit list replaces the registry's
+        extra = tuple(o for o in extra if not o.startswith("--keep_dtype"))
     cfg, aipp_facts = None, {}
     if aipp:
         name = registry_model_name(onnx_path, model, onnx_input, quiet=True)
         cfg, aipp_facts = _aipp_settings(name, preset, onnx_input, out_abs)
-    builds = [_plan(onnx_abs, bs, soc, out_abs, ini, precision_mode, extra, cfg, gears, aipp_facts) for bs in sizes]
-    fingerprint = {
-        "onnx_sha256": sha256_file(onnx_path),
-        "inputs": {**({"op_precision": sha256_file(ini)} if ini else {}),
-                   **({"aipp_cfg": sha256_file(cfg)} if cfg else {})},
-    }
+    builds = [_plan(onnx_abs, bs, soc, out_abs, ini, precision_mode, extra, cfg, gears, aipp_facts, keep)
+              for bs in sizes]
+    inputs = {"op_precision": sha256_file(ini)} if ini else {}
+    if cfg is not None:
+        inputs["aipp_cfg"] = sha256_file(cfg)
+    if keep is not None:  # a changed list (same path, new content) rebuilds
+        inputs["keep_dtype"] = sha256_file(keep)
+    fingerprint = {"onnx_sha256": onnx_sha256, "inputs": inputs}
     for build in builds:
         if not force and _up_to_date(build, fingerprint):
             build.status = "up-to-date"
@@ -342,11 +356,40 @@ def _resolve_options(onnx_path, onnx_input, out_abs, model, precision_mode, op_p
     return ini, extra
 
 
-def _plan(onnx_abs, bs, soc, out_abs, ini, precision_mode, extra, cfg=None, gears=(), aipp=None) -> OmBuild:
+def _resolve_precision(onnx_path: Path, onnx_sha256: str, out_abs: Path, precision_mode, keep_dtype,
+                       precision_report) -> tuple[str | None, Path | None]:
+    """(--precision_mode, --keep_dtype file): from the flags, or from a precision report for this ONNX."""
+    if precision_report is None:
+        if keep_dtype is None:
+            return precision_mode, None
+        keep = Path(keep_dtype)
+        if not keep.is_file():
+            raise FocalinferError(f"{keep}: keep-dtype file not found; give a file of ONNX node names, one per line")
+        if precision_mode not in (None, "force_fp16", "allow_mix_precision"):
+            print(f"[om] note: ATC applies --keep_dtype under force_fp16 and allow_mix_precision, "
+                  f"not {precision_mode}", file=sys.stderr)
+        return precision_mode, keep.resolve()
+    if keep_dtype is not None or precision_mode is not None:
+        raise UsageError("--precision takes the mode and the keep list from the report; "
+                         "drop --precision-mode / --keep-dtype, or drop --precision")
+    record = PrecisionRecord.read(precision_report)
+    record.check_onnx(onnx_path, onnx_sha256, report=precision_report)
+    if not record.keep_dtype:
+        return record.precision_mode, None
+    path = out_abs / f"{onnx_path.stem}_keep_dtype.cfg"
+    content = "".join(f"{name}\n" for name in record.keep_dtype).encode()
+    if not path.is_file() or path.read_bytes() != content:
+        write_bytes_atomic(path, content)
+    return record.precision_mode, path
+
+
+def _plan(onnx_abs, bs, soc, out_abs, ini, precision_mode, extra, cfg=None, gears=(), aipp=None,
+          keep=None) -> OmBuild:
     prefix = output_prefix(onnx_abs, bs, out_abs)
     return OmBuild(
         batch_size=bs,
-        argv=build_atc_argv(onnx_abs, bs, soc, out_abs, ini, precision_mode, extra, aipp_cfg=cfg, gears=gears),
+        argv=build_atc_argv(onnx_abs, bs, soc, out_abs, ini, precision_mode, extra, aipp_cfg=cfg, gears=gears,
+                            keep_dtype=keep),
         prefix=prefix,
         log_path=prefix.with_name(prefix.name + ".atc.log"),
         sidecar_path=atc_record_path(prefix),

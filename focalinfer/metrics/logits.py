@@ -48,7 +48,7 @@ def _as_rows(name: str, array: np.ndarray) -> np.ndarray:
     return array
 
 
-def _row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per-row cosine; two zero rows are identical (1), one zero row shares no direction (0)."""
     norm_a = np.linalg.norm(a, axis=1)
     norm_b = np.linalg.norm(b, axis=1)
@@ -68,7 +68,7 @@ def row_metrics(reference: np.ndarray, candidate: np.ndarray) -> dict[str, np.nd
     # ranked as torch.topk ranks them, ties included, so agreement means "eval would report the same"
     top_ref, top_cand = topk_indices(ref, 5), topk_indices(cand, 5)
     return {
-        "cosine": _row_cosine(ref, cand),
+        "cosine": row_cosine(ref, cand),
         "max_abs_err": abs_err.max(axis=1) if ref.shape[1] else np.zeros(len(ref)),
         # Same floor of 1 as the bound, so near-zero logits do not blow it up.
         "mean_rel_err": (abs_err / np.maximum(1.0, np.abs(ref))).mean(axis=1),

@@ -6,6 +6,9 @@ the ONNX metadata (`standin.dynamic_batch_size`). With --insert_op_conf (static 
 precision.md) the graph gets a uint8 NHWC input and the AIPP formula in front, its output rounded
 to fp16 as the chip's is. Any unknown, missing or malformed flag or cfg entry exits 3 with an
 E-code line.
+--precision_mode must be one of the documented values; --keep_dtype must name a file of entries,
+one per line, each an ONNX node name exactly as in --model (unique there) or OpType::<type>
+(spec/precision.md).
 """
 
 import json
@@ -74,6 +77,8 @@ def check(flags):
             die("--op_precision_mode file must hold OpType=mode lines")
     if "precision_mode" in flags and flags["precision_mode"] not in PRECISION_MODES:
         die(f"--precision_mode {flags['precision_mode']} is not a precision mode")
+    if "keep_dtype" in flags:
+        check_keep_dtype(flags["keep_dtype"], model, flags["model"])
     return model, shape[0], gears, aipp
 
 
@@ -156,6 +161,26 @@ def prepend_aipp(model, aipp):
     new_input = helper.make_tensor_value_info(original.name, TensorProto.UINT8, [1, h, w, c])
     graph.input.remove(original)
     graph.input.insert(position, new_input)
+
+
+def check_keep_dtype(path, model, model_path):
+    """One entry per line: an ONNX node name exactly as in the model, or OpType::<type>."""
+    if not os.path.isfile(path):
+        die(f"--keep_dtype {path} does not exist")
+    names = [node.name for node in model.graph.node]
+    lines = open(path).read().split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the final newline
+    if not lines:
+        die(f"--keep_dtype {path} is empty")
+    for line in lines:
+        if re.fullmatch(r"OpType::\w+", line):
+            continue
+        if not line or line != line.strip():
+            die(f"--keep_dtype {path}: entry {line!r} is blank or padded")
+        if names.count(line) != 1:
+            die(f"--keep_dtype {path}: {line!r} is {'not a node' if line not in names else 'not a unique node'} "
+                f"of {os.path.basename(model_path)}")
 
 
 def write_om(model, batch, path, gears=(), aipp=None):
