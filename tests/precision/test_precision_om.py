@@ -13,7 +13,6 @@ from focalinfer.cli import cli
 from focalinfer.errors import FocalinferError, UsageError
 from focalinfer.precision import run_precision
 from focalinfer.records import PrecisionRecord
-from test_atc import fake_atc, no_atc  # noqa: F401  (fixtures)
 
 
 @pytest.fixture()
