@@ -3,7 +3,7 @@
 preprocess writes either float32 NCHW files (normalised on the CPU, the default) or uint8 NHWC
 files (the cropped RGB bytes, normalisation left to the model). An AIPP .om normalises uint8
 input on the chip with ``(pixel - min_chn) * var_reci_chn``, ``min_chn = 255 * mean`` and
-``var_reci_chn = 1 / (255 * std)`` (spec/precision.md, AIPP). The CPU path (onnxruntime over the
+``var_reci_chn = 1 / (255 * std)`` (docs/infer.md, "--aipp"). The CPU path (onnxruntime over the
 same uint8 files) and the precision emulator apply the same formula through
 :func:`normalize_nhwc`, and the om stage writes its AIPP config from :class:`Normalization`, so
 the numbers the chip is given and the numbers the CPU uses are one computation.

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "focalinfer"
-STAGES = ("preprocess", "export", "atc", "infer", "postprocess")
+STAGES = ("preprocess", "export", "precision", "atc", "infer", "postprocess")
 
 
 def _modules() -> dict[str, Path]:

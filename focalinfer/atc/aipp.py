@@ -1,5 +1,5 @@
 """``om --aipp``: the static AIPP config that makes the .om take uint8 NHWC RGB and normalise it
-on the chip (spec/precision.md, AIPP), from the model's registry mean/std.
+on the chip (docs/infer.md, "--aipp"), from the model's registry mean/std.
 
 The files it expects are ``preprocess --dtype uint8``'s: already resized and cropped to the model's
 input, so the config crops nothing, converts no colour space and swaps no channels; it only
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from focalinfer.inputs import Normalization
 
-# ModelZoo's ResNet50 passes it with AIPP (spec/precision.md): C = 3 input channels on the chip.
+# ModelZoo's ResNet50 passes it with AIPP (docs/infer.md): C = 3 input channels on the chip.
 AIPP_ATC_FLAGS = ("--enable_small_channel=1",)
 
 

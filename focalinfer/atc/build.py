@@ -34,7 +34,7 @@ __all__ = ["OnnxInput", "OmBuild", "read_onnx_input", "build_atc_argv", "build_o
            "parse_gears"]
 
 SET_ENV_HINT = "/usr/local/Ascend/ascend-toolkit/set_env.sh"
-# ATC's --dynamic_batch_size limits (spec/precision.md, Dynamic batch).
+# ATC's --dynamic_batch_size limits (docs/contract.md, ATC).
 GEARS_MIN, GEARS_MAX, GEAR_MAX = 2, 100, 2048
 # ATC's error codes: E + a letter or digit + four digits (E10001, EZ3002, E19999).
 _ERROR_CODE = re.compile(r"\bE[0-9A-Z]\d{4}\b")

@@ -4,7 +4,7 @@ torch's CPU kernel (aten/src/ATen/native/TopKImpl.h) does not break ties by lowe
 ``k * 64 <= C`` (top-5 of 1000 classes) it runs ``std::partial_sort`` over (value, index) pairs
 with the comparator "greater, NaN first" — a heap select, not stable — and otherwise
 ``std::nth_element`` + ``std::sort``. The seed scored with ``output.topk(5)`` and took the first
-column as the top-1, so that is the rule to match (tests/test_eval.py shows rows where the
+column as the top-1, so that is the rule to match (tests/postprocess/test_postprocess_scoring.py shows rows where the
 lowest-index rule and torch disagree, and checks this module against torch on heavily tied rows).
 
 Rows whose k+1 largest values are all distinct have one answer whatever the algorithm; numpy

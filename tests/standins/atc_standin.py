@@ -8,7 +8,7 @@ to fp16 as the chip's is. Any unknown, missing or malformed flag or cfg entry ex
 E-code line.
 --precision_mode must be one of the documented values; --keep_dtype must name a file of entries,
 one per line, each an ONNX node name exactly as in --model (unique there) or OpType::<type>
-(spec/precision.md).
+(docs/precision.md).
 """
 
 import json
@@ -104,7 +104,7 @@ AIPP_KEYS = {"aipp_mode", "related_input_rank", "input_format", "src_image_size_
 
 
 def check_aipp(flags, shape):
-    """The static RGB888_U8 aipp_op of spec/precision.md: every key once, values in ATC's ranges."""
+    """The static RGB888_U8 aipp_op of docs/infer.md: every key once, values in ATC's ranges."""
     text = open(flags["insert_op_conf"]).read()
     match = re.fullmatch(r"\s*aipp_op\s*\{(.*)\}\s*", text, re.S)
     if not match:

@@ -1,6 +1,6 @@
 """STAND-IN for `python3 -m ais_bench` (tests only).
 
-Accepts exactly the flags spec/ais_bench.md documents (anything else exits 2) and writes the
+Accepts exactly the flags docs/contract.md documents (anything else exits 2) and writes the
 outputs the spec describes: natural-sorted inputs, files per batch from tensor/file size, padded
 last batch without padding outputs, <stem>_<i>.<fmt> per sample, <dirname>_summary.json, the two
 [INFO] lines, device<N> folders for a device list. Files are read as the model input's dtype

@@ -26,7 +26,7 @@ from focalinfer.models.focal import REWRITES, FocalWindowAttention
 from focalinfer.models.synthetic import make_checkpoint, synthetic_state_dict
 from focalinfer.registry import get_model_spec
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 PINNED = json.loads((DATA / "pinned" / "focal.json").read_text())
 MANIFEST = json.loads((DATA / "manifests" / "focal-fast-s.json").read_text())
 REDUCED = dict(embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8), num_classes=50)

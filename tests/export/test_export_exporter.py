@@ -104,7 +104,7 @@ def toy_registry(monkeypatch):
         spec = registry.ModelSpec(
             name=name, family="toy", builder=builder, input_size=TOY_SIZE,
             transforms={"official": registry.official_transform(TOY_SIZE)},
-            checkpoint_layout="raw", source="tests/test_export.py", num_classes=TOY_CLASSES,
+            checkpoint_layout="raw", source="tests/export/test_export_exporter.py", num_classes=TOY_CLASSES,
         )
         monkeypatch.setitem(registry._REGISTRY, name, spec)
     return TOYS
@@ -529,7 +529,7 @@ def test_docs_describe_every_rewrite():
     """docs/export.md has a table row per (lead model, rewrite) and a row per generic rewrite."""
     from focalinfer.export.rewrites import GENERIC_REWRITES
 
-    lines = (Path(__file__).resolve().parent.parent / "docs" / "export.md").read_text().splitlines()
+    lines = (Path(__file__).resolve().parents[2] / "docs" / "export.md").read_text().splitlines()
     rows = [line for line in lines if line.startswith("|")]
     missing = [name for name in GENERIC_REWRITES if not any(f"| `{name}` |" in row for row in rows)]
     for spec in registry.all_specs():

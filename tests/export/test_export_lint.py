@@ -16,7 +16,7 @@ from focalinfer.cli import cli
 from focalinfer.errors import FocalinferError, UsageError
 from focalinfer.export.lint import atc_op_table, atc_supported_ops, lint_onnx
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 FLOAT, INT64 = TensorProto.FLOAT, TensorProto.INT64
 
 

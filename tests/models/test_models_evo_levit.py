@@ -36,7 +36,7 @@ from focalinfer.models.synthetic import make_checkpoint, synthetic_state_dict
 from focalinfer.registry import get_model_spec
 from pinned_logits import assert_matches_pinned, assert_same_logits, make_images
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 LEAD = "evo-levit-256-384"
 REDUCED_CASES = ("reduced", "reduced-dense-stage0")
 MIN_SELECTION_GAP = 5e-5

@@ -225,12 +225,12 @@ def test_inspect_counts_each_shared_tensor_once(tmp_path):
 
 @pytest.mark.fullsize
 def test_inspect_parameter_counts_equal_the_official_manifests(tmp_path):
-    """/work/shared/spec/checkpoints/<model>.json: the official parameter count, aliases listed."""
+    """tests/data/manifests/<model>.json (the official key manifests): the official parameter count, aliases listed."""
     from pathlib import Path
 
     from focalinfer.models.synthetic import make_checkpoint
 
-    manifests = Path(__file__).parent / "data" / "manifests"
+    manifests = Path(__file__).parents[1] / "data" / "manifests"
     for name in registry.model_names(lead_only=True):
         manifest = json.loads((manifests / f"{name}.json").read_text())
         info = inspect_checkpoint(make_checkpoint(name, tmp_path / f"{name}.pth"))

@@ -28,7 +28,7 @@ from focalinfer.records import AtcRecord, ExportRecord
 
 SIZE = 32
 IMAGES = 9
-STANDINS = Path(__file__).parent / "standins"
+STANDINS = Path(__file__).parents[1] / "standins"
 
 
 class Toy(nn.Module):
@@ -72,7 +72,7 @@ def toys():
             mp.setitem(registry._REGISTRY, name, registry.ModelSpec(
                 name=name, family="toy", builder=lambda c=classes: Toy(c), input_size=SIZE,
                 transforms={"official": registry.official_transform(SIZE)}, checkpoint_layout="raw",
-                source="tests/test_eval_trust.py", num_classes=classes))
+                source="tests/postprocess/test_postprocess_trust.py", num_classes=classes))
         yield TOYS
 
 

@@ -30,7 +30,7 @@ from focalinfer.models.synthetic import make_checkpoint, synthetic_state_dict
 from focalinfer.registry import get_model_spec
 from pinned_logits import assert_matches_pinned, assert_same_logits, make_images
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 
 
 def read_json(relative: str) -> dict:

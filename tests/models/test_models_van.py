@@ -26,7 +26,7 @@ from focalinfer.models.checkpoint import load_model, read_state_dict
 from focalinfer.models.synthetic import make_checkpoint
 from focalinfer.registry import get_model_spec, model_names
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 PINNED = json.loads((DATA / "pinned" / "van.json").read_text())
 MANIFEST = json.loads((DATA / "manifests" / "van-b2.json").read_text())
 

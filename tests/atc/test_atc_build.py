@@ -218,7 +218,7 @@ def test_om_feeds_the_ais_bench_standin(onnx_path, tmp_path, fake_atc, monkeypat
     data.mkdir()
     for i in range(6):
         np.full((1, 3, 12, 20), i, np.float32).tofile(data / f"img_{i}.bin")
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent / "standins"))
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parents[1] / "standins"))
     result = run_inference(build.om_path, data, output=tmp_path, output_dirname="res", progress=False)
     assert sorted(p.name for p in result.output_dir.glob("*.txt")) == [f"img_{i}_0.txt" for i in range(6)]
 
