@@ -21,25 +21,13 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
+from clitools import error_line, run
 from focalinfer import registry
 from focalinfer.cli import INTERRUPTED_KEEPS, cli
 from focalinfer.models.synthetic import make_checkpoint
 from focalinfer.samples import make_sample_set
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run(*args):
-    result = CliRunner().invoke(cli, list(map(str, args)))
-    assert "Traceback" not in result.output
-    return result
-
-
-def error_line(result) -> str:
-    lines = [line for line in result.output.splitlines() if line.startswith("focalinfer: ")]
-    assert len(lines) == 1, result.output
-    return lines[0]
-
 
 @pytest.fixture
 def blocker(tmp_path) -> Path:

@@ -13,8 +13,9 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
+from click.testing import CliRunner
+from clitools import error_line, run
 from focalinfer.cli import cli
 from focalinfer.imagenet import imagenet_synsets, synset_class_index
 from focalinfer.preprocess.discover import IMAGE_EXTENSIONS, discover_images
@@ -35,19 +36,6 @@ def tree(root: Path, samples: list[Path], layout: dict[str, int]) -> Path:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(samples[k], root / rel)
     return root
-
-
-def run(*args):
-    result = CliRunner().invoke(cli, list(map(str, args)))
-    assert "Traceback" not in result.output
-    return result
-
-
-def error_line(result) -> str:
-    lines = [line for line in result.output.splitlines() if line.startswith("focalinfer: error")]
-    assert len(lines) == 1, result.output
-    return lines[0]
-
 
 def test_shipped_synset_list_is_the_ilsvrc2012_index():
     wnids = imagenet_synsets()
