@@ -7,9 +7,10 @@ Three timed runs of :func:`focalinfer.precision.run_precision`, each a fresh pro
 - ``search_lint``: the graph with LayerNorm inputs scaled by 1000 at a few LayerNorms. A LayerNorm
   is scale-invariant, so fp32 is unchanged, but the variance now overflows fp16: the range lint
   finds it and the search prunes the list (``--samples 32``, target: under 10 minutes);
-- ``search_bisection``: the graph with ``x + 3000 - 3000`` planted before one LayerNorm. fp32 is
-  unchanged to ~1e-4, fp16 keeps two bits of x there, and nothing exceeds a range: only the
-  bisection finds the two nodes, its worst case (``--samples 32``, same target).
+- ``search_bisection``: the graph with ``x · 2⁻²⁴ / 2⁻²⁴`` planted on the normalised values of the
+  last LayerNorm (before its weight and bias). fp32 is unchanged (powers of two); fp16 stores
+  ``x · 2⁻²⁴`` as a subnormal, so x becomes an integer (|x| < 0.5 flushes to zero), and nothing
+  exceeds a range: only the bisection finds the two nodes, its worst case (``--samples 32``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ VERDICT_TARGET_S = 180.0
 SEARCH_TARGET_S = 600.0
 LAYERNORM_SCALE = 1000.0
 PLANTED_LAYERNORMS = 3
-SHIFT = 3000.0
+UNDERFLOW_SCALE = 2.0 ** -24  # fp16's smallest subnormal
 
 
 def _cache_dir() -> Path:
@@ -79,8 +80,8 @@ def plant_layernorm_overflow(model, count: int = PLANTED_LAYERNORMS, scale: floa
     return model
 
 
-def plant_cancellation(model, shift: float = SHIFT):
-    """``x + shift - shift`` on the input of a LayerNorm halfway through the graph."""
+def plant_underflow(model, scale: float = UNDERFLOW_SCALE):
+    """``x · scale / scale`` on the normalised output (the Div) of the last LayerNorm."""
     from onnx import helper, numpy_helper
     import numpy as np
 
@@ -89,14 +90,15 @@ def plant_cancellation(model, shift: float = SHIFT):
 
     info = analyse(model)
     pieces = layernorm_nodes(info)
-    means = [i for i in sorted(pieces) if info.nodes[i].op_type == "ReduceMean"]
-    index = means[len(means) // 2]
-    source = info.nodes[index].float_inputs[0][1]
-    _rewire(model, [c for c in info.consumers[source] if c in pieces], source, "planted/shift/down")
-    model.graph.initializer.append(numpy_helper.from_array(np.array(shift, np.float32), "planted/shift"))
+    index = max(i for i in pieces if info.nodes[i].op_type == "Div")
+    source = info.nodes[index].float_outputs[0]
+    _rewire(model, info.consumers[source], source, "planted/underflow/up")
+    model.graph.initializer.append(numpy_helper.from_array(np.array(scale, np.float32), "planted/underflow/scale"))
     _insert_after_producers(model, [
-        helper.make_node("Add", [source, "planted/shift"], ["planted/shift/up"], name="planted/shift/Add"),
-        helper.make_node("Sub", ["planted/shift/up", "planted/shift"], ["planted/shift/down"], name="planted/shift/Sub"),
+        helper.make_node("Mul", [source, "planted/underflow/scale"], ["planted/underflow/down"],
+                         name="planted/underflow/Mul"),
+        helper.make_node("Div", ["planted/underflow/down", "planted/underflow/scale"], ["planted/underflow/up"],
+                         name="planted/underflow/Div"),
     ])
     return model
 
@@ -150,7 +152,7 @@ def bench_precision(model: str = DEFAULT_MODEL, workdir: str | Path | None = Non
                "verdict": _timed("verdict", onnx_path, databin, folder / "precision-verdict", samples,
                                  VERDICT_TARGET_S, threads, log)}
     if search:
-        for label, plant in (("search_lint", plant_layernorm_overflow), ("search_bisection", plant_cancellation)):
+        for label, plant in (("search_lint", plant_layernorm_overflow), ("search_bisection", plant_underflow)):
             planted = folder / f"{model}.{label}.onnx"
             onnx.save(plant(onnx.load(str(onnx_path))), str(planted))
             figures[label] = _timed(label, planted, databin, folder / f"precision-{label}", search_samples,
