@@ -1,7 +1,10 @@
 """The images the emulation runs on: a preprocess output folder, read through its manifest.
 
 One function, :func:`load_samples`, turns whatever preprocess wrote into the float32 NCHW batch
-the ONNX takes, so a new file kind (uint8 NHWC for AIPP) is added here and nowhere else.
+the ONNX takes, so a new file kind is added here and nowhere else. uint8 NHWC files (for AIPP) are
+normalised with :func:`focalinfer.inputs.normalize_nhwc` and the manifest's mean/std, then rounded
+to fp16: an AIPP .om's graph receives AIPP's fp16 output, so the reference and the emulation both
+start from that.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from focalinfer import inputs
 from focalinfer.errors import FocalinferError
 from focalinfer.layout import Batch, file_data_bytes, fill_batch, list_input_files, output_stem
 from focalinfer.records import Manifest, manifest_path
@@ -47,27 +51,28 @@ def load_samples(input_dir: str | os.PathLike, count: int, input_shape: tuple[in
     if manifest is not None and manifest.status != "complete":
         raise FocalinferError(f"{manifest_path(input_dir)}: preprocess did not finish (status {manifest.status!r}); "
                               "rerun it before the precision check")
-    if dtype == "uint8":
-        raise FocalinferError(
-            f"{manifest_path(input_dir)}: uint8 (AIPP) input files are not supported by precision yet; "
-            "run preprocess without --dtype uint8 into another folder and pass that")
-    if dtype != "float32":
+    if dtype not in inputs.FILE_DTYPES:
         raise FocalinferError(f"{manifest_path(input_dir)}: unknown input dtype {dtype!r}; rerun preprocess")
     shape = tuple(int(d) for d in input_shape)
-    if manifest is not None and manifest.shape and tuple(manifest.shape[1:]) != shape:
+    # one file's (C, H, W) for float32, (H, W, 3) for uint8
+    file_shape = shape if dtype == inputs.FLOAT32 else (shape[1], shape[2], shape[0])
+    if manifest is not None and manifest.shape and tuple(manifest.shape[1:]) != file_shape:
         raise FocalinferError(
             f"{manifest_path(input_dir)}: the files hold {list(manifest.shape[1:])} images but the ONNX takes "
             f"{list(shape)}; preprocess for this model (focalinfer preprocess --model ...)")
+    norm = inputs.Normalization.from_dict(manifest.normalization, str(manifest_path(input_dir))) \
+        if dtype == inputs.UINT8 else None
     files = list_input_files(input_dir)
     picked = [files[i] for i in _spread(len(files), count)]
-    file_bytes = int(np.prod(shape)) * 4
+    file_bytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
     for path in picked:
         if file_data_bytes(path) != file_bytes:
             raise FocalinferError(
                 f"{path}: {file_data_bytes(path)} bytes, but the ONNX input {list(shape)} takes {file_bytes} as "
-                "float32; preprocess for this model")
-    array = np.empty((len(picked),) + shape, np.float32)
-    fill_batch(array, Batch(0, tuple(picked), 0), file_bytes)
+                f"{dtype}; preprocess for this model")
+    raw = np.empty((len(picked),) + file_shape, dtype)
+    fill_batch(raw, Batch(0, tuple(picked), 0), file_bytes)
+    array = raw if norm is None else inputs.normalize_nhwc(raw, norm).astype(np.float16).astype(np.float32)
     return Samples(picked, array, Manifest.sha256(input_dir), dtype)
 
 

@@ -160,8 +160,12 @@ def test_inputs_must_fit_the_onnx(tmp_path, inputs):
     with pytest.raises(FocalinferError, match=r"manifest.json: the files hold \[3, 8, 8\] images but the ONNX takes \[3, 4, 4\]"):
         run_precision(onnx_path, other, tmp_path / "out")
     Manifest(model="x", preset="official", transform={}, dtype="uint8", tensor_layout="NHWC",
+             shape=[1, 8, 8, 3], normalization={"mean": [0.5] * 3, "std": [0.5] * 3}).write(other)
+    with pytest.raises(FocalinferError, match=r"the files hold \[8, 8, 3\] images but the ONNX takes \[3, 4, 4\]"):
+        run_precision(onnx_path, other, tmp_path / "out")
+    Manifest(model="x", preset="official", transform={}, dtype="uint8", tensor_layout="NHWC",
              shape=[1, 4, 4, 3]).write(other)
-    with pytest.raises(FocalinferError, match="uint8 .AIPP. input files are not supported by precision yet"):
+    with pytest.raises(FocalinferError, match=r"no usable normalisation \(mean/std\) recorded"):
         run_precision(onnx_path, other, tmp_path / "out")
     with pytest.raises(UsageError, match="--mode 'fp16'"):
         run_precision(onnx_path, inputs, tmp_path / "out", mode="fp16")
@@ -187,6 +191,28 @@ def test_samples_spread_over_the_folder(tmp_path, inputs):
     assert [os.path.basename(f) for f in picked.files] == ["img_000.bin", "img_010.bin", "img_021.bin", "img_031.bin"]
     assert np.array_equal(picked.array[1], np.fromfile(inputs / "img_010.bin", np.float32).reshape(planted.SHAPE))
     assert len(load_samples(inputs, 500, planted.SHAPE)) == SAMPLES
+
+
+def test_uint8_files_are_normalised_and_rounded_to_fp16_as_aipp_hands_them_over(tmp_path):
+    from focalinfer.precision import load_samples
+
+    u8 = tmp_path / "u8"
+    u8.mkdir()
+    pixels = np.random.default_rng(3).integers(0, 256, (5, 4, 4, 3), dtype=np.uint8)
+    for k, image in enumerate(pixels):
+        image.tofile(u8 / f"img_{k}.bin")
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    Manifest(model="x", preset="official", transform={}, dtype="uint8", tensor_layout="NHWC", shape=[1, 4, 4, 3],
+             normalization={"mean": list(mean), "std": list(std)},
+             files=[{"source": f"img_{k}.JPEG", "bin": f"img_{k}.bin"} for k in range(5)]).write(u8)
+    got = load_samples(u8, 5, planted.SHAPE)
+    # AIPP: (pixel - 255·mean) · 1/(255·std), handed over as fp16
+    exact = (pixels.astype(np.float64) - 255 * np.array(mean)) / (255 * np.array(std))
+    want = exact.transpose(0, 3, 1, 2).astype(np.float32).astype(np.float16).astype(np.float32)
+    assert got.dtype == "uint8" and got.array.dtype == np.float32 and np.array_equal(got.array, want)
+    assert not np.array_equal(got.array, exact.transpose(0, 3, 1, 2).astype(np.float32))  # it was rounded
+    result = run_precision(planted.save(planted.clean_net(), tmp_path / "net.onnx"), u8, tmp_path / "out")
+    assert result.record.samples == 5
 
 
 # --- the command ---
