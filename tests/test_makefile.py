@@ -71,3 +71,25 @@ def test_each_models_demo_has_its_own_folder(fake_venv):
         assert f"--out demo/{model}/databin" in text and f"--input demo/{model}/databin" in text
         assert f"--out-dir demo/{model}/om" in text and f"demo/{model}/result_bs16.json" in text
         assert "demo/databin" not in text and f"demo/{other}" not in text
+
+
+def test_precision_report_reaches_om_and_the_demo_checks_before_om(fake_venv, tmp_path):
+    check = make(fake_venv, "precision", "WORK=infer", "SAMPLES=32")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert (tmp_path / "calls.txt").read_text().split() == [
+        "precision", "--onnx", "infer/focal-fast-s.onnx", "--input", "infer/databin", "--out", "infer/precision",
+        "--samples", "32"]
+    built = make(fake_venv, "om", "WORK=infer", "PRECISION=infer/precision/precision.json", "ATC_FLAGS=--dry-run")
+    assert built.returncode == 0, built.stdout + built.stderr
+    om = (tmp_path / "calls.txt").read_text().splitlines()[-1].split()
+    assert om[om.index("--precision") + 1] == "infer/precision/precision.json" and "--keep-dtype" not in om
+    own = make(fake_venv, "om", "WORK=infer", "KEEP_DTYPE=mine.cfg", "ATC_FLAGS=--dry-run")
+    om = (tmp_path / "calls.txt").read_text().splitlines()[-1].split()
+    assert own.returncode == 0 and om[om.index("--keep-dtype") + 1] == "mine.cfg" and "--precision" not in om
+    demo = make(fake_venv, "-n", "demo")
+    lines = [line for line in re.sub(r"\\\n\s*", " ", demo.stdout).splitlines() if line.startswith(f"-{fake_venv}")
+             or line.startswith(str(fake_venv))]
+    steps = [line.split()[1] for line in lines]
+    assert steps.index("export") < steps.index("precision") < steps.index("om")
+    first_om = next(line for line in lines if line.split()[1] == "om")
+    assert "--precision demo/focal-fast-s/precision/precision.json" in first_om

@@ -1,10 +1,10 @@
 """The images the emulation runs on: a preprocess output folder, read through its manifest.
 
 One function, :func:`load_samples`, turns whatever preprocess wrote into the float32 NCHW batch
-the ONNX takes, so a new file kind is added here and nowhere else. uint8 NHWC files (for AIPP) are
-normalised with :func:`focalinfer.inputs.normalize_nhwc` and the manifest's mean/std, then rounded
-to fp16: an AIPP .om's graph receives AIPP's fp16 output, so the reference and the emulation both
-start from that.
+the ONNX takes: float32 files as they are; uint8 NHWC files (``preprocess --dtype uint8``, for an
+AIPP .om) through the shared AIPP-formula normalisation, :func:`focalinfer.inputs.normalize_nhwc`,
+the one the CPU path uses. AIPP hands the network fp16, so the emulated runs then get the
+normalised input rounded to fp16 (:attr:`Samples.emulated_input`); fp32 gets it unrounded.
 """
 
 from __future__ import annotations
@@ -28,11 +28,23 @@ class Samples:
     files: list[str]
     array: np.ndarray
     manifest_sha256: str | None
-    dtype: str  # of the files
+    dtype: str  # of the files: float32 | uint8
 
     @property
     def names(self) -> list[str]:
         return [output_stem(f) for f in self.files]
+
+    @property
+    def aipp(self) -> bool:
+        """uint8 files are for an AIPP .om, whose input reaches the network as fp16."""
+        return self.dtype == inputs.UINT8
+
+    @property
+    def emulated_input(self) -> np.ndarray:
+        """What the emulated NPU runs get: AIPP's fp16 output for uint8 files, else the files' values."""
+        from focalinfer.precision.emulate import round_fp16
+
+        return round_fp16(self.array) if self.aipp else self.array
 
     def __len__(self) -> int:
         return len(self.files)
@@ -44,35 +56,38 @@ def load_samples(input_dir: str | os.PathLike, count: int, input_shape: tuple[in
     ``input_shape`` is the ONNX input's (C, H, W); the files must be made for it.
     """
     input_dir = Path(input_dir)
+    where = manifest_path(input_dir)
     if count < 1:
         raise FocalinferError(f"--samples {count}: give at least one sample")
     manifest = Manifest.read(input_dir)
-    dtype = manifest.dtype if manifest else "float32"
+    dtype = manifest.dtype if manifest else inputs.FLOAT32  # no manifest: the seed's float32 files
     if manifest is not None and manifest.status != "complete":
-        raise FocalinferError(f"{manifest_path(input_dir)}: preprocess did not finish (status {manifest.status!r}); "
+        raise FocalinferError(f"{where}: preprocess did not finish (status {manifest.status!r}); "
                               "rerun it before the precision check")
     if dtype not in inputs.FILE_DTYPES:
-        raise FocalinferError(f"{manifest_path(input_dir)}: unknown input dtype {dtype!r}; rerun preprocess")
-    shape = tuple(int(d) for d in input_shape)
-    # one file's (C, H, W) for float32, (H, W, 3) for uint8
-    file_shape = shape if dtype == inputs.FLOAT32 else (shape[1], shape[2], shape[0])
+        raise FocalinferError(f"{where}: unknown input dtype {dtype!r}; rerun preprocess")
+    channels, height, width = (int(d) for d in input_shape)
+    norm = None
+    if dtype == inputs.UINT8:
+        if channels != 3:
+            raise FocalinferError(f"{where}: uint8 files hold RGB images but the ONNX input has {channels} channels")
+        norm = inputs.Normalization.from_dict(manifest.normalization, str(where))
+    file_shape = (channels, height, width) if norm is None else (height, width, 3)
     if manifest is not None and manifest.shape and tuple(manifest.shape[1:]) != file_shape:
         raise FocalinferError(
-            f"{manifest_path(input_dir)}: the files hold {list(manifest.shape[1:])} images but the ONNX takes "
-            f"{list(shape)}; preprocess for this model (focalinfer preprocess --model ...)")
-    norm = inputs.Normalization.from_dict(manifest.normalization, str(manifest_path(input_dir))) \
-        if dtype == inputs.UINT8 else None
+            f"{where}: the files hold {dtype} {list(manifest.shape[1:])} images but the ONNX takes "
+            f"{list(input_shape)}; preprocess for this model (focalinfer preprocess --model ...)")
     files = list_input_files(input_dir)
     picked = [files[i] for i in _spread(len(files), count)]
-    file_bytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    file_bytes = int(np.prod(file_shape)) * np.dtype(dtype).itemsize
     for path in picked:
         if file_data_bytes(path) != file_bytes:
             raise FocalinferError(
-                f"{path}: {file_data_bytes(path)} bytes, but the ONNX input {list(shape)} takes {file_bytes} as "
-                f"{dtype}; preprocess for this model")
+                f"{path}: {file_data_bytes(path)} bytes, but a {dtype} {list(file_shape)} image for this ONNX is "
+                f"{file_bytes}; preprocess for this model")
     raw = np.empty((len(picked),) + file_shape, dtype)
     fill_batch(raw, Batch(0, tuple(picked), 0), file_bytes)
-    array = raw if norm is None else inputs.normalize_nhwc(raw, norm).astype(np.float16).astype(np.float32)
+    array = raw if norm is None else inputs.normalize_nhwc(raw, norm)
     return Samples(picked, array, Manifest.sha256(input_dir), dtype)
 
 

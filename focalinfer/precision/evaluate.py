@@ -80,11 +80,15 @@ def score(reference: np.ndarray, candidate: np.ndarray) -> Figures:
 
 
 class Evaluator:
-    """Runs graphs over the samples: ``batch_size`` per session.run, padded for a static batch."""
+    """Runs graphs over the samples: ``batch_size`` per session.run, padded for a static batch.
+
+    ``emulated_input``: what emulated runs are fed instead of ``samples`` (AIPP's fp16 output).
+    """
 
     def __init__(self, samples: np.ndarray, input_name: str, batch_size: int, static_batch: bool,
-                 workdir: Path, threads: int | None = None):
+                 workdir: Path, threads: int | None = None, emulated_input: np.ndarray | None = None):
         self.samples, self.input_name = samples, input_name
+        self.emulated_input = samples if emulated_input is None else emulated_input
         self.batch_size, self.static_batch = batch_size, static_batch
         self.workdir, self.threads = Path(workdir), threads
         self._serial = itertools.count()
@@ -98,11 +102,13 @@ class Evaluator:
         finally:
             path.unlink(missing_ok=True)  # onnxruntime has read it; the weights stay mapped
 
-    def run(self, session, outputs: list[str] | None = None, each_batch=None, rows=None) -> np.ndarray:
+    def run(self, session, outputs: list[str] | None = None, each_batch=None, rows=None,
+            emulated: bool = True) -> np.ndarray:
         """The first output over the samples (or the ``rows`` of them), (N, ...); ``each_batch(outputs)``
-        sees every batch's outputs."""
+        sees every batch's outputs. ``emulated=False``: the fp32 reference's input."""
         names = outputs or [session.get_outputs()[0].name]
-        samples = self.samples if rows is None else self.samples[rows]
+        samples = self.emulated_input if emulated else self.samples
+        samples = samples if rows is None else samples[rows]
         first = []
         for start in range(0, len(samples), self.batch_size):
             batch = samples[start:start + self.batch_size]

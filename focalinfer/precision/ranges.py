@@ -31,9 +31,11 @@ class RangeLint:
     initializers: list[dict] = field(default_factory=list)  # {name, consumers, kind, max_abs | min_nonzero_abs}
     divisors: list[dict] = field(default_factory=list)  # {node, op_type, tensor, min_nonzero_abs, flushed}
     max_abs: dict[str, float] = field(default_factory=dict)  # tensor → max |value| over the samples
+    largest: dict | None = None  # the largest node output, in range or not: {node, op_type, max_abs}
 
     def as_dict(self) -> dict:
-        return {"activations": self.activations, "initializers": self.initializers, "divisors": self.divisors}
+        return {"activations": self.activations, "initializers": self.initializers, "divisors": self.divisors,
+                "largest": self.largest}
 
     @property
     def clean(self) -> bool:
@@ -152,6 +154,11 @@ class RangeAccumulator:
                     "node": node.name if node else "(graph input)", "op_type": node.op_type if node else "",
                     "tensor": tensor, "max_abs": float(value), "times_fp16_max": round(float(value) / FP16_MAX, 2)})
         lint.activations.sort(key=lambda f: -f["max_abs"])
+        computed = [(value, producer) for (_, producer), value in zip(self.probe.maxima, self.maxima) if producer >= 0]
+        if computed:
+            value, producer = max(computed)
+            lint.largest = {"node": info.nodes[producer].name, "op_type": info.nodes[producer].op_type,
+                            "max_abs": float(value), "times_fp16_max": round(float(value) / FP16_MAX, 4)}
         for (index, tensor), low, flushed in zip(self.probe.divisors, self.min_nonzero, self.flushed):
             if flushed > 0:
                 node = info.nodes[index]
@@ -223,7 +230,10 @@ def lint_nodes(info: GraphInfo, lint: RangeLint) -> set[int]:
 def format_lint(lint: RangeLint, limit: int = 8) -> list[str]:
     """Lines for the terminal: the worst findings first."""
     if lint.clean:
-        return ["range lint: every activation and initializer fits fp16 on these samples"]
+        peak = lint.largest
+        largest = (f" (largest: {peak['node']} ({peak['op_type']}), max |x| {peak['max_abs']:.4g} = "
+                   f"{100 * peak['max_abs'] / FP16_MAX:.2g} % of 65,504)") if peak else ""
+        return [f"range lint: every activation and initializer fits fp16 on these samples{largest}"]
     lines = []
     if lint.activations:
         lines.append(f"range lint: {len(lint.activations)} node output(s) beyond fp16's 65,504:")
@@ -251,5 +261,5 @@ def probe(info: GraphInfo, weights: WeightStore | None, evaluator) -> tuple[np.n
     session = evaluator.session(model, optimization="none")
     names = [o.name for o in session.get_outputs()]
     accumulator = RangeAccumulator(info, plan, names)
-    reference = evaluator.run(session, names, each_batch=accumulator.add)
+    reference = evaluator.run(session, names, each_batch=accumulator.add, emulated=False)
     return reference, accumulator.result()

@@ -58,7 +58,8 @@ def run_precision(onnx_path, input_dir, out, *, samples: int = DEFAULT_SAMPLES, 
     timings = {"load": time.perf_counter() - started}
     with tempfile.TemporaryDirectory(prefix=".precision-", dir=out) as work:
         weights = WeightStore(info, work)
-        evaluator = Evaluator(data.array, input_name, batch, batch_dim is not None, Path(work), threads)
+        evaluator = Evaluator(data.array, input_name, batch, batch_dim is not None, Path(work), threads,
+                              emulated_input=data.emulated_input)
         mark = time.perf_counter()
         reference, lint = probe(info, weights, evaluator)
         timings["probe"] = time.perf_counter() - mark
@@ -70,6 +71,7 @@ def run_precision(onnx_path, input_dir, out, *, samples: int = DEFAULT_SAMPLES, 
     record.seconds = round(time.perf_counter() - started, 1)
     record.extra["timings"] = {k: round(v, 1) for k, v in timings.items()}
     record.extra["batch_size"] = batch
+    record.extra["input_dtype"] = data.dtype
     report_path, keep_path = write_report(record, out)
     return PrecisionResult(record, report_path, keep_path, lint, result, thresholds)
 

@@ -27,10 +27,10 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm import tqdm
 
 from focalinfer.precision.emulate import EXACT_OPS, GraphInfo, WeightStore, build_model, precision_plan
 from focalinfer.metrics import row_cosine
+from focalinfer.progress import progress_bar
 from focalinfer.precision.evaluate import Evaluator, Figures, Thresholds, score
 
 KEEP_MODES = ("force_fp16", "allow_mix_precision")  # the modes in which ATC reads --keep_dtype
@@ -71,7 +71,8 @@ class Search:
         # The samples that failed worst so far: a run is tried on them first (see _emulated).
         self._sentinels: list[int] = []
         self.out_of_runs = False
-        self._bar = tqdm(desc=f"precision {mode}", unit="run", disable=not progress, leave=False)
+        # tqdm on a terminal (with the stage and list length), one summary line in a log
+        self._bar = progress_bar(desc=f"precision {mode}", unit="run", enabled=progress, leave=False)
 
     @property
     def short_limit(self) -> int:
@@ -98,7 +99,8 @@ class Search:
             self.steps.append({"stage": stage, "mode": mode, "kept": len(keep),
                                "passed": self.thresholds.passed(figures), **figures.as_dict()})
             self._bar.update(1)
-            self._bar.set_postfix_str(f"{stage}: {len(keep)} kept")
+            if hasattr(self._bar, "set_postfix_str"):
+                self._bar.set_postfix_str(f"{stage}: {len(keep)} kept")
         return self._cache[key]
 
     def _emulated(self, session, full: bool) -> Figures:

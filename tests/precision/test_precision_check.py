@@ -52,7 +52,8 @@ def test_clean_net_is_fp16_safe_with_no_list(tmp_path, inputs):
     assert record.atc_flags == ["--precision_mode=force_fp16"]
     assert not (tmp_path / "out" / "keep_dtype.cfg").exists()
     assert record.runs == 1 and record.samples == SAMPLES
-    assert record.overflow == {"activations": [], "initializers": [], "divisors": []}
+    assert (record.overflow["activations"], record.overflow["initializers"], record.overflow["divisors"]) == ([], [], [])
+    assert 0 < record.overflow["largest"]["max_abs"] < 65504 and record.overflow["largest"]["node"]
     assert record.emulated["fp16"]["min_cosine"] >= 0.999 and record.emulated["with_keep_dtype"] is None
     assert record.emulated["fp16"]["max_abs"] > 0  # it did round
 
@@ -157,20 +158,63 @@ def test_inputs_must_fit_the_onnx(tmp_path, inputs):
     other.mkdir()
     np.zeros((1, 3, 8, 8), np.float32).tofile(other / "a.bin")
     Manifest(model="x", preset="official", transform={}, shape=[1, 3, 8, 8]).write(other)
-    with pytest.raises(FocalinferError, match=r"manifest.json: the files hold \[3, 8, 8\] images but the ONNX takes \[3, 4, 4\]"):
-        run_precision(onnx_path, other, tmp_path / "out")
-    Manifest(model="x", preset="official", transform={}, dtype="uint8", tensor_layout="NHWC",
-             shape=[1, 8, 8, 3], normalization={"mean": [0.5] * 3, "std": [0.5] * 3}).write(other)
-    with pytest.raises(FocalinferError, match=r"the files hold \[8, 8, 3\] images but the ONNX takes \[3, 4, 4\]"):
-        run_precision(onnx_path, other, tmp_path / "out")
-    Manifest(model="x", preset="official", transform={}, dtype="uint8", tensor_layout="NHWC",
-             shape=[1, 4, 4, 3]).write(other)
-    with pytest.raises(FocalinferError, match=r"no usable normalisation \(mean/std\) recorded"):
+    with pytest.raises(FocalinferError, match=r"manifest.json: the files hold float32 \[3, 8, 8\] images but the ONNX takes \[3, 4, 4\]"):
         run_precision(onnx_path, other, tmp_path / "out")
     with pytest.raises(UsageError, match="--mode 'fp16'"):
         run_precision(onnx_path, inputs, tmp_path / "out", mode="fp16")
     with pytest.raises(FocalinferError, match="ONNX file not found"):
         run_precision(tmp_path / "missing.onnx", inputs, tmp_path / "out")
+
+
+def write_uint8_inputs(folder, count, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)):
+    """uint8 NHWC files as `preprocess --dtype uint8` writes them, normalisation left to the model."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(5)
+    height, width = planted.SHAPE[1:]
+    pixels = rng.integers(0, 256, (count, height, width, 3), dtype=np.uint8)
+    for i, image in enumerate(pixels):
+        image.tofile(folder / f"img_{i:03d}.bin")
+    Manifest(model="planted", preset="official", transform={}, dtype="uint8", tensor_layout="NHWC",
+             shape=[1, height, width, 3], bytes_per_file=height * width * 3,
+             normalization={"mean": list(mean), "std": list(std)}).write(folder)
+    return pixels, np.asarray(mean, np.float64), np.asarray(std, np.float64)
+
+
+def test_uint8_files_are_normalised_and_rounded_to_fp16_for_the_npu(tmp_path):
+    from focalinfer.precision import load_samples
+    from focalinfer.precision.emulate import round_fp16
+
+    pixels, mean, std = write_uint8_inputs(tmp_path / "u8", 12)
+    samples = load_samples(tmp_path / "u8", 12, planted.SHAPE)
+    assert samples.dtype == "uint8" and samples.aipp and samples.array.dtype == np.float32
+    # the float32 files' formula, channel by channel, NHWC → NCHW
+    expected = ((pixels / 255.0 - mean) / std).transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(samples.array, expected, atol=5e-7)
+    assert np.array_equal(samples.emulated_input, round_fp16(samples.array))  # AIPP outputs fp16
+    assert not np.array_equal(samples.emulated_input, samples.array)
+    result = run_precision(planted.save(planted.clean_net(), tmp_path / "net.onnx"), tmp_path / "u8",
+                           tmp_path / "out", samples=12)
+    assert result.record.verdict == "fp16-safe" and result.record.extra["input_dtype"] == "uint8"
+    with pytest.raises(FocalinferError, match=r"the files hold uint8 \[4, 4, 3\] images but the ONNX takes \[3, 8, 8\]"):
+        load_samples(tmp_path / "u8", 4, (3, 8, 8))
+
+
+def test_emulated_runs_see_the_aipp_input_and_fp32_the_plain_one(tmp_path):
+    """With every node kept fp32, the only fp16 left is AIPP's rounding of the input."""
+    from focalinfer.precision.evaluate import Evaluator
+
+    write_uint8_inputs(tmp_path / "u8", 8)
+    from focalinfer.precision import load_samples
+
+    samples = load_samples(tmp_path / "u8", 8, planted.SHAPE)
+    model = planted.clean_net()
+    info = analyse(model)
+    evaluator = Evaluator(samples.array, "image", 4, False, tmp_path, emulated_input=samples.emulated_input)
+    everything = {n.index for n in info.nodes if n.float_outputs}
+    session = make_session(emulate(info, "force_fp16", everything))
+    plain = make_session(model)
+    assert np.array_equal(evaluator.run(session), plain.run(None, {"image": samples.emulated_input})[0])
+    assert np.array_equal(evaluator.run(session, emulated=False), plain.run(None, {"image": samples.array})[0])
 
 
 def test_static_batch_onnx_is_padded(tmp_path, inputs):
@@ -191,28 +235,6 @@ def test_samples_spread_over_the_folder(tmp_path, inputs):
     assert [os.path.basename(f) for f in picked.files] == ["img_000.bin", "img_010.bin", "img_021.bin", "img_031.bin"]
     assert np.array_equal(picked.array[1], np.fromfile(inputs / "img_010.bin", np.float32).reshape(planted.SHAPE))
     assert len(load_samples(inputs, 500, planted.SHAPE)) == SAMPLES
-
-
-def test_uint8_files_are_normalised_and_rounded_to_fp16_as_aipp_hands_them_over(tmp_path):
-    from focalinfer.precision import load_samples
-
-    u8 = tmp_path / "u8"
-    u8.mkdir()
-    pixels = np.random.default_rng(3).integers(0, 256, (5, 4, 4, 3), dtype=np.uint8)
-    for k, image in enumerate(pixels):
-        image.tofile(u8 / f"img_{k}.bin")
-    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    Manifest(model="x", preset="official", transform={}, dtype="uint8", tensor_layout="NHWC", shape=[1, 4, 4, 3],
-             normalization={"mean": list(mean), "std": list(std)},
-             files=[{"source": f"img_{k}.JPEG", "bin": f"img_{k}.bin"} for k in range(5)]).write(u8)
-    got = load_samples(u8, 5, planted.SHAPE)
-    # AIPP: (pixel - 255·mean) · 1/(255·std), handed over as fp16
-    exact = (pixels.astype(np.float64) - 255 * np.array(mean)) / (255 * np.array(std))
-    want = exact.transpose(0, 3, 1, 2).astype(np.float32).astype(np.float16).astype(np.float32)
-    assert got.dtype == "uint8" and got.array.dtype == np.float32 and np.array_equal(got.array, want)
-    assert not np.array_equal(got.array, exact.transpose(0, 3, 1, 2).astype(np.float32))  # it was rounded
-    result = run_precision(planted.save(planted.clean_net(), tmp_path / "net.onnx"), u8, tmp_path / "out")
-    assert result.record.samples == 5
 
 
 # --- the command ---

@@ -81,3 +81,14 @@ def test_initializer_findings_skip_harmless_tiny_weights():
     assert findings["big"]["kind"] == "beyond fp16 range" and findings["big"]["count"] == 10
     assert findings["eps"]["kind"] == "flushes to zero in fp16" and findings["eps"]["consumers"] == ["class"]
 
+
+
+def test_largest_activation_is_reported_even_in_range(tmp_path):
+    model = planted.clean_net()
+    x = np.random.default_rng(4).standard_normal((6, *planted.SHAPE)).astype(np.float32)
+    info = analyse(model)
+    _, lint = probe(info, WeightStore(info, tmp_path), Evaluator(x, "image", 4, False, tmp_path))
+    tensors = intermediates(model, x)
+    name, value = max(((n.name, np.abs(tensors[n.float_outputs[0]]).max()) for n in info.nodes if n.is_candidate),
+                      key=lambda item: item[1])
+    assert lint.clean and lint.largest["node"] == name and lint.largest["max_abs"] == value
