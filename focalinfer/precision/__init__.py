@@ -10,12 +10,14 @@ See docs/precision.md.
 """
 
 from focalinfer.precision.data import Samples, load_samples
-from focalinfer.precision.emulate import MODES, analyse, emulate, precision_plan, round_fp16
+# The emulate() function stays in its module: re-exported here it would shadow the module
+# focalinfer.precision.emulate as an attribute of this package.
+from focalinfer.precision.emulate import MODES, analyse, precision_plan, round_fp16
 from focalinfer.precision.evaluate import Figures, Thresholds, score
 from focalinfer.precision.ranges import RangeLint, lint_nodes
 from focalinfer.precision.run import PrecisionResult, run_precision
 from focalinfer.precision.search import KEEP_MODES, Search, SearchResult
 
 __all__ = ["KEEP_MODES", "MODES", "Figures", "PrecisionResult", "RangeLint", "Samples", "Search", "SearchResult",
-           "Thresholds", "analyse", "emulate", "lint_nodes", "load_samples", "precision_plan", "round_fp16",
+           "Thresholds", "analyse", "lint_nodes", "load_samples", "precision_plan", "round_fp16",
            "run_precision", "score"]

@@ -42,7 +42,7 @@ EXACT_OPS = frozenset({
     "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Dropout",
     "Gather", "GatherElements", "GatherND", "Slice", "Split", "Concat", "Expand", "Tile",
     "DepthToSpace", "SpaceToDepth", "Where", "Relu", "Neg", "Abs", "Max", "Min",
-    "MaxPool", "GlobalMaxPool", "ReduceMax", "ReduceMin",
+    "MaxPool", "GlobalMaxPool", "ReduceMax", "ReduceMin", "TopK",
 })
 # allow_mix_precision: ATC reads each op's precision_reduce flag from the installed CANN's
 # ops-info files; the 310P files are not public. Assumed here (docs/precision.md): Cube ops are

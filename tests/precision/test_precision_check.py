@@ -17,7 +17,8 @@ import planted
 from focalinfer.backend.onnxrt import make_session
 from focalinfer.cli import cli
 from focalinfer.errors import FocalinferError, UsageError
-from focalinfer.precision import Thresholds, analyse, emulate, run_precision, score
+from focalinfer.precision import Thresholds, analyse, run_precision, score
+from focalinfer.precision.emulate import emulate
 from focalinfer.precision import search as search_module
 from focalinfer.records import Manifest, PrecisionRecord
 
