@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from focalinfer.precision.emulate import EXACT_OPS, GraphInfo, WeightStore, build_model, precision_plan
 from focalinfer.metrics import row_cosine
-from focalinfer.progress import progress_bar
+from focalinfer.precision.emulate import EXACT_OPS, GraphInfo, WeightStore, build_model, precision_plan
 from focalinfer.precision.evaluate import Evaluator, Figures, Thresholds, score
+from focalinfer.progress import progress_bar
 
 KEEP_MODES = ("force_fp16", "allow_mix_precision")  # the modes in which ATC reads --keep_dtype
 SHORT_LIST_FRACTION = 0.2
@@ -263,17 +263,15 @@ def layernorm_nodes(info: GraphInfo) -> set[int]:
 
 
 def bridges(info: GraphInfo, keep: set[int]) -> set[int]:
-    """Data-movement nodes between kept nodes: listed too, so ATC moves those values in fp32."""
-    found: set[int] = set()
-    changed = True
-    while changed:
-        changed = False
-        for node in info.nodes:
-            if node.index in keep or node.index in found or node.op_type not in EXACT_OPS:
-                continue
-            fed = any(info.producer.get(name) in keep | found for _, name in node.float_inputs)
-            feeds = any(i in keep | found for out in node.float_outputs for i in info.consumers.get(out, []))
-            if fed and feeds:
-                found.add(node.index)
-                changed = True
-    return found
+    """Data-movement nodes on a path of them from a kept node to a kept node: listed too, so ATC
+    moves those values in fp32. (ONNX nodes are in topological order: one pass each way.)"""
+    moves = [n for n in info.nodes if n.op_type in EXACT_OPS and n.index not in keep]
+    after: set[int] = set()  # reached from a kept node through moves
+    for node in moves:
+        if any(info.producer.get(name) in keep or info.producer.get(name) in after for _, name in node.float_inputs):
+            after.add(node.index)
+    before: set[int] = set()  # reaching a kept node through moves
+    for node in reversed(moves):
+        if any(i in keep or i in before for out in node.float_outputs for i in info.consumers.get(out, [])):
+            before.add(node.index)
+    return after & before
