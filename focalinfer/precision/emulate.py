@@ -19,6 +19,7 @@ op (Reshape, Transpose, Gather, …) whose inputs are fp16 values already is one
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable
 
 import numpy as np
@@ -30,7 +31,8 @@ FP16_MAX = 65504.0
 FP16_FLUSH = 2.0 ** -25
 
 MODES = ("force_fp16", "allow_fp32_to_fp16", "allow_mix_precision")
-# Emulated for the advice when no keep list passes (cube_fp16in_fp32out): not a --mode choice.
+# ATC's fp32 fallbacks, emulated for the advice when no keep list passes, in the order advised
+# (force_fp32 = cube_fp16in_fp32out; it is not a --mode choice).
 ADVICE_MODES = ("allow_fp32_to_fp16", "force_fp32")
 
 # Ops that run on the Cube unit (fp16 in every mode but must_keep_origin_dtype). Einsum becomes
@@ -273,7 +275,6 @@ class WeightStore:
         from onnx import numpy_helper
 
         self.info = info
-        self.directory = directory
         self._tensors: dict[tuple[str, bool], object] = {}
         self.exact = {name for name, values in info.initializers.items() if _is_fp16_exact(values)}
         originals = [init for init in info.model.graph.initializer]
@@ -281,12 +282,10 @@ class WeightStore:
             for init in originals:
                 self._tensors[(init.name, False)] = init
             return
-        from pathlib import Path
-
         path = Path(directory) / self.FILE
         with open(path, "wb") as f:
             for init in originals:
-                if init.name not in info.initializers or len(init.raw_data) < 4096:
+                if init.name not in info.initializers or 4 * int(np.prod(init.dims)) < 4096:
                     # Shapes, indices and scalars stay inline: onnxruntime's shape inference reads them.
                     self._tensors[(init.name, False)] = init
                     continue

@@ -46,7 +46,7 @@ class Figures:
 def _json_number(value):
     """JSON has no NaN or infinity: those become null (an unusable run)."""
     if isinstance(value, float):
-        return round(value, 7) if np.isfinite(value) else None
+        return float(f"{value:.9g}") if np.isfinite(value) else None  # 9 digits: 0.9989999 stays below 0.999
     return value
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from focalinfer.precision.emulate import ADVICE_MODES
 from focalinfer.precision.evaluate import Figures, Thresholds
 from focalinfer.precision.ranges import RangeLint, format_lint
 from focalinfer.records import PrecisionRecord, keep_dtype_path
 from focalinfer.util import write_bytes_atomic
 
-# ATC's fp32 fallbacks in the order they are advised (the first that passes), then the exact one.
-FALLBACKS = ("allow_fp32_to_fp16", "force_fp32")
+# When none of the fallbacks passes: the mode with no fp16 at all.
 EXACT_FALLBACK = "must_keep_origin_dtype"
 
 
@@ -21,7 +21,7 @@ def atc_flags(verdict: str, mode: str, keep_file: Path | None, advice: dict[str,
         return [f"--precision_mode={mode}"]
     if verdict == "keep-dtype":
         return [f"--precision_mode={mode}", f"--keep_dtype={keep_file}"]
-    passing = [m for m in FALLBACKS if m in advice and thresholds.passed(advice[m])]
+    passing = [m for m in ADVICE_MODES if m in advice and thresholds.passed(advice[m])]
     return [f"--precision_mode={passing[0] if passing else EXACT_FALLBACK}"]
 
 

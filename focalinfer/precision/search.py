@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from focalinfer.metrics import row_cosine
-from focalinfer.precision.emulate import EXACT_OPS, GraphInfo, WeightStore, build_model, precision_plan
+from focalinfer.precision.emulate import ADVICE_MODES, EXACT_OPS, GraphInfo, WeightStore, build_model, precision_plan
 from focalinfer.precision.evaluate import Evaluator, Figures, Thresholds, score
 from focalinfer.progress import progress_bar
 
@@ -207,7 +207,7 @@ class Search:
         """No short list: the figures of ATC's fp32 fallbacks, always measured."""
         self.max_runs = max(self.max_runs, self.runs + 3)
         advice = {mode: self.figures(mode=mode, stage="advice", full=True)
-                  for mode in ("allow_fp32_to_fp16", "force_fp32") if mode != self.mode}
+                  for mode in ADVICE_MODES if mode != self.mode}
         with_keep = self.figures(keep) if keep else None  # cached: it passed
         result = self._result("fp32", set(keep or ()), base, with_keep)
         result.advice = advice
