@@ -163,6 +163,39 @@ def bench_precision_cmd(model, samples, search_samples, no_search, threads, work
         write_json_atomic(json_out, figures)
 
 
+@bench.command("profile")
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Registry model (synthetic weights).")
+@click.option("--batch-sizes", default="1,4,16", show_default=True, help="Comma-separated batch sizes to profile.")
+@click.option("--graph", default="rewritten", show_default=True, type=click.Choice(["rewritten", "naive"]),
+              help="The rewritten export focalinfer runs, or the plain one (`--no-rewrites`).")
+@click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads (default: CPU count).")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=str),
+              help="Cache of synthetic checkpoints and exports, shared with `bench all` (default ~/.cache/focalinfer/bench).")
+@click.option("--docs", type=click.Path(dir_okay=False, path_type=str),
+              help="Markdown whose `profile` section is rewritten (e.g. docs/benchmarks.md).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=str), help="Also write the figures here.")
+@user_errors
+def bench_profile_cmd(model, batch_sizes, graph, threads, workdir, docs, json_out):
+    """Where one model's CPU time goes: per op type, and its GEMM kernels' GFLOP/s against this machine's limit."""
+    from focalinfer.bench import parse_list
+    from focalinfer.bench.profile import bench_profile
+    from focalinfer.bench.report import profile_sentence, render_profile, rewrite_sections
+    from focalinfer.util import ensure_writable_file, write_json_atomic
+
+    for path, what in ((json_out, "JSON output"), (docs, "docs file")):
+        if path:
+            ensure_writable_file(path, what)
+    figures = bench_profile(model, batch_sizes=parse_list(batch_sizes, int), graph=graph, threads=threads,
+                            workdir=workdir, log=lambda line: click.echo(line, err=True))
+    for p in figures["profiles"]:
+        click.echo(profile_sentence(p, figures["gemm"]["limit_gflops"], graph))
+    if json_out:
+        write_json_atomic(json_out, figures)
+    if docs:
+        rewrite_sections(docs, {"profile": render_profile(figures)})
+        click.echo(f"wrote {docs}")
+
+
 @cli.command("sample-data")
 @click.option("--out", required=True, type=click.Path(path_type=str), help="Folder for the images and val_label.txt.")
 @click.option("--count", default=48, show_default=True, type=click.IntRange(min=1), help="Images to write.")

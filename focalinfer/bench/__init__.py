@@ -4,8 +4,8 @@ One module per concern: ``settings`` (what a run measures), ``machine`` (machine
 GEMM rates), ``timing`` (interleaved rounds, other processes' CPU share), ``prepare`` (cached
 checkpoints, exports and CPU graphs), ``inference`` (one model's backends per batch size),
 ``targets`` (the issue's goals), ``report`` (docs sections, plot, terminal summary) and ``run``
-(``focalinfer bench all``). ``cpu_graph`` and ``macs`` hold the fused CPU graph, onnxruntime
-profiles and MAC counting; ``preprocess`` and ``eval`` the stage benchmarks.
+(``focalinfer bench all``). ``cpu_graph``, ``profile`` and ``macs`` hold the fused CPU graph,
+onnxruntime profiles (and ``bench profile``) and MAC counting; ``preprocess`` and ``eval`` the stage benchmarks.
 """
 
 from focalinfer.bench.report import terminal_summary

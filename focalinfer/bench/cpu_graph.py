@@ -1,24 +1,22 @@
-"""The CPU-only fused graph and onnxruntime's per-op profile, as the benchmark measures them.
+"""The CPU-only fused graph, as the benchmark measures it.
 
-- :func:`build_cpu_graph`: the onnxruntime transformer optimiser's fusions (LayerNorm, GELU,
-  SkipLayerNorm, BiasGelu) written as a separate CPU-only graph ``<stem>.cpu.onnx`` beside the
-  exported one, kept only when its logits stay within the export's parity bound. The exported
-  graph, the one handed to ATC, is never modified (ATC does not know those contrib ops);
-- :func:`profile_op_types`: onnxruntime's profiler summed per op type, to see where time goes.
+:func:`build_cpu_graph`: the onnxruntime transformer optimiser's fusions (LayerNorm, GELU,
+SkipLayerNorm, BiasGelu) written as a separate CPU-only graph ``<stem>.cpu.onnx`` beside the
+exported one, kept only when its logits stay within the export's parity bound. The exported graph,
+the one handed to ATC, is never modified (ATC does not know those contrib ops).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
 from focalinfer.backend.onnxrt import make_session
+from focalinfer.bench.profile import input_feed_shape
 from focalinfer.errors import FocalinferError
 from focalinfer.metrics.logits import parity_bound
 
@@ -106,22 +104,12 @@ def _fusion_options():
     return options
 
 
-def _input_feed_shape(session, batch: int) -> tuple[str, tuple[int, ...]]:
-    node = session.get_inputs()[0]
-    dims = [d if isinstance(d, int) and d > 0 else None for d in node.shape]
-    if dims and dims[0] is None:
-        dims[0] = batch
-    if any(d is None for d in dims):
-        raise FocalinferError(f"input {node.name!r} has dynamic dimensions {node.shape}; export with a fixed image size")
-    return node.name, tuple(dims)
-
-
 def cpu_graph_parity(reference: str | Path, candidate: str | Path, *, samples: int = 2,
                      threads: int | None = None, batch: int = 2) -> dict:
     """max |reference - candidate| over random inputs against 1e-4 × max(1, max |reference logit|)."""
     ref = make_session(reference, threads)
     cand = make_session(candidate, threads)
-    name, shape = _input_feed_shape(ref, batch)
+    name, shape = input_feed_shape(ref, batch)
     rng = np.random.default_rng(0)
     worst_diff, worst_bound = 0.0, math.inf
     batches = max(1, math.ceil(samples / shape[0]))
@@ -134,43 +122,3 @@ def cpu_graph_parity(reference: str | Path, candidate: str | Path, *, samples: i
     return {"max_abs_diff": worst_diff, "bound": worst_bound, "passed": worst_diff <= worst_bound,
             "rule": "max |plain - cpu graph| <= 1e-4 * max(1, max |plain logit|)", "batches": batches,
             "batch_shape": list(shape)}
-
-
-# --- profiling -------------------------------------------------------------------------
-
-def profile_op_types(onnx_path: str | Path, batch: int, runs: int = 3, threads: int | None = None,
-                     workdir: str | Path | None = None) -> dict:
-    """Run ``runs`` batches with onnxruntime's profiler; milliseconds per run summed by op type.
-
-    Returns {"per_run_ms": total, "op_types": [{"op", "ms", "share", "nodes"}...] (largest first)}.
-    The first (warm-up) run is left out of the figures.
-    """
-    with tempfile.TemporaryDirectory(prefix="focalinfer-profile-", dir=workdir) as tmp:
-        session = make_session(onnx_path, threads, profile_prefix=str(Path(tmp) / "ort"))
-        name, shape = _input_feed_shape(session, batch)
-        x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-        for _ in range(runs + 1):
-            session.run(None, {name: x})
-        trace = Path(session.end_profiling())
-        events = json.loads(trace.read_text())
-    return summarize_profile(events, runs)
-
-
-def summarize_profile(events: list[dict], runs: int) -> dict:
-    """Sum kernel times per op type over the last ``runs`` model runs of a profile trace."""
-    run_starts = sorted(e["ts"] for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
-    cutoff = run_starts[-runs] if len(run_starts) >= runs else 0
-    per_op_us: dict[str, float] = defaultdict(float)
-    nodes: dict[str, set] = defaultdict(set)
-    for event in events:
-        if event.get("cat") != "Node" or not event.get("name", "").endswith("_kernel_time"):
-            continue
-        if event["ts"] < cutoff:
-            continue
-        op = event.get("args", {}).get("op_name", "?")
-        per_op_us[op] += event["dur"]
-        nodes[op].add(event["name"])
-    total_us = sum(per_op_us.values())
-    rows = [{"op": op, "ms": round(us / runs / 1000, 3), "share": round(us / total_us, 4) if total_us else 0.0,
-             "nodes": len(nodes[op])} for op, us in sorted(per_op_us.items(), key=lambda kv: -kv[1])]
-    return {"per_run_ms": round(total_us / runs / 1000, 3), "runs": runs, "op_types": rows}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -27,9 +28,10 @@ def _eager_runner(name: str, checkpoint: str | Path):
 
 
 class ModelRunners:
-    """The backends of one model, per batch size: onnxruntime sessions of dynamic graphs are kept
-    across batch sizes, everything else (static-batch graphs, OpenVINO models, which compile per
-    batch size) only while its batch size is measured."""
+    """The backends of one model, per batch size. Every runner lives only while its batch size is
+    measured: an onnxruntime session keeps the arena memory of every input shape it has run, and
+    sessions kept across batch sizes 1–64 ran a 24 GiB machine out of memory on Focal-fast-S at
+    batch 64 (one fresh session there holds 2.25 GiB, an OpenVINO model 1.8 GiB)."""
 
     def __init__(self, prepared: PreparedModel, threads: int | None, backends: Sequence[str] = tuple(BACKENDS)):
         self.prepared = prepared
@@ -55,9 +57,8 @@ class ModelRunners:
         from focalinfer.backend.openvino import OpenVinoRunner
 
         paths = self.paths(batch_size)
-        wanted = {str(p) for b, p in paths.items() if b not in OPENVINO_BACKENDS}
-        for stale in set(self.sessions) - wanted:
-            del self.sessions[stale]
+        self.sessions.clear()
+        gc.collect()
         runners = {}
         for backend, path in paths.items():
             if backend in OPENVINO_BACKENDS:
@@ -118,6 +119,7 @@ def bench_model(prepared: PreparedModel, settings: BenchSettings, limit_gflops: 
             batch_runners = {"focalinfer": micro_batched_runner(runners, choice, size), **batch_runners}
         backends += [b for b in batch_runners if b not in backends]
         summary = measure_batch(batch_runners, x, settings, prepared.name, log, ours=ours, peers=PEERS)
+        summary["rss_gib"] = resident_gib()  # with every backend of this batch size loaded
         del batch_runners
         for backend, result in summary["results"].items():
             if limit_gflops:
@@ -147,6 +149,15 @@ def bench_model(prepared: PreparedModel, settings: BenchSettings, limit_gflops: 
     return record
 
 
+def resident_gib() -> float | None:
+    """This process's resident memory (Linux), to see what a batch size's backends hold together."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2 ** 30, 2)
+
+
 def _macs_per_backend(prepared: PreparedModel) -> dict[str, float]:
     """Each graph's own MAC count; eager runs the official code path, i.e. the naive graph's."""
     rewritten = prepared.macs["rewritten"]["per_image"]
@@ -165,7 +176,8 @@ def _progress_line(name: str, summary: dict) -> str:
     ours = summary.get("ours")
     verdict = (f"; focalinfer ({ours_label(ours)}) {ours['vs_best_peer']:.2f}x the best peer ({ours['best_peer']})"
                if ours else "")
-    return f"{name} bs {summary['batch_size']}: img/s " + ", ".join(parts) + verdict + disturbed
+    memory = f" [{summary['rss_gib']} GiB resident]" if summary.get("rss_gib") else ""
+    return f"{name} bs {summary['batch_size']}: img/s " + ", ".join(parts) + verdict + disturbed + memory
 
 
 def best_figures(batches: list[dict], backends: list[str]) -> dict:
@@ -219,7 +231,7 @@ PROFILE_BATCHES = (1, 16)
 def profile_model(prepared: PreparedModel, settings: BenchSettings, threads: int | None) -> list[dict]:
     """onnxruntime's per-op-type time for the rewritten graph at batch 1 and 16 (or the nearest
     measured): where the time goes, and what batching changes per image."""
-    from focalinfer.bench.cpu_graph import profile_op_types
+    from focalinfer.bench.profile import profile_op_types
 
     batches = sorted({min(settings.batch_sizes, key=lambda b: abs(b - want)) for want in PROFILE_BATCHES})
     profiles = []

@@ -6,6 +6,7 @@ import math
 import re
 from pathlib import Path
 
+from focalinfer.bench.profile import at_the_limit
 from focalinfer.bench.settings import BACKENDS
 from focalinfer.bench.targets import ours_label
 from focalinfer.bench.timing import SWITCH_PAUSE_S
@@ -37,12 +38,16 @@ def replace_sections(text: str, sections: dict[str, str]) -> str:
 
 
 def write_docs(result: dict, path: str | Path) -> Path:
+    return rewrite_sections(path, render_sections(result))
+
+
+def rewrite_sections(path: str | Path, sections: dict[str, str]) -> Path:
+    """Replace ``sections`` in the markdown at ``path`` (created with the header when absent), atomically."""
     from focalinfer.util import ensure_writable_dir, write_bytes_atomic
 
     path = Path(path)
     ensure_writable_dir(path.parent, "docs directory")
     text = path.read_text() if path.exists() else DOC_HEADER
-    sections = render_sections(result)
     write_bytes_atomic(path, replace_sections(text, sections).encode())
     return path
 
@@ -197,11 +202,32 @@ def render_inference(result: dict) -> str:
         lines.append(_table(["batch", "backend", "img/s", "vs eager", "focalinfer vs best peer (per round)", "p50 ms",
                              "p90 ms", "calls", "% of GEMM limit", "CPU used by other processes"], rows))
         for p in r.get("profiles", []):
-            lines += ["", f"onnxruntime profile of the rewritten graph at batch {p['batch_size']} "
-                          f"({p['per_run_ms']:.0f} ms of kernel time per run, {p['per_image_ms']:.1f} ms per image): " +
-                      ", ".join(f"{o['op']} {100 * o['share']:.0f} % ({o['ms'] / p['batch_size']:.1f} ms/img)"
-                                for o in p["op_types"]) + "."]
+            lines += ["", profile_sentence(p, result["gemm"]["limit_gflops"])]
     return "\n".join(lines)
+
+
+GEMM_KIND_LABELS = {"weights": "activation × weight (Linear, 1×1 projections)",
+                    "activations": "activation × activation (attention)"}
+
+
+def profile_sentence(p: dict, limit_gflops: float | None, graph: str = "rewritten") -> str:
+    """One profiled batch in words: time per op type, then the GEMM kernels' rate against the limit."""
+    text = (f"onnxruntime profile of the {graph} graph at batch {p['batch_size']} "
+            f"({p['per_run_ms']:.0f} ms of kernel time per run, {p['per_image_ms']:.1f} ms per image): " +
+            ", ".join(f"{o['op']} {100 * o['share']:.0f} % ({o['ms'] / p['batch_size']:.1f} ms/img)"
+                      for o in p["op_types"][:8]) + ".")
+    if not p.get("gemm"):
+        return text
+    kinds = "; ".join(f"{GEMM_KIND_LABELS.get(g['kind'], g['kind'])} {100 * g['share']:.0f} % of the time at {_fmt(g['gflops'], 0)} GFLOP/s"
+                      + (f" ({100 * g['gflops'] / limit_gflops:.0f} % of the limit)" if limit_gflops and g["gflops"] else "")
+                      for g in p["gemm"])
+    text += f" GEMM kernels: {kinds}."
+    if limit_gflops:
+        bound = at_the_limit(p, limit_gflops)
+        text += (f" With every GEMM at the limit and the rest as measured, batch {p['batch_size']} would take "
+                 f"{(bound['other_ms'] + bound['gemm_at_limit_ms']) / p['batch_size']:.0f} ms/img "
+                 f"({bound['img_per_s_bound']:.1f} img/s).")
+    return text
 
 
 # Rows measured while other processes used more than this share of the CPUs are marked ⚠.
@@ -316,3 +342,31 @@ def terminal_summary(result: dict) -> str:
     lines += [f"wrote {kind}: {path}" for kind, path in result.get("outputs", {}).items()]
     lines.append(f"bench: {result['seconds'] / 60:.1f} min")
     return "\n".join(lines)
+
+
+def render_profile(figures: dict) -> str:
+    """The `profile` section of docs/benchmarks.md, written by `focalinfer bench profile`."""
+    m, g = figures["machine"], figures["gemm"]
+    limit = g["limit_gflops"]
+    rows = []
+    for p in figures["profiles"]:
+        kinds = {k["kind"]: k for k in p["gemm"]}
+        bound = at_the_limit(p, limit)
+        rows.append([p["batch_size"], _fmt(p["per_image_ms"], 0), _fmt(1e3 / p["per_image_ms"], 2)]
+                    + [f"{_fmt(kinds[k]['gflops'], 0)} ({100 * kinds[k]['gflops'] / limit:.0f} %), "
+                       f"{100 * kinds[k]['share']:.0f} % of time" if k in kinds else "–"
+                       for k in ("weights", "activations")]
+                    + [f"{100 * bound['other_ms'] / p['per_run_ms']:.0f} %", _fmt(bound["img_per_s_bound"], 2)])
+    macs = figures.get("macs_per_image")
+    lines = [f"### Profile: {figures['model']}, {figures['graph']} graph, onnxruntime (`focalinfer bench profile`)", "",
+             f"Measured {figures['date']} on {m['cpu']} ({', '.join(m.get('cpu_vector_isa') or []) or 'ISA unknown'}), "
+             f"{m['threads']} threads, onnxruntime {m['onnxruntime']}; fp32 GEMM limit {_fmt(limit, 0)} GFLOP/s "
+             f"({g['limit_source']}, {g['n']}³ MatMul)"
+             + (f"; {macs / 1e9:.2f} GMAC per image." if macs else "."), "",
+             _table(["batch", "ms/img (kernels)", "img/s", "activation × weight GEMM GFLOP/s (% of limit)",
+                     "activation × activation GEMM GFLOP/s (% of limit)", "time outside GEMMs",
+                     "img/s bound: GEMMs at the limit, the rest as measured"], rows)]
+    for p in figures["profiles"]:
+        lines += ["", profile_sentence(p, limit, figures["graph"])]
+    return "\n".join(lines)
+

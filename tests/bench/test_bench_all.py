@@ -181,3 +181,16 @@ def test_focalinfers_path_is_timed_in_the_micro_batches_auto_chose(tiny_model, t
     assert bs16["ours"]["micro_batch"] == 4 and bs16["ours"]["img_per_s"] == bs16["results"]["focalinfer"]["img_per_s"]
     # Prepared without the plain export, so eager is the only peer (and ort_naive is not timed).
     assert "focalinfer" in record["backends"] and record["peers"] == ["eager"] and "ort_naive" not in bs16["results"]
+    assert all(b["rss_gib"] > 0 for b in record["batches"])  # what each batch size's backends held together
+
+
+def test_no_onnxruntime_session_outlives_its_batch_size(tiny_model, tmp_path):
+    """A session keeps the arena memory of every shape it ran: kept across batch sizes 1–64, the
+    sessions of Focal-fast-S ran a 24 GiB machine out of memory."""
+    prepared = prepare.prepare_model(TINY, tmp_path, [1, 2], log=lambda line: None, threads=1, backends=("ort",))
+    runners = inference.ModelRunners(prepared, 1, ("ort",))
+    runners.for_batch(1)
+    first = dict(runners.sessions)
+    runners.for_batch(2)
+    assert set(runners.sessions) == set(first)  # the dynamic graph: one path for both sizes
+    assert all(runners.sessions[path] is not session for path, session in first.items())

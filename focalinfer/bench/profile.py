@@ -1,0 +1,169 @@
+"""Where a CPU run's time goes: onnxruntime's profiler summed per op type, and how fast its GEMMs run.
+
+The per-op-type split says which ops take the time; the GEMM rows say whether the matrix work
+itself runs near the machine's limit (the 2048³ MatMul rate) or is held back by its shapes.
+Each MatMul/Gemm kernel's multiply-accumulates come from the shapes onnxruntime records for it
+(output elements × the shared dimension), so they describe the graph onnxruntime actually ran,
+after its own fusions (MatMul+Add → Gemm, Transpose+MatMul → FusedMatMul).
+
+Kernels are split in two kinds, because they are limited differently:
+- ``weights``: one activation times a constant weight (Linear layers, 1×1 projections). onnxruntime
+  pre-packs the weight, so the profile lists only the activation among its float inputs (or
+  counts the weight in the kernel's parameter bytes when it is not pre-packed);
+- ``activations``: activation times activation (attention's q·kᵀ and attn·v): many small
+  matrices per image (one per window and head), no pre-packing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from focalinfer.backend.onnxrt import make_session
+from focalinfer.errors import FocalinferError, UsageError
+
+GEMM_OPS = ("MatMul", "FusedMatMul", "Gemm")
+
+
+def profile_op_types(onnx_path: str | Path, batch: int, runs: int = 3, threads: int | None = None,
+                     workdir: str | Path | None = None) -> dict:
+    """Run ``runs`` batches with onnxruntime's profiler; milliseconds per run summed by op type.
+
+    Returns {"per_run_ms": total, "op_types": [{"op", "ms", "share", "nodes"}...] (largest first),
+    "gemm": [{"kind", "ms", "share", "nodes", "macs", "gflops"}...]}. The first (warm-up) run is
+    left out of the figures.
+    """
+    with tempfile.TemporaryDirectory(prefix="focalinfer-profile-", dir=workdir) as tmp:
+        session = make_session(onnx_path, threads, profile_prefix=str(Path(tmp) / "ort"))
+        name, shape = input_feed_shape(session, batch)
+        x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+        for _ in range(runs + 1):
+            session.run(None, {name: x})
+        trace = Path(session.end_profiling())
+        events = json.loads(trace.read_text())
+    return summarize_profile(events, runs)
+
+
+def input_feed_shape(session, batch: int) -> tuple[str, tuple[int, ...]]:
+    """The first input's name and shape with a dynamic batch axis set to ``batch``."""
+    node = session.get_inputs()[0]
+    dims = [d if isinstance(d, int) and d > 0 else None for d in node.shape]
+    if dims and dims[0] is None:
+        dims[0] = batch
+    if any(d is None for d in dims):
+        raise FocalinferError(f"input {node.name!r} has dynamic dimensions {node.shape}; export with a fixed image size")
+    return node.name, tuple(dims)
+
+
+def summarize_profile(events: list[dict], runs: int) -> dict:
+    """Sum kernel times per op type, and per GEMM kind, over the last ``runs`` model runs of a trace."""
+    run_starts = sorted(e["ts"] for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
+    cutoff = run_starts[-runs] if len(run_starts) >= runs else 0
+    per_op_us: dict[str, float] = defaultdict(float)
+    nodes: dict[str, set] = defaultdict(set)
+    gemm_us: dict[str, float] = defaultdict(float)
+    gemm_macs: dict[str, int] = defaultdict(int)
+    gemm_nodes: dict[str, set] = defaultdict(set)
+    for event in events:
+        if event.get("cat") != "Node" or not event.get("name", "").endswith("_kernel_time") or event["ts"] < cutoff:
+            continue
+        args = event.get("args", {})
+        op = args.get("op_name", "?")
+        per_op_us[op] += event["dur"]
+        nodes[op].add(event["name"])
+        kernel = gemm_kernel(args)
+        if kernel:
+            kind, macs = kernel
+            gemm_us[kind] += event["dur"]
+            gemm_macs[kind] += macs
+            gemm_nodes[kind].add(event["name"])
+    total_us = sum(per_op_us.values())
+
+    def share(us: float) -> float:
+        return round(us / total_us, 4) if total_us else 0.0
+
+    rows = [{"op": op, "ms": round(us / runs / 1000, 3), "share": share(us), "nodes": len(nodes[op])}
+            for op, us in sorted(per_op_us.items(), key=lambda kv: -kv[1])]
+    gemm = [{"kind": kind, "ms": round(us / runs / 1000, 3), "share": share(us), "nodes": len(gemm_nodes[kind]),
+             "macs": gemm_macs[kind] // runs,
+             "gflops": round(2 * gemm_macs[kind] / (us * 1e-6) / 1e9, 1) if us else None}
+            for kind, us in sorted(gemm_us.items(), key=lambda kv: -kv[1])]
+    return {"per_run_ms": round(total_us / runs / 1000, 3), "runs": runs, "op_types": rows, "gemm": gemm}
+
+
+def gemm_kernel(args: dict) -> tuple[str, int] | None:
+    """(kind, multiply-accumulates) of one profiled MatMul/FusedMatMul/Gemm kernel, from its
+    recorded shapes; None for other ops or shapes the profile did not record."""
+    if args.get("op_name") not in GEMM_OPS:
+        return None
+    matrices = [s for s in _float_shapes(args.get("input_type_shape", [])) if len(s) >= 2]
+    outputs = _float_shapes(args.get("output_type_shape", []))
+    if not matrices or not outputs or len(outputs[0]) < 2:
+        return None
+    a, out = matrices[0], outputs[0]
+    # The shared dimension is A's column count, or its row count when the kernel reads A transposed.
+    shared = a[-1] if a[-2] == out[-2] else a[-2]
+    constant_operand = args["op_name"] == "Gemm" or len(matrices) < 2 or int(args.get("parameter_size", 0)) > 0
+    kind = "weights" if constant_operand else "activations"
+    return kind, math.prod(out) * shared
+
+
+def _float_shapes(entries: list[dict]) -> list[list[int]]:
+    return [list(shape) for entry in entries for dtype, shape in entry.items() if dtype in ("float", "float16")]
+
+
+# --- `focalinfer bench profile` ----------------------------------------------------------
+
+PROFILE_BATCH_SIZES = (1, 4, 16)
+
+
+def bench_profile(model: str, batch_sizes: list[int] | None = None, graph: str = "rewritten",
+                  threads: int | None = None, workdir: str | Path | None = None, runs: int = 3,
+                  log=None) -> dict:
+    """Profile one model's cached benchmark graph at each batch size, beside this machine's GEMM
+    limit: the figures that say what holds a model below the limit."""
+    import datetime as _dt
+
+    from focalinfer.bench.machine import gemm_rates, machine_info
+    from focalinfer.bench.prepare import default_workdir, prepare_model
+    from focalinfer.bench.settings import NAIVE_BACKENDS, _stderr
+    from focalinfer.machine import cpu_count
+
+    log = log or _stderr
+    batch_sizes = list(batch_sizes or PROFILE_BATCH_SIZES)
+    if min(batch_sizes) < 1:
+        raise UsageError(f"batch sizes must be 1 or more, not {min(batch_sizes)}")
+    threads = threads or cpu_count()
+    workdir = Path(workdir) if workdir else default_workdir()
+    prepared = prepare_model(model, workdir, batch_sizes, log=log, threads=threads,
+                             backends=NAIVE_BACKENDS if graph == "naive" else ("ort",))
+    chosen = prepared.graphs[graph]
+    if chosen.error:
+        raise FocalinferError(f"{model}: the {graph} export fails parity ({chosen.error})")
+    log("bench profile: fp32 GEMM rate ...")
+    gemm = gemm_rates(threads=threads)
+    profiles = []
+    for batch in batch_sizes:
+        log(f"bench profile: {model} ({graph} graph) at batch {batch} ...")
+        figures = profile_op_types(chosen.path_for(batch), batch, runs=runs, threads=threads)
+        profiles.append({"batch_size": batch, "per_image_ms": round(figures["per_run_ms"] / batch, 3), **figures})
+    return {"model": model, "graph": graph, "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": machine_info(threads), "gemm": gemm, "macs_per_image": prepared.macs.get(graph, {}).get("per_image"),
+            "profiles": profiles}
+
+
+def at_the_limit(profile: dict, limit_gflops: float) -> dict:
+    """What one profiled run would take if its GEMM kernels ran at ``limit_gflops`` and every other
+    kernel took the time it did: the img/s bound the non-GEMM kernels leave."""
+    gemm_ms = sum(row["ms"] for row in profile["gemm"])
+    macs = sum(row["macs"] for row in profile["gemm"])
+    other_ms = profile["per_run_ms"] - gemm_ms
+    gemm_at_limit_ms = 2 * macs / (limit_gflops * 1e9) * 1e3
+    return {"gemm_ms": round(gemm_ms, 3), "other_ms": round(other_ms, 3),
+            "gemm_at_limit_ms": round(gemm_at_limit_ms, 3),
+            "img_per_s_bound": round(profile["batch_size"] / ((other_ms + gemm_at_limit_ms) / 1e3), 2)}
