@@ -192,7 +192,7 @@ def bench_profile_cmd(model, batch_sizes, graph, threads, workdir, docs, json_ou
     if json_out:
         write_json_atomic(json_out, figures)
     if docs:
-        rewrite_sections(docs, {"profile": render_profile(figures)})
+        rewrite_sections(docs, {"profile": render_profile(figures)}, by="focalinfer bench profile")
         click.echo(f"wrote {docs}")
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from focalinfer import registry
@@ -82,7 +84,7 @@ def test_quick_bench_on_a_tiny_model_writes_json_docs_and_plot(tiny_model, tmp_p
     assert text.startswith("# Benchmarks\n\nKeep me.\n")
     assert "### Goal (issue 13)" in text and "focalinfer ÷ best peer" in text and " ◀" in text and " ★" in text
     for section in ("run", "preprocess", "eval", "goal", "inference", "graphs"):
-        assert report.MARKER_BEGIN.format(name=section) in text
+        assert report.MARKER_BEGIN.format(name=section, by="focalinfer bench all") in text
     assert "quick run" in text and f"#### {TINY}" in text and figures["machine"]["cpu"] in text
     assert "QUICK run" in result.output
     try:
@@ -103,7 +105,7 @@ def test_quick_bench_on_a_tiny_model_writes_json_docs_and_plot(tiny_model, tmp_p
     # --quick times focalinfer's path against its peers; the fused CPU graph is left out.
     assert set(quick_default["backends"]) == {"ort", "ov", "ort_naive", "ov_naive", "eager"}
     text2 = docs.read_text()
-    assert text2.count("Keep me.") == 1 and text2.count(report.MARKER_BEGIN.format(name="run")) == 1
+    assert text2.count("Keep me.") == 1 and text2.count(report.MARKER_BEGIN.format(name="run", by="focalinfer bench all")) == 1
     assert "single_vs_baseline" in text2  # the preprocess section of the first run was left alone
 
 
@@ -194,3 +196,13 @@ def test_no_onnxruntime_session_outlives_its_batch_size(tiny_model, tmp_path):
     runners.for_batch(2)
     assert set(runners.sessions) == set(first)  # the dynamic graph: one path for both sizes
     assert all(runners.sessions[path] is not session for path, session in first.items())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="malloc_trim and /proc are glibc/Linux")
+def test_memory_freed_between_batch_sizes_goes_back_to_the_os():
+    chunks = [bytearray(4000) for _ in range(60_000)]  # ~240 MB of small heap blocks, below mmap's threshold
+    chunks = chunks[-1:]  # all but the newest freed: glibc keeps the heap under it
+    held = inference.resident_gib()
+    assert inference.release_memory() is True
+    assert inference.resident_gib() < held - 0.1
+    del chunks

@@ -7,7 +7,7 @@ from focalinfer.bench import report
 
 def test_generated_sections_are_replaced_and_hand_written_text_is_kept():
     text = ("# Benchmarks\n\nLead's note on preprocess.\n\n"
-            + report.MARKER_BEGIN.format(name="run") + "\nold run\n" + report.MARKER_END.format(name="run")
+            + report.MARKER_BEGIN.format(name="run", by="focalinfer bench all") + "\nold run\n" + report.MARKER_END.format(name="run")
             + "\n\nHand-written eval remarks, *kept*.\n")
     once = report.replace_sections(text, {"run": "new run", "inference": "table"})
     assert "old run" not in once and "new run" in once
