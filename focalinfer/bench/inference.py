@@ -251,6 +251,5 @@ def profile_model(prepared: PreparedModel, settings: BenchSettings, threads: int
     for batch in batches:
         path = prepared.graphs["rewritten"].path_for(batch)
         figures = profile_op_types(path, batch, runs=2 if settings.quick else 3, threads=threads)
-        figures["op_types"] = figures["op_types"][:8]
         profiles.append({"batch_size": batch, "per_image_ms": round(figures["per_run_ms"] / batch, 3), **figures})
     return profiles
