@@ -39,6 +39,10 @@ REWRITES = {
                         "of recomputed and repeated per image (Tile in a dynamic-batch graph)",
     "window_5d": "window partition/merge and window pooling through 5-D reshapes instead of 6-D ones "
                  "(ATC's Transpose/Reshape are limited to rank 5)",
+    "head_gather": "queries, keys and values taken by constant-index Gathers from one head-major transpose of "
+                   "the qkv token table, the attended windows put back in row order and the pooled windows "
+                   "formed by Gathers too: 1 Transpose and no Slice per block instead of 8 Transposes and 3 "
+                   "Slices, and no copy of the gathered keys (each Transpose is also a TransData on Ascend)",
 }
 
 
@@ -79,6 +83,23 @@ def window_offsets(window: int) -> torch.Tensor:
     """(window, window, 2) int64 coordinates of each token relative to the window centre."""
     r = torch.arange(window) - window // 2
     return torch.stack(torch.meshgrid(r, r, indexing="ij"), dim=-1)
+
+
+def window_positions(H: int, W: int, window: int) -> torch.Tensor:
+    """(nH·nW, window²) int64 row-major token positions of each window, windows in row-major order."""
+    grid = torch.arange(H * W).view(H // window, window, W // window, window)
+    return grid.permute(0, 2, 1, 3).reshape(-1, window * window)
+
+
+def head_row_order(windows: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """(H·W·heads,) rows of a (B, nW·heads·window², hd) attention output, token-major in row order;
+    ``windows`` is :func:`window_positions`."""
+    area = windows.shape[1]
+    slot = torch.empty_like(windows.reshape(-1))
+    slot[windows.reshape(-1)] = torch.arange(windows.numel())  # token → window · area + place
+    window, place = slot // area, slot % area
+    heads = torch.arange(num_heads).view(1, -1)
+    return ((window.view(-1, 1) * num_heads + heads) * area + place.view(-1, 1)).reshape(-1)
 
 
 # --- window helpers: the official 6-D forms and their 5-D rewrites ---
@@ -124,6 +145,16 @@ def pool_windows(x: torch.Tensor, H: int, W: int, C: int, window: int, pool: nn.
     return pool(x).flatten(-2)
 
 
+def pool_windows_gathered(x: torch.Tensor, H: int, W: int, C: int, positions: torch.Tensor,
+                          pool: nn.Linear) -> torch.Tensor:
+    """:func:`pool_windows` as one constant-index Gather of the window tokens and a (1, window²) MatMul;
+    ``positions`` is :func:`window_positions` of the (H, W) map, a constant of the block."""
+    n_windows, area = positions.shape
+    tokens = x.reshape(-1, H * W, C).index_select(1, positions.reshape(-1))
+    pooled = pool.weight @ tokens.reshape(-1, n_windows, area, C) + pool.bias
+    return pooled.reshape(-1, n_windows, C)
+
+
 # --- modules ---
 
 
@@ -142,6 +173,9 @@ class FocalWindowAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         coords = window_offsets(window)
         self.register_buffer("window_coords", coords)
+        # head_gather's geometry; not in the state dict (the official checkpoints do not hold it)
+        self.register_buffer("window_tokens", window_positions(*resolution, window), persistent=False)
+        self.register_buffer("row_order", head_row_order(self.window_tokens, num_heads), persistent=False)
         self.key_grids = []
         self.coord2rpb_all = nn.ModuleList()
         for level in range(focal_level):
@@ -203,7 +237,10 @@ class FocalWindowAttention(nn.Module):
         return torch.cat(parts, 1).reshape(-1)
 
     def forward(self, levels: Sequence[torch.Tensor]) -> torch.Tensor:
-        """levels[0] (B, H, W, C) and the pooled maps → (B·nW, window², C) attended windows."""
+        """levels[0] (B, H, W, C) and the pooled maps → (B·nW, window², C) attended windows, or with
+        ``head_gather`` the attended tokens back in row order, (B, H·W, C)."""
+        if rewrite_enabled(self, "head_gather"):
+            return self._forward_head_gather(levels)
         if rewrite_enabled(self, "constant_gather"):
             return self._forward_token_table(levels)
         return self._forward_official(levels)
@@ -261,6 +298,35 @@ class FocalWindowAttention(nn.Module):
         out = attn.softmax(dim=-1) @ v.transpose(2, 3)  # (B, nW, heads, window², hd)
         return self.proj(out.transpose(2, 3).reshape(-1, area, C))
 
+    def _forward_head_gather(self, levels: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The token-table attention with every layout change but one done by constant Gathers.
+
+        The qkv table (B, tokens, 3C) is transposed once to head-major rows (B, 3·heads·tokens, hd);
+        one Gather per part then yields q (B, nW, heads, window², hd) and k, v (B, nW, heads, keys, hd)
+        in the layout the MatMuls take (ONNX Runtime folds k's last-two-axes transpose into its
+        MatMul), and one Gather puts the attended windows back in row order before ``proj``.
+        """
+        (H, W), C = self.resolution, self.dim
+        heads, hd, area = self.num_heads, self.head_dim, self.window ** 2
+        n_windows = self.query_grid[0] * self.query_grid[1]
+        n_tokens = sum(h * w for h, w in self.key_grids)
+        tokens = [x.reshape(-1, h * w, C) for x, (h, w) in zip(levels, self.key_grids)]
+        qkv = self.qkv(torch.cat(tokens, 1)).reshape(-1, n_tokens, 3 * heads, hd)
+        rows = qkv.transpose(1, 2).reshape(-1, 3 * heads * n_tokens, hd)
+        keys = self.table_indices().view(n_windows, -1)
+        q, k, v = (self._gather_heads(rows, part, positions, n_tokens)
+                   for part, positions in ((0, self.window_tokens), (1, keys), (2, keys)))
+        attn = (q * self.scale) @ k.transpose(-2, -1) + self.position_bias()
+        out = (attn.softmax(dim=-1) @ v).reshape(-1, n_windows * heads * area, hd)
+        return self.proj(out.index_select(1, self.row_order).reshape(-1, H * W, C))
+
+    def _gather_heads(self, rows: torch.Tensor, part: int, positions: torch.Tensor, n_tokens: int) -> torch.Tensor:
+        """Rows of ``part`` (0 q, 1 k, 2 v) at ``positions`` (nW, n) → (B, nW, heads, n, hd)."""
+        heads = torch.arange(self.num_heads, device=positions.device) + part * self.num_heads
+        index = positions.unsqueeze(1) + (heads * n_tokens).view(1, -1, 1)
+        return rows.index_select(1, index.reshape(-1)).reshape((-1,) + index.shape + (self.head_dim,))
+
+
 
 class FocalBlock(nn.Module):
     def __init__(self, dim: int, resolution: tuple[int, int], num_heads: int, window: int,
@@ -272,6 +338,9 @@ class FocalBlock(nn.Module):
         self.pool_layers = nn.ModuleList()
         for level in range(focal_level - 1):
             size = math.floor(self.window / 2 ** level)
+            # head_gather's geometry (not in the state dict): the pooled windows of the fitted map
+            self.register_buffer(f"pool_tokens_{level}", window_positions(*self._pool_grid(level), size),
+                                 persistent=False)
             pool = nn.Linear(size * size, 1)
             nn.init.constant_(pool.weight, 1.0 / (size * size))
             nn.init.zeros_(pool.bias)
@@ -281,15 +350,24 @@ class FocalBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
+    def _pool_grid(self, level: int) -> tuple[int, int]:
+        """The (height, width) the map is centre-trimmed or padded to before level ``level``'s pooling."""
+        H, W = self.resolution
+        size = math.floor(self.window / 2 ** level)
+        return math.ceil(H / self.window) * 2 ** level * size, math.ceil(W / self.window) * 2 ** level * size
+
     def _pooled_levels(self, x: torch.Tensor, five_d: bool) -> list[torch.Tensor]:
         H, W = self.resolution
         levels = []
         for level in range(self.focal_level - 1):
             size = math.floor(self.window / 2 ** level)
-            target_h = math.ceil(H / self.window) * 2 ** level * size
-            target_w = math.ceil(W / self.window) * 2 ** level * size
-            levels.append(pool_windows(_fit(x, H, W, target_h, target_w), target_h, target_w, self.dim, size,
-                                       self.pool_layers[level], five_d))
+            target_h, target_w = self._pool_grid(level)
+            fitted = _fit(x, H, W, target_h, target_w)
+            if rewrite_enabled(self, "head_gather"):
+                levels.append(pool_windows_gathered(fitted, target_h, target_w, self.dim,
+                                                    getattr(self, f"pool_tokens_{level}"), self.pool_layers[level]))
+            else:
+                levels.append(pool_windows(fitted, target_h, target_w, self.dim, size, self.pool_layers[level], five_d))
         return levels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -298,10 +376,12 @@ class FocalBlock(nn.Module):
         five_d = rewrite_enabled(self, "window_5d")
         shortcut = x
         x = self.norm1(x).view(-1, H, W, C)
-        # the official code slices the output to window² tokens: it has exactly that many, a no-op
-        windows = self.attn([x] + self._pooled_levels(x, five_d)).reshape(-1, self.window, self.window, C)
-        x = merge_windows(windows, self.window, H, W, C, five_d).reshape(-1, H * W, C)
-        x = shortcut + x
+        attended = self.attn([x] + self._pooled_levels(x, five_d))
+        if not rewrite_enabled(self, "head_gather"):  # head_gather returns the tokens in row order
+            # the official code slices the output to window² tokens: it has exactly that many, a no-op
+            windows = attended.reshape(-1, self.window, self.window, C)
+            attended = merge_windows(windows, self.window, H, W, C, five_d).reshape(-1, H * W, C)
+        x = shortcut + attended
         return x + self.mlp(self.norm2(x))
 
 

@@ -184,6 +184,26 @@ def export(model, path, dynamic=True):
     return onnx.load(str(path))
 
 
+def block_ops(graph: onnx.ModelProto, op_type: str) -> int:
+    """``op_type`` nodes inside transformer blocks, after constant folding (onnxsim, as export runs it)."""
+    import onnxsim
+
+    simplified, ok = onnxsim.simplify(graph)
+    assert ok
+    return sum(n.op_type == op_type and "/blocks." in n.name for n in simplified.graph.node)
+
+
+def test_head_gather_leaves_one_transpose_per_block_beside_the_key_transpose(reduced_checkpoint, tmp_path):
+    """Per block: the qkv table's head-major Transpose and k's last-two-axes one (ONNX Runtime folds
+    the latter into its MatMul), against 8 Transposes and 2–3 Slices without head_gather."""
+    blocks = sum(REDUCED["depths"])
+    others = [r for r in REWRITES if r != "head_gather"]
+    before = export(load_reduced(reduced_checkpoint, others), tmp_path / "before.onnx")
+    after = export(load_reduced(reduced_checkpoint, REWRITES), tmp_path / "after.onnx")
+    assert block_ops(before, "Transpose") == 8 * blocks and block_ops(before, "Slice") >= 2 * blocks
+    assert block_ops(after, "Transpose") == 2 * blocks and block_ops(after, "Slice") == 0
+
+
 def max_rank(graph: onnx.ModelProto) -> int:
     inferred = onnx.shape_inference.infer_shapes(graph)
     infos = list(inferred.graph.value_info) + list(inferred.graph.output)
