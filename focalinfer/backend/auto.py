@@ -7,8 +7,8 @@ sizes timed (below), each runtime's version and the graph's sha256 — as the op
 
 The choice includes how many images go into one call (the micro-batch): on CPUs whose caches the
 activations of a large batch overflow, a batch of 16 runs slower per image than 16 calls of one
-(see docs/benchmarks.md). Each backend is timed at micro-batches of 1, 4 and 16 images (those not
-above the batch size asked for), and a batch is then run as calls of the fastest micro-batch; a
+(see docs/benchmarks.md). Each backend is timed at micro-batches of 1, 4 and 16 images below the
+batch size asked for and at the whole batch, and a batch is then run as calls of the fastest; a
 static-batch graph always runs its own batch. A changed graph, runtime or CPU measures again. A backend whose logits leave the export's
 parity bound against onnxruntime (the runtime export parity is checked on) is never picked, and a
 measurement disturbed by other processes (more than MAX_FOREIGN_CPU of the CPUs) is used once but
@@ -36,7 +36,9 @@ CACHE_NAME = "cpu-backend.json"
 # Interleaved rounds after one warm-up call; each (backend, micro-batch) makes ≥ 1 call per round,
 # then more until ROUND_BUDGET_S or MAX_CALLS. A tiny model measures in well under a second; the
 # cost grows with the largest micro-batch's call (Focal-fast-S at batch ≥ 16: ~3 such calls each).
-ROUNDS = 2
+# Two rounds picked a micro-batch whose lead was within noise (VAN-B2 batch 4: onnxruntime, 1 per
+# call, against OpenVINO's whole batch, 1.17x faster in the benchmark): three, rotating.
+ROUNDS = 3
 ROUND_BUDGET_S = 0.25
 MAX_CALLS = 4
 MAX_FOREIGN_CPU = 0.25
@@ -59,9 +61,9 @@ class Choice:
 
 
 def micro_batches(batch_size: int) -> list[int]:
-    """The micro-batch sizes timed for ``batch_size``: 1, 4, 16 below it, and the batch itself up to 16."""
-    top = min(batch_size, MICRO_BATCHES[-1])
-    return [m for m in MICRO_BATCHES if m < top] + [top]
+    """The micro-batch sizes timed for ``batch_size``: 1, 4, 16 below it, and the whole batch (on
+    OpenVINO the whole batch of 32 beat every split of it for Twins)."""
+    return [m for m in MICRO_BATCHES if m < batch_size] + [batch_size]
 
 
 def _stderr(line: str) -> None:
@@ -89,8 +91,6 @@ def installed() -> list[str]:
 def choice_key(model_file: str | Path, batch_size: int, threads: int | None, backends: list[str]) -> dict:
     from focalinfer.machine import cpu_count, cpu_model
 
-    # The micro-batches timed, not the batch size: batch 32 and 64 are decided by the same
-    # measurement as batch 16 (1, 4 and 16 images per call).
     return {"cpu": cpu_model(), "threads": threads or cpu_count(), "micro_batches": micro_batches(batch_size),
             "runtimes": {b: runtime_version(b) for b in backends}, "graph_sha256": sha256_file(model_file)}
 

@@ -38,6 +38,7 @@ class ModelRunners:
         self.threads = threads
         self.backends = backends
         self.sessions: dict[str, object] = {}
+        self.openvino: dict[tuple[str, str], object] = {}
         self.eager = _eager_runner(prepared.name, prepared.checkpoint) if "eager" in backends else None
 
     def paths(self, batch_size: int) -> dict[str, Path]:
@@ -53,24 +54,61 @@ class ModelRunners:
         return {k: v for k, v in paths.items() if v is not None and k in self.backends}
 
     def for_batch(self, batch_size: int) -> dict[str, Callable]:
-        from focalinfer.backend.onnxrt import make_session
-        from focalinfer.backend.openvino import OpenVinoRunner
-
-        paths = self.paths(batch_size)
-        self.sessions.clear()
-        release_memory()
-        runners = {}
-        for backend, path in paths.items():
-            if backend in OPENVINO_BACKENDS:
-                hint = "THROUGHPUT" if backend == "ov_tput" else "LATENCY"
-                runners[backend] = OpenVinoRunner(path, self.threads, hint=hint).infer
-                continue
-            if str(path) not in self.sessions:
-                self.sessions[str(path)] = make_session(path, self.threads)
-            runners[backend] = _ort_runner(self.sessions[str(path)])
+        """Every selected backend's runner at ``batch_size``; the previous batch size's are dropped."""
+        self.reset()
+        runners = {backend: self.runner(backend, batch_size) for backend in self.paths(batch_size)}
         if self.eager is not None:
             runners["eager"] = self.eager
         return runners
+
+    def reset(self) -> None:
+        self.sessions.clear()
+        self.openvino.clear()
+        release_memory()
+
+    def runner(self, backend: str, batch_size: int) -> Callable:
+        """One backend's runner at ``batch_size``, sharing sessions and compiled models by graph."""
+        if backend == "eager":
+            return self.eager
+        path = self.paths(batch_size)[backend]
+        if backend in OPENVINO_BACKENDS:
+            return self.openvino_runner(path, "THROUGHPUT" if backend == "ov_tput" else "LATENCY").infer
+        return _ort_runner(self.session(path))
+
+    def session(self, path: Path):
+        from focalinfer.backend.onnxrt import make_session
+
+        if str(path) not in self.sessions:
+            self.sessions[str(path)] = make_session(path, self.threads)
+        return self.sessions[str(path)]
+
+    def openvino_runner(self, path: Path, hint: str = "LATENCY"):
+        from focalinfer.backend.openvino import OpenVinoRunner
+
+        if (str(path), hint) not in self.openvino:
+            self.openvino[(str(path), hint)] = OpenVinoRunner(path, self.threads, hint=hint)
+        return self.openvino[(str(path), hint)]
+
+    def ours(self, choice, batch_size: int) -> Callable:
+        """focalinfer's own path at ``batch_size``: the rewritten graph on the backend auto chose,
+        in calls of ``choice.micro_batch`` images when it split the batch."""
+        from focalinfer.backend.base import MicroBatchRunner
+        from focalinfer.backend.onnxrt import OnnxRuntimeRunner
+
+        plain = OURS_CANDIDATES[choice.backend]
+        if not splits(choice, batch_size, self.prepared):
+            return self.runner(plain, batch_size)
+        path = self.prepared.graphs["rewritten"].path_for(batch_size)
+        if choice.backend == "openvino":
+            inner = self.openvino_runner(path)
+        else:
+            inner = OnnxRuntimeRunner(path, session=self.session(path), threads=self.threads)
+        return MicroBatchRunner(inner, choice.micro_batch).infer
+
+
+def splits(choice, batch_size: int, prepared: PreparedModel) -> bool:
+    """True when auto's choice runs the batch as smaller calls (only a dynamic-batch graph can)."""
+    return bool(choice.micro_batch and choice.micro_batch < batch_size and prepared.graphs["rewritten"].dynamic)
 
 
 def ours_choice(prepared: PreparedModel, batch_size: int, threads: int | None, log: Log = _stderr):
@@ -80,21 +118,6 @@ def ours_choice(prepared: PreparedModel, batch_size: int, threads: int | None, l
 
     path = prepared.graphs["rewritten"].path_for(batch_size)
     return auto.choose(path, batch_size, threads, log=lambda line: log("  " + line.removeprefix("[focalinfer] ")))
-
-
-def micro_batched_runner(runners: ModelRunners, choice, batch_size: int) -> Callable:
-    """focalinfer's own path when ``--backend auto`` splits the batch: the chosen backend's runner
-    on the rewritten graph, in calls of ``choice.micro_batch`` images."""
-    from focalinfer.backend.base import MicroBatchRunner
-    from focalinfer.backend.onnxrt import OnnxRuntimeRunner
-    from focalinfer.backend.openvino import OpenVinoRunner
-
-    path = runners.prepared.graphs["rewritten"].path_for(batch_size)
-    if choice.backend == "openvino":
-        inner = OpenVinoRunner(path, runners.threads)
-    else:
-        inner = OnnxRuntimeRunner(path, session=runners.sessions.get(str(path)), threads=runners.threads)
-    return MicroBatchRunner(inner, choice.micro_batch).infer
 
 
 def bench_model(prepared: PreparedModel, settings: BenchSettings, limit_gflops: float | None,
@@ -114,9 +137,9 @@ def bench_model(prepared: PreparedModel, settings: BenchSettings, limit_gflops: 
         x = rng.standard_normal((size, 3, prepared.input_size, prepared.input_size), dtype=np.float32)
         batch_runners = runners.for_batch(size)
         ours = plain
-        if choice.micro_batch and choice.micro_batch < size and prepared.graphs["rewritten"].dynamic:
+        if splits(choice, size, prepared):
             ours = "focalinfer"
-            batch_runners = {"focalinfer": micro_batched_runner(runners, choice, size), **batch_runners}
+            batch_runners = {"focalinfer": runners.ours(choice, size), **batch_runners}
         backends += [b for b in batch_runners if b not in backends]
         summary = measure_batch(batch_runners, x, settings, prepared.name, log, ours=ours, peers=PEERS)
         summary["rss_gib"] = resident_gib()  # with every backend of this batch size loaded
@@ -131,22 +154,66 @@ def bench_model(prepared: PreparedModel, settings: BenchSettings, limit_gflops: 
         batches.append(summary)
         log("  " + _progress_line(prepared.name, summary))
         release_memory()
+    order = [b for b in BACKENDS if b in backends]
+    peers = [p for p in PEERS if p in backends]
+    side = None
+    if settings.side_by_side:
+        side = side_by_side(prepared, runners, batches, best_figures(batches, order)["best"], peers, settings,
+                            limit_gflops, log)
     del runners
     release_memory()
-    order = [b for b in BACKENDS if b in backends]
     record = {
         "input_size": prepared.input_size,
         "backends": {k: BACKENDS[k] for k in order},
-        "peers": [p for p in PEERS if p in backends],
+        "peers": peers,
         "macs_per_image": {k: v["per_image"] for k, v in prepared.macs.items()},
         "macs_by_op": prepared.macs["rewritten"]["by_op"],
         "graphs": graph_figures(prepared),
         "batches": batches,
         **best_figures(batches, order),
     }
+    if side:
+        record["side_by_side"] = side
     if settings.profile:
         record["profiles"] = profile_model(prepared, settings, threads)
     return record
+
+
+def side_by_side(prepared: PreparedModel, runners: ModelRunners, batches: list[dict], best: dict, peers: list[str],
+                 settings: BenchSettings, limit_gflops: float | None, log: Log = _stderr) -> dict | None:
+    """The goal's cross-batch comparisons again, interleaved in one measurement (bench.side_by_side)."""
+    from focalinfer.bench.side_by_side import measure_side_by_side, side_by_side_configs
+
+    configs = side_by_side_configs(batches, best, peers)
+    if not configs:
+        return None
+    runners.reset()
+    threads = runners.threads
+
+    def runner_for(backend: str, size: int) -> Callable:
+        if backend == "focalinfer":
+            return runners.ours(ours_choice(prepared, size, threads, log), size)
+        return runners.runner(backend, size)
+
+    shape = (3, prepared.input_size, prepared.input_size)
+    figures = measure_side_by_side(configs, runner_for, shape, settings, log, prepared.name)
+    if limit_gflops:
+        flops = figures["configs"][figures["ours_best"]]["img_per_s"] * prepared.macs["rewritten"]["per_image"] * 2
+        figures["fraction_of_limit"] = round(flops / (limit_gflops * 1e9), 4)
+    log("  " + side_by_side_line(prepared.name, figures))
+    runners.reset()
+    return figures
+
+
+def side_by_side_line(name: str, figures: dict) -> str:
+    best = figures["configs"][figures["ours_best"]]
+    parts = [f"focalinfer best at bs {best['batch_size']} ({best['img_per_s']:.2f} img/s)"]
+    if "vs_best_peer" in figures:
+        parts.append(f"{figures['vs_best_peer']:.2f}x the best peer ({figures['best_peer']})")
+    if figures["vs_best_batch"]:
+        size, ratio = min(figures["vs_best_batch"].items(), key=lambda kv: kv[1])
+        parts.append(f"slowest batch 4-64: bs {size} at {ratio:.2f} of the best")
+    return f"{name} side by side: " + "; ".join(parts)
 
 
 def release_memory() -> bool:

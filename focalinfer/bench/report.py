@@ -152,8 +152,17 @@ def render_goal(result: dict) -> str:
     return ("### Goal (issue 13): focalinfer's CPU path against every CPU runtime a user could pick\n\n"
             f"Measured on {m['cpu']} ({m['threads']} threads) in this one run. focalinfer = the rewritten graph on "
             "the backend `--backend auto` picks on this machine; peers = onnxruntime and OpenVINO fp32 on the plain "
-            "export (`--no-rewrites`) and PyTorch eager, each at its own best batch size.\n\n"
-            + _table(["goal", "measured", "needed", "status", "detail"], rows))
+            "export (`--no-rewrites`) and PyTorch eager, each at its own best batch size." + _side_by_side_note(result)
+            + "\n\n" + _table(["goal", "measured", "needed", "status", "detail"], rows))
+
+
+def _side_by_side_note(result: dict) -> str:
+    rounds = {m["side_by_side"]["rounds"] for m in result.get("models", {}).values() if m.get("side_by_side")}
+    if not rounds:
+        return ""
+    return (" The batch sizes come from the sweep below; the ratios from one side-by-side measurement after it "
+            f"({max(rounds)} interleaved rounds): focalinfer at its best batch and at every batch size 4–64, each peer at "
+            "its best batch, so the machine's drift between batch sizes does not enter them (median of per-round ratios).")
 
 
 def render_inference(result: dict) -> str:

@@ -66,6 +66,9 @@ class BenchSettings:
     eval_repeats: int = 3
     gemm_n: int = 2048
     profile: bool = True
+    # After the sweep, focalinfer at each batch size 4–64 and each peer at its best batch again,
+    # interleaved in one measurement: the goal's cross-batch ratios (bench.side_by_side).
+    side_by_side: bool = True
     # A batch size measured while other processes used more than this share of the CPUs is
     # measured again (after waiting up to quiet_wait_s for the machine to calm down), at most
     # `remeasure` times; the least disturbed attempt is kept and its share is reported.

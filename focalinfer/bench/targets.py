@@ -9,11 +9,11 @@
 from __future__ import annotations
 
 from focalinfer.bench.settings import PEERS, SEED_310P3_BS1_IMG_PER_S, TARGET_MODEL
+from focalinfer.bench.side_by_side import CLIFF_BATCHES, OURS, config_name
 
 GOAL_VS_BEST_PEER = 1.0
 GOAL_FRACTION_OF_LIMIT = 0.75
 GOAL_NO_CLIFF = 0.85
-CLIFF_BATCHES = (4, 64)  # inclusive range of batch sizes that must stay near the best
 
 def evaluate_targets(models: dict) -> list[dict]:
     """The issue's targets, each met / not met / not measured (and why)."""
@@ -40,12 +40,16 @@ def ours_label(ours: dict) -> str:
 
 
 def evaluate_goal(models: dict) -> list[dict]:
-    """Issue 13's goal table, one row per model and criterion."""
+    """Issue 13's goal table, one row per model and criterion: from the side-by-side measurement
+    when the run made one (bench.side_by_side), else from the sweep's batch sizes."""
     rows = []
     for name, record in models.items():
         if record.get("skipped") or "best_ours" not in record:
             reason = record.get("skipped") or "focalinfer's path was not measured"
             rows.append(_target(f"{name}: focalinfer ÷ best peer (best batches)", name, None, GOAL_VS_BEST_PEER, reason))
+            continue
+        if record.get("side_by_side"):
+            rows += _side_by_side_goal(name, record)
             continue
         ours = record["best_ours"]
         peers = {p: record["best"][p] for p in PEERS if p in record["best"]}
@@ -73,6 +77,38 @@ def evaluate_goal(models: dict) -> list[dict]:
         if worst:
             row["detail"] = f"bs {worst['batch_size']}: {worst['ours']['img_per_s']:.2f} img/s ({ours_label(worst['ours'])})"
         rows.append(row)
+    return rows
+
+
+def _side_by_side_goal(name: str, record: dict) -> list[dict]:
+    side = record["side_by_side"]
+    configs = side["configs"]
+    ours = configs[side["ours_best"]]
+    sweep = {b["batch_size"]: b["ours"] for b in record["batches"] if "ours" in b}
+    ours_text = f"focalinfer ({ours_label(sweep[ours['batch_size']])}) {ours['img_per_s']:.2f} img/s at bs {ours['batch_size']}"
+    rows = []
+    missing = [p for p in PEERS if p not in record.get("best", {})]
+    peer = configs.get(side.get("best_peer"))
+    row = _target(f"{name}: focalinfer ÷ best peer (best batches)" + (f"; not measured: {', '.join(missing)}"
+                                                                       if missing else ""),
+                  name, side.get("vs_best_peer"), GOAL_VS_BEST_PEER, None if peer else "no peer measured")
+    row["detail"] = ours_text + (f"; best peer {peer['backend']} {peer['img_per_s']:.2f} img/s at bs "
+                                 f"{peer['batch_size']}; side by side, {side['rounds']} rounds" if peer else "")
+    rows.append(row)
+    if name == TARGET_MODEL:
+        fraction = side.get("fraction_of_limit")
+        rows.append(_target(f"{name}: fraction of the fp32 GEMM limit (best batch)", name, fraction,
+                            GOAL_FRACTION_OF_LIMIT, None if fraction is not None else "no GEMM limit measured"))
+    low, high = CLIFF_BATCHES
+    cliff = side["vs_best_batch"]
+    worst = min(cliff, key=cliff.get) if cliff else None
+    row = _target(f"{name}: slowest batch {low}–{high} ÷ best batch", name, cliff[worst] if worst else None,
+                  GOAL_NO_CLIFF, None if worst else f"no batch size {low}–{high} in this run")
+    if worst:
+        slow = configs[config_name(OURS, int(worst))]
+        row["detail"] = (f"bs {worst}: {slow['img_per_s']:.2f} img/s ({ours_label(sweep[int(worst)])}) against "
+                         f"bs {ours['batch_size']}, side by side")
+    rows.append(row)
     return rows
 
 

@@ -32,25 +32,27 @@ def wait_for_quiet(max_share: float, max_wait_s: float, sample_s: float = 2.0) -
 SWITCH_PAUSE_S = 0.25
 
 
-def time_interleaved(runners: dict[str, Callable[[np.ndarray], object]], batch: np.ndarray, *, rounds: int,
-                     budget_s: float, min_iters: int = 1, max_iters: int = 200, warmup: int = 1,
+def time_interleaved(runners: dict[str, Callable[[np.ndarray], object]], batch: np.ndarray | dict[str, np.ndarray],
+                     *, rounds: int, budget_s: float, min_iters: int = 1, max_iters: int = 200, warmup: int = 1,
                      switch_pause_s: float | None = None) -> dict:
-    """Time each runner on ``batch``, interleaved: every round runs each backend in turn (the order
-    rotates each round), so a burst of machine noise lands on all of them alike.
+    """Time each runner on ``batch`` (or on its own ``batch[name]``), interleaved: every round runs
+    each backend in turn (the order rotates each round), so a burst of machine noise lands on all
+    of them alike.
 
     Returns {backend: {"latencies_ms": [[per call] per round], "warmup": warmup}}.
     """
     pause = SWITCH_PAUSE_S if switch_pause_s is None else switch_pause_s
     names = list(runners)
+    inputs = batch if isinstance(batch, dict) else dict.fromkeys(names, batch)
     for name in names:
         for _ in range(warmup):
-            runners[name](batch)
+            runners[name](inputs[name])
     latencies = {name: [] for name in names}
     for round_index in range(rounds):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
             time.sleep(pause)
-            latencies[name].append(_timed_calls(runners[name], batch, budget_s, min_iters, max_iters))
+            latencies[name].append(_timed_calls(runners[name], inputs[name], budget_s, min_iters, max_iters))
     return {name: {"latencies_ms": latencies[name], "warmup": warmup} for name in names}
 
 

@@ -97,14 +97,16 @@ def test_any_change_of_the_key_measures_again(graph, tmp_path, both_installed, m
     assert len(json.loads(cache.read_text())) == 2  # the old entry is kept for its own key
 
 
-def test_larger_batches_share_the_measurement_of_their_micro_batches(graph, tmp_path, both_installed):
+def test_each_batch_size_times_its_own_whole_batch(graph, tmp_path, both_installed):
     cache = tmp_path / "choice.json"
     timing = FakeTiming({"onnxruntime": 10.0, "openvino": 14.0})  # openvino's best: 4 images per call
     assert auto.choose(graph, 16, cache=cache, measure=timing, log=lambda _: None) == auto.Choice("openvino", 4)
+    assert auto.choose(graph, 16, cache=cache, measure=timing, log=lambda _: None) == auto.Choice("openvino", 4)
+    assert len(timing.calls) == 1  # the second batch 16 is answered from the cache
     assert auto.choose(graph, 64, cache=cache, measure=timing, log=lambda _: None) == auto.Choice("openvino", 4)
-    assert len(timing.calls) == 1  # 16 and 64 both time 1, 4 and 16 images per call
+    assert len(timing.calls) == 2  # batch 64 also times 64 images per call: a measurement of its own
     assert auto.choose(graph, 4, cache=cache, measure=timing, log=lambda _: None) == auto.Choice("openvino")
-    assert len(timing.calls) == 2  # batch 4 times 1 and 4; 4 per call is the whole batch: no split
+    assert len(timing.calls) == 3  # batch 4 times 1 and 4; 4 per call is the whole batch: no split
 
 
 def test_a_backend_outside_the_parity_bound_is_never_picked(graph, tmp_path, both_installed):
@@ -118,7 +120,7 @@ def test_a_tie_prefers_onnxruntime():
     assert auto.decide({"openvino": {"img_per_s": 5.0}, "onnxruntime": {"img_per_s": 5.0}})["backend"] == "onnxruntime"
 
 
-@pytest.mark.parametrize("batch, sizes", [(1, [1]), (3, [1, 3]), (8, [1, 4, 8]), (16, [1, 4, 16]), (64, [1, 4, 16])])
+@pytest.mark.parametrize("batch, sizes", [(1, [1]), (3, [1, 3]), (8, [1, 4, 8]), (16, [1, 4, 16]), (64, [1, 4, 16, 64])])
 def test_micro_batches_timed_for_a_batch_size(batch, sizes):
     assert auto.micro_batches(batch) == sizes
 

@@ -72,17 +72,19 @@ def test_quick_bench_on_a_tiny_model_writes_json_docs_and_plot(tiny_model, tmp_p
     assert len(focal) == 2 and all(t["met"] is None and t["not_measured"] for t in focal)
     assert targets[f"{TINY}: best onnxruntime / best eager img/s"]["value"] == tiny["best_ratio_vs_eager"]["ort"]
     goal = {g["target"].split(";")[0]: g for g in figures["goal"]}
-    best_peer = max(tiny["best"][p]["img_per_s"] for p in tiny["peers"])
-    assert goal[f"{TINY}: focalinfer ÷ best peer (best batches)"]["value"] == round(
-        tiny["best_ours"]["img_per_s"] / best_peer, 3)
+    # The goal is read from the side-by-side measurement after the sweep, not across its batch sizes.
+    side = tiny["side_by_side"]
+    assert {f"{p}@{tiny['best'][p]['batch_size']}" for p in tiny["peers"]} < set(side["configs"])
+    assert f"focalinfer@{tiny['best_ours']['batch_size']}" in side["configs"] and "focalinfer@16" in side["configs"]
+    assert goal[f"{TINY}: focalinfer ÷ best peer (best batches)"]["value"] == side["vs_best_peer"]
     cliff = goal[f"{TINY}: slowest batch 4–64 ÷ best batch"]  # batch 16 is the only one in 4–64 here
-    assert cliff["value"] == round(tiny["batches"][1]["ours"]["img_per_s"] / tiny["best_ours"]["img_per_s"], 3)
-    assert cliff["met"] == (cliff["value"] >= 0.85) and "bs 16" in cliff["detail"]
+    assert cliff["value"] == side["vs_best_batch"]["16"]
+    assert cliff["met"] == (cliff["value"] >= 0.85) and "bs 16" in cliff["detail"] and "side by side" in cliff["detail"]
     assert f"{TINY}: fraction of the fp32 GEMM limit (best batch)" not in goal  # only the lead model has that row
 
     text = docs.read_text()
     assert text.startswith("# Benchmarks\n\nKeep me.\n")
-    assert "### Goal (issue 13)" in text and "focalinfer ÷ best peer" in text and " ◀" in text and " ★" in text
+    assert "### Goal (issue 13)" in text and "one side-by-side measurement" in text and "focalinfer ÷ best peer" in text and " ◀" in text and " ★" in text
     for section in ("run", "preprocess", "eval", "goal", "inference", "graphs"):
         assert report.MARKER_BEGIN.format(name=section, by="focalinfer bench all") in text
     assert "quick run" in text and f"#### {TINY}" in text and figures["machine"]["cpu"] in text
@@ -171,7 +173,7 @@ def test_focalinfers_path_is_timed_in_the_micro_batches_auto_chose(tiny_model, t
     runners = inference.ModelRunners(prepared, 1, ("ort", "ov", "eager"))
     x = np.random.default_rng(2).standard_normal((16, 3, 32, 32), dtype=np.float32)
     whole = runners.for_batch(16)["ov"](x)[0]
-    split = inference.micro_batched_runner(runners, chosen[16], 16)(x)[0]
+    split = runners.ours(chosen[16], 16)(x)[0]
     np.testing.assert_allclose(split, whole, atol=1e-5)
 
     settings = BenchSettings(models=[TINY], batch_sizes=[1, 16], rounds=1, budget_s=0.0, min_iters=1, remeasure=0,
@@ -184,6 +186,13 @@ def test_focalinfers_path_is_timed_in_the_micro_batches_auto_chose(tiny_model, t
     # Prepared without the plain export, so eager is the only peer (and ort_naive is not timed).
     assert "focalinfer" in record["backends"] and record["peers"] == ["eager"] and "ort_naive" not in bs16["results"]
     assert all(b["rss_gib"] > 0 for b in record["batches"])  # what each batch size's backends held together
+    # The goal's cross-batch comparisons again, interleaved: focalinfer at its best batch and at 16
+    # (batch sizes 4-64), eager at its best batch.
+    side = record["side_by_side"]
+    ours_best = max(record["batches"], key=lambda b: b["ours"]["img_per_s"])["batch_size"]
+    want = {f"focalinfer@{s}" for s in {ours_best, 16}} | {f"eager@{record['best']['eager']['batch_size']}"}
+    assert set(side["configs"]) == want and side["rounds"] == 1
+    assert set(side["vs_best_batch"]) == {"16"} and side["vs_best_peer"] > 0 and 0 < side["fraction_of_limit"]
 
 
 def test_no_onnxruntime_session_outlives_its_batch_size(tiny_model, tmp_path):

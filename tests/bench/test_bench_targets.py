@@ -59,3 +59,39 @@ def test_goal_says_what_was_not_measured():
     assert cliff["met"] is None and "no batch size 4–64" in cliff["not_measured"]
     skipped = by_name["twins-altgvt-s: focalinfer ÷ best peer (best batches)"]
     assert skipped["met"] is None and skipped["not_measured"] == "no weights"
+
+
+def test_side_by_side_ratios_pair_each_round_so_drift_between_batch_sizes_cancels():
+    from focalinfer.bench.side_by_side import summarize_side_by_side
+
+    # The machine slows down 30 % from round 1 to round 3; within each round bs 8 runs at 0.9 of bs 4.
+    drift = [1.0, 0.85, 0.7]
+    configs = [("focalinfer", 4), ("focalinfer", 8), ("ov_naive", 1), ("eager", 16)]
+    rates = {"focalinfer@4": [10 * d for d in drift], "focalinfer@8": [9 * d for d in drift],
+             "ov_naive@1": [8 * d for d in drift], "eager@16": [11 * drift[0], 2, 2]}
+    side = summarize_side_by_side(configs, rates)
+    assert side["ours_best"] == "focalinfer@4" and side["configs"]["focalinfer@4"]["img_per_s"] == 8.5
+    assert side["vs_best_batch"] == {"4": 1.0, "8": 0.9}
+    # the best peer is taken per round: eager in round 1 (10 / 11), ov_naive after it (10 / 8 twice)
+    assert side["vs_best_peer"] == round(10 / 8, 3) and side["best_peer"] == "ov_naive@1"  # by median img/s
+
+
+def test_goal_is_read_from_the_side_by_side_measurement_when_there_is_one():
+    batches = [_batch(1, {"ort": 10.0, "ort_naive": 9.0, "eager": 5.0}),
+               _batch(4, {"ort": 12.0, "ort_naive": 13.0, "eager": 6.0}),
+               _batch(16, {"ort": 6.0, "ort_naive": 11.0, "eager": 6.5})]  # swept while the machine was slow
+    record = _record(batches)
+    record["side_by_side"] = {
+        "rounds": 3, "ours_best": "focalinfer@4", "best_peer": "ort_naive@4", "vs_best_peer": 1.04,
+        "vs_best_batch": {"4": 1.0, "16": 0.91}, "fraction_of_limit": 0.7,
+        "configs": {"focalinfer@4": {"backend": "focalinfer", "batch_size": 4, "img_per_s": 12.5},
+                    "focalinfer@16": {"backend": "focalinfer", "batch_size": 16, "img_per_s": 11.4},
+                    "ort_naive@4": {"backend": "ort_naive", "batch_size": 4, "img_per_s": 12.0},
+                    "eager@16": {"backend": "eager", "batch_size": 16, "img_per_s": 6.4}}}
+    rows = {r["target"].split(";")[0]: r for r in evaluate_goal({"focal-fast-s": record})}
+    peer = rows["focal-fast-s: focalinfer ÷ best peer (best batches)"]
+    assert peer["value"] == 1.04 and peer["met"] is True and "side by side, 3 rounds" in peer["detail"]
+    assert "best peer ort_naive 12.00 img/s at bs 4" in peer["detail"]
+    assert rows["focal-fast-s: fraction of the fp32 GEMM limit (best batch)"]["value"] == 0.7
+    cliff = rows["focal-fast-s: slowest batch 4–64 ÷ best batch"]
+    assert cliff["value"] == 0.91 and cliff["met"] is True and cliff["detail"].startswith("bs 16: 11.40 img/s (ort)")
