@@ -33,14 +33,19 @@ from focalinfer.util import sha256_file, user_cache_dir, write_json_atomic
 # The CPU backends an ONNX can run on, in the order a tie (or a failed measurement) prefers.
 CPU_BACKENDS = ("onnxruntime", "openvino")
 CACHE_NAME = "cpu-backend.json"
-# Interleaved rounds after one warm-up call; each (backend, micro-batch) makes ≥ 1 call per round,
-# then more until ROUND_BUDGET_S or MAX_CALLS. A tiny model measures in well under a second; the
-# cost grows with the largest micro-batch's call (Focal-fast-S at batch ≥ 16: ~3 such calls each).
+# Interleaved rounds after one warm-up call; each (backend, micro-batch) makes >= 1 call per turn,
+# then more until ROUND_BUDGET_S or MAX_CALLS. A tiny model measures in a second or two; the
+# cost grows with the largest micro-batch's call (Focal-fast-S at batch 64: ~14 s a call).
 # Two rounds picked a micro-batch whose lead was within noise (VAN-B2 batch 4: onnxruntime, 1 per
 # call, against OpenVINO's whole batch, 1.17x faster in the benchmark): three, rotating.
 ROUNDS = 3
-ROUND_BUDGET_S = 0.25
-MAX_CALLS = 4
+ROUND_BUDGET_S = 0.5
+MAX_CALLS = 8
+# Idle time before each turn. onnxruntime's and OpenVINO's worker threads spin for a while after a
+# call; without the pause the next turn's first call shares the cores with them, and a micro-batch
+# timed in one or two calls per turn (the larger ones) took that penalty in its median: auto picked
+# 1 image per call for Evo-LeViT at batch 4, which then ran at 0.78 of 4 per call.
+SWITCH_PAUSE_S = 0.25
 MAX_FOREIGN_CPU = 0.25
 
 MICRO_BATCHES = (1, 4, 16)
@@ -190,6 +195,7 @@ def measure_backends(model_file: Path, backends: list[str], batch_size: int, thr
         for round_index in range(ROUNDS):
             shift = round_index % len(configs)
             for backend, m in configs[shift:] + configs[:shift]:
+                time.sleep(SWITCH_PAUSE_S)
                 spent = 0.0
                 calls = 0
                 while calls == 0 or (spent < ROUND_BUDGET_S and calls < MAX_CALLS):

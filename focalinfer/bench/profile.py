@@ -12,6 +12,12 @@ Kernels are split in two kinds, because they are limited differently:
   counts the weight in the kernel's parameter bytes when it is not pre-packed);
 - ``activations``: activation times activation (attention's q·kᵀ and attn·v): many small
   matrices per image (one per window and head), no pre-packing.
+
+Conv kernels are rated too, from the input, weight and output shapes the profile records
+(output elements × input channels per group × kernel area): ``conv`` for dense convolutions
+(1×1 projections and strided patch embeddings are GEMMs in all but name) and ``depthwise conv``
+for grouped ones, which read each input once per output and are limited by memory, not by the
+multiply-accumulate rate, so :func:`at_the_limit` leaves their time as measured.
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ from focalinfer.backend.onnxrt import make_session
 from focalinfer.errors import FocalinferError, UsageError
 
 GEMM_OPS = ("MatMul", "FusedMatMul", "Gemm")
+CONV_OPS = ("Conv", "FusedConv")
+# Kinds whose multiply-accumulates can run at the machine's GEMM rate.
+MATRIX_KINDS = ("weights", "activations", "conv")
 
 
 def profile_op_types(onnx_path: str | Path, batch: int, runs: int = 3, threads: int | None = None,
@@ -97,8 +106,10 @@ def summarize_profile(events: list[dict], runs: int) -> dict:
 
 
 def gemm_kernel(args: dict) -> tuple[str, int] | None:
-    """(kind, multiply-accumulates) of one profiled MatMul/FusedMatMul/Gemm kernel, from its
-    recorded shapes; None for other ops or shapes the profile did not record."""
+    """(kind, multiply-accumulates) of one profiled MatMul/FusedMatMul/Gemm or Conv kernel, from
+    its recorded shapes; None for other ops or shapes the profile did not record."""
+    if args.get("op_name") in CONV_OPS:
+        return conv_kernel(args)
     if args.get("op_name") not in GEMM_OPS:
         return None
     matrices = [s for s in _float_shapes(args.get("input_type_shape", [])) if len(s) >= 2]
@@ -111,6 +122,18 @@ def gemm_kernel(args: dict) -> tuple[str, int] | None:
     constant_operand = args["op_name"] == "Gemm" or len(matrices) < 2 or int(args.get("parameter_size", 0)) > 0
     kind = "weights" if constant_operand else "activations"
     return kind, math.prod(out) * shared
+
+
+def conv_kernel(args: dict) -> tuple[str, int] | None:
+    """("conv" or "depthwise conv", multiply-accumulates) of a profiled Conv: input (N, C, ...),
+    weight (M, C / groups, k...), output (N, M, ...)."""
+    inputs = _float_shapes(args.get("input_type_shape", []))
+    outputs = _float_shapes(args.get("output_type_shape", []))
+    if len(inputs) < 2 or not outputs or len(inputs[0]) < 3 or len(inputs[1]) != len(inputs[0]):
+        return None
+    x, weight = inputs[0], inputs[1]
+    kind = "conv" if weight[1] == x[1] else "depthwise conv"
+    return kind, math.prod(outputs[0]) * math.prod(weight[1:])
 
 
 def _float_shapes(entries: list[dict]) -> list[list[int]]:
@@ -158,10 +181,11 @@ def bench_profile(model: str, batch_sizes: list[int] | None = None, graph: str =
 
 
 def at_the_limit(profile: dict, limit_gflops: float) -> dict:
-    """What one profiled run would take if its GEMM kernels ran at ``limit_gflops`` and every other
-    kernel took the time it did: the img/s bound the non-GEMM kernels leave."""
-    gemm_ms = sum(row["ms"] for row in profile["gemm"])
-    macs = sum(row["macs"] for row in profile["gemm"])
+    """What one profiled run would take if its GEMM (and dense Conv) kernels ran at ``limit_gflops``
+    and every other kernel took the time it did: the img/s bound the other kernels leave."""
+    matrix = [row for row in profile["gemm"] if row["kind"] in MATRIX_KINDS]
+    gemm_ms = sum(row["ms"] for row in matrix)
+    macs = sum(row["macs"] for row in matrix)
     other_ms = profile["per_run_ms"] - gemm_ms
     gemm_at_limit_ms = 2 * macs / (limit_gflops * 1e9) * 1e3
     return {"gemm_ms": round(gemm_ms, 3), "other_ms": round(other_ms, 3),

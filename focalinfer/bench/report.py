@@ -216,7 +216,8 @@ def render_inference(result: dict) -> str:
 
 
 GEMM_KIND_LABELS = {"weights": "activation × weight (Linear, 1×1 projections)",
-                    "activations": "activation × activation (attention)"}
+                    "activations": "activation × activation (attention)",
+                    "conv": "dense Conv", "depthwise conv": "depthwise/grouped Conv (memory-bound)"}
 
 
 def profile_sentence(p: dict, limit_gflops: float | None, graph: str = "rewritten") -> str:
@@ -230,10 +231,10 @@ def profile_sentence(p: dict, limit_gflops: float | None, graph: str = "rewritte
     kinds = "; ".join(f"{GEMM_KIND_LABELS.get(g['kind'], g['kind'])} {100 * g['share']:.0f} % of the time at {_fmt(g['gflops'], 0)} GFLOP/s"
                       + (f" ({100 * g['gflops'] / limit_gflops:.0f} % of the limit)" if limit_gflops and g["gflops"] else "")
                       for g in p["gemm"])
-    text += f" GEMM kernels: {kinds}."
+    text += f" GEMM and Conv kernels: {kinds}."
     if limit_gflops:
         bound = at_the_limit(p, limit_gflops)
-        text += (f" With every GEMM at the limit and the rest as measured, batch {p['batch_size']} would take "
+        text += (f" With every GEMM and dense Conv at the limit and the rest as measured, batch {p['batch_size']} would take "
                  f"{(bound['other_ms'] + bound['gemm_at_limit_ms']) / p['batch_size']:.0f} ms/img "
                  f"({bound['img_per_s_bound']:.1f} img/s).")
     return text
@@ -353,6 +354,9 @@ def terminal_summary(result: dict) -> str:
     return "\n".join(lines)
 
 
+PROFILE_KINDS = ("weights", "activations", "conv", "depthwise conv")
+
+
 def render_profile(figures: dict) -> str:
     """The `profile` section of docs/benchmarks.md, written by `focalinfer bench profile`."""
     m, g = figures["machine"], figures["gemm"]
@@ -364,7 +368,7 @@ def render_profile(figures: dict) -> str:
         rows.append([p["batch_size"], _fmt(p["per_image_ms"], 0), _fmt(1e3 / p["per_image_ms"], 2)]
                     + [f"{_fmt(kinds[k]['gflops'], 0)} ({100 * kinds[k]['gflops'] / limit:.0f} %), "
                        f"{100 * kinds[k]['share']:.0f} % of time" if k in kinds else "–"
-                       for k in ("weights", "activations")]
+                       for k in PROFILE_KINDS]
                     + [f"{100 * bound['other_ms'] / p['per_run_ms']:.0f} %", _fmt(bound["img_per_s_bound"], 2)])
     macs = figures.get("macs_per_image")
     lines = [f"### Profile: {figures['model']}, {figures['graph']} graph, onnxruntime (`focalinfer bench profile`)", "",
@@ -373,8 +377,9 @@ def render_profile(figures: dict) -> str:
              f"({g['limit_source']}, {g['n']}³ MatMul)"
              + (f"; {macs / 1e9:.2f} GMAC per image." if macs else "."), "",
              _table(["batch", "ms/img (kernels)", "img/s", "activation × weight GEMM GFLOP/s (% of limit)",
-                     "activation × activation GEMM GFLOP/s (% of limit)", "time outside GEMMs",
-                     "img/s bound: GEMMs at the limit, the rest as measured"], rows)]
+                     "activation × activation GEMM GFLOP/s (% of limit)", "dense Conv GFLOP/s (% of limit)",
+                     "depthwise Conv GFLOP/s (% of limit)", "time outside GEMMs and dense Convs",
+                     "img/s bound: those at the limit, the rest as measured"], rows)]
     for p in figures["profiles"]:
         lines += ["", profile_sentence(p, limit, figures["graph"])]
     return "\n".join(lines)

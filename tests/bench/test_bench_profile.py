@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 from focalinfer.bench import profile
 from focalinfer.bench.profile import at_the_limit, summarize_profile
 from focalinfer.cli import cli
-from tinynet import TINY
+from tinynet import TINY, TINY_MACS
 
 
 def _two_kinds_of_matmul(path):
@@ -91,6 +91,19 @@ def test_gemm_kernel_reads_the_shared_dimension_from_the_shapes():
     assert profile.gemm_kernel(_args("MatMul", [[2, 5, 8], [8, 16]], [[2, 5, 16]], 512))[0] == "weights"
 
 
+def test_conv_kernels_are_rated_dense_or_depthwise_and_only_dense_ones_count_as_matrix_work():
+    # Focal-fast-S's stem: 7×7, 3 → 96 channels; VAN's depthwise 5×5 on 64 channels
+    stem = _args("Conv", [[1, 3, 224, 224], [96, 3, 7, 7], [96]], [[1, 96, 56, 56]])
+    depthwise = _args("Conv", [[2, 64, 56, 56], [64, 1, 5, 5], [64]], [[2, 64, 56, 56]])
+    assert profile.gemm_kernel(stem) == ("conv", 96 * 56 * 56 * 3 * 7 * 7)
+    assert profile.gemm_kernel(depthwise) == ("depthwise conv", 2 * 64 * 56 * 56 * 25)
+    assert profile.gemm_kernel(_args("Conv", [[1, 3, 224, 224]], [[1, 96, 56, 56]])) is None  # no weight shape
+    run = {"batch_size": 1, "per_run_ms": 10.0,
+           "gemm": [{"kind": "conv", "ms": 4.0, "macs": 10 ** 8}, {"kind": "depthwise conv", "ms": 5.0, "macs": 10 ** 6}]}
+    bound = at_the_limit(run, 100.0)  # the dense Conv at 100 GFLOP/s: 2 ms; the depthwise one as measured
+    assert bound["gemm_ms"] == 4.0 and bound["other_ms"] == 6.0 and bound["gemm_at_limit_ms"] == 2.0
+
+
 def test_gemm_kernel_ignores_other_ops_and_missing_shapes():
     assert profile.gemm_kernel(_args("Add", [[2, 5], [2, 5]], [[2, 5]])) is None
     assert profile.gemm_kernel({"op_name": "MatMul"}) is None
@@ -98,6 +111,7 @@ def test_gemm_kernel_ignores_other_ops_and_missing_shapes():
 
 
 TINY_GEMM_MACS = 256 * 8 * 16 + 256 * 16 * 8 + 8 * 10  # fc1, fc2 and the head; the stem is a Conv
+TINY_STEM_MACS = TINY_MACS - TINY_GEMM_MACS
 
 
 def test_bench_profile_command_writes_its_docs_section_and_exact_gemm_work(tiny_model, tmp_path):
@@ -113,6 +127,8 @@ def test_bench_profile_command_writes_its_docs_section_and_exact_gemm_work(tiny_
     for p in figures["profiles"]:
         weights = next(g for g in p["gemm"] if g["kind"] == "weights")
         assert weights["macs"] == p["batch_size"] * TINY_GEMM_MACS
+        conv = next(g for g in p["gemm"] if g["kind"] == "conv")
+        assert conv["macs"] == p["batch_size"] * TINY_STEM_MACS
         assert at_the_limit(p, figures["gemm"]["limit_gflops"])["img_per_s_bound"] > 1e3 / p["per_image_ms"]
     text = docs.read_text()
     assert text.startswith("# Benchmarks\n\nKeep me.\n")
