@@ -158,8 +158,7 @@ def bench_model(prepared: PreparedModel, settings: BenchSettings, limit_gflops: 
     peers = [p for p in PEERS if p in backends]
     side = None
     if settings.side_by_side:
-        side = side_by_side(prepared, runners, batches, best_figures(batches, order)["best"], peers, settings,
-                            limit_gflops, log)
+        side = side_by_side(prepared, runners, batches, best_figures(batches, order)["best"], peers, settings, log)
     del runners
     release_memory()
     record = {
@@ -180,7 +179,7 @@ def bench_model(prepared: PreparedModel, settings: BenchSettings, limit_gflops: 
 
 
 def side_by_side(prepared: PreparedModel, runners: ModelRunners, batches: list[dict], best: dict, peers: list[str],
-                 settings: BenchSettings, limit_gflops: float | None, log: Log = _stderr) -> dict | None:
+                 settings: BenchSettings, log: Log = _stderr) -> dict | None:
     """The goal's cross-batch comparisons again, interleaved in one measurement (bench.side_by_side)."""
     from focalinfer.bench.side_by_side import measure_side_by_side, side_by_side_configs
 
@@ -195,11 +194,13 @@ def side_by_side(prepared: PreparedModel, runners: ModelRunners, batches: list[d
             return runners.ours(ours_choice(prepared, size, threads, log), size)
         return runners.runner(backend, size)
 
+    from focalinfer.bench.machine import gemm_runners
+
     shape = (3, prepared.input_size, prepared.input_size)
-    figures = measure_side_by_side(configs, runner_for, shape, settings, log, prepared.name)
-    if limit_gflops:
-        flops = figures["configs"][figures["ours_best"]]["img_per_s"] * prepared.macs["rewritten"]["per_image"] * 2
-        figures["fraction_of_limit"] = round(flops / (limit_gflops * 1e9), 4)
+    with gemm_runners(settings.gemm_n, threads) as (gemm, flops):
+        gemm.pop("numpy")  # shown for reference only; not part of the limit
+        figures = measure_side_by_side(configs, runner_for, shape, settings, log, prepared.name, gemm=(gemm, flops),
+                                       macs_per_image=prepared.macs["rewritten"]["per_image"])
     log("  " + side_by_side_line(prepared.name, figures))
     runners.reset()
     return figures
@@ -213,6 +214,9 @@ def side_by_side_line(name: str, figures: dict) -> str:
     if figures["vs_best_batch"]:
         size, ratio = min(figures["vs_best_batch"].items(), key=lambda kv: kv[1])
         parts.append(f"slowest batch 4-64: bs {size} at {ratio:.2f} of the best")
+    if "fraction_of_limit" in figures:
+        parts.append(f"{figures['fraction_of_limit']:.2f} of the GEMM limit in the same rounds "
+                     f"({max(figures['gemm_gflops'].values()):.0f} GFLOP/s)")
     return f"{name} side by side: " + "; ".join(parts)
 
 

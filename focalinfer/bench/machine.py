@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
@@ -70,6 +71,20 @@ def gemm_rates(n: int = 2048, repeats: int = 5, threads: int | None = None) -> d
     The highest of torch / onnxruntime / OpenVINO is the machine's compute limit: what a GEMM-bound
     model could reach at best on this CPU with the runtimes a user could pick.
     """
+    import torch
+
+    with gemm_runners(n, threads) as (runners, flops), torch.inference_mode():
+        numpy_run = runners.pop("numpy")
+        rates = {f"{name}_gflops": _best_rate(run, flops, repeats) for name, run in runners.items()}
+        numpy_rate = _best_rate(numpy_run, flops, repeats)
+    return {"n": n, "repeats": repeats, **rates, "numpy_gflops": numpy_rate, "limit_gflops": max(rates.values()),
+            "limit_source": max(rates, key=rates.get).removesuffix("_gflops")}
+
+
+@contextlib.contextmanager
+def gemm_runners(n: int = 2048, threads: int | None = None):
+    """({runtime: one n×n×n fp32 MatMul call}, its FLOPs) for torch, onnxruntime, OpenVINO (when
+    installed) and numpy; the limit is the best of the first three."""
     import tempfile
 
     import onnx
@@ -88,22 +103,16 @@ def gemm_rates(n: int = 2048, repeats: int = 5, threads: int | None = None) -> d
         [helper.make_tensor_value_info("A", TensorProto.FLOAT, [n, n])],
         [helper.make_tensor_value_info("C", TensorProto.FLOAT, [n, n])],
         [numpy_helper.from_array(b, "B")])
-    flops = 2.0 * n ** 3
     with tempfile.TemporaryDirectory(prefix="focalinfer-gemm-") as tmp:
         path = Path(tmp) / "gemm.onnx"
         onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
         session = make_session(path, threads or None)
         request = openvino.compile_model(path, threads or None).create_infer_request() if openvino.available() else None
-    with torch.inference_mode():
-        rates = {
-            "torch_gflops": _best_rate(lambda: ta @ tb, flops, repeats),
-            "onnxruntime_gflops": _best_rate(lambda: session.run(None, {"A": a}), flops, repeats),
-        }
-        if request is not None:
-            rates["openvino_gflops"] = _best_rate(lambda: request.infer({0: a}), flops, repeats)
-        numpy_rate = _best_rate(lambda: a @ b, flops, repeats)
-    return {"n": n, "repeats": repeats, **rates, "numpy_gflops": numpy_rate, "limit_gflops": max(rates.values()),
-            "limit_source": max(rates, key=rates.get).removesuffix("_gflops")}
+    runners = {"torch": lambda: ta @ tb, "onnxruntime": lambda: session.run(None, {"A": a})}
+    if request is not None:
+        runners["openvino"] = lambda: request.infer({0: a})
+    runners["numpy"] = lambda: a @ b
+    yield runners, 2.0 * n ** 3
 
 
 def _best_rate(fn: Callable[[], object], flops: float, repeats: int) -> float:

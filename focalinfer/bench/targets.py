@@ -97,8 +97,12 @@ def _side_by_side_goal(name: str, record: dict) -> list[dict]:
     rows.append(row)
     if name == TARGET_MODEL:
         fraction = side.get("fraction_of_limit")
-        rows.append(_target(f"{name}: fraction of the fp32 GEMM limit (best batch)", name, fraction,
-                            GOAL_FRACTION_OF_LIMIT, None if fraction is not None else "no GEMM limit measured"))
+        row = _target(f"{name}: fraction of the fp32 GEMM limit (best batch)", name, fraction,
+                      GOAL_FRACTION_OF_LIMIT, None if fraction is not None else "no GEMM limit measured")
+        if side.get("gemm_gflops"):
+            row["detail"] = (f"limit per round {', '.join(f'{x:.0f}' for x in side['limit_gflops_per_round'])} GFLOP/s "
+                             "(2048³ MatMul, best of torch / onnxruntime / OpenVINO, in the same rounds)")
+        rows.append(row)
     low, high = CLIFF_BATCHES
     cliff = side["vs_best_batch"]
     worst = min(cliff, key=cliff.get) if cliff else None

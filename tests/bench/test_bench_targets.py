@@ -95,3 +95,17 @@ def test_goal_is_read_from_the_side_by_side_measurement_when_there_is_one():
     assert rows["focal-fast-s: fraction of the fp32 GEMM limit (best batch)"]["value"] == 0.7
     cliff = rows["focal-fast-s: slowest batch 4–64 ÷ best batch"]
     assert cliff["value"] == 0.91 and cliff["met"] is True and cliff["detail"].startswith("bs 16: 11.40 img/s (ort)")
+
+
+def test_the_gemm_limit_is_taken_in_the_same_rounds_as_focalinfer():
+    from focalinfer.bench.side_by_side import summarize_side_by_side
+
+    # Round 2 runs at half speed for everything: the fraction of the limit stays 0.5 in every round.
+    configs = [("focalinfer", 16)]
+    rates = {"focalinfer@16": [5.0, 2.5, 5.0]}
+    gemm = {"torch": [180.0, 90.0, 170.0], "onnxruntime": [200.0, 100.0, 190.0]}
+    macs = 10e9  # 20 GFLOP per image: 5 img/s is 100 GFLOP/s
+    side = summarize_side_by_side(configs, rates, gemm, macs)
+    assert side["limit_gflops_per_round"] == [200.0, 100.0, 190.0]
+    assert side["fraction_of_limit"] == 0.5 and side["gemm_gflops"] == {"torch": 170.0, "onnxruntime": 190.0}
+    assert "fraction_of_limit" not in summarize_side_by_side(configs, rates)  # no GEMM in the rounds
