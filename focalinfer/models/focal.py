@@ -41,8 +41,9 @@ REWRITES = {
                  "(ATC's Transpose/Reshape are limited to rank 5)",
     "head_gather": "queries, keys and values taken by constant-index Gathers from one head-major transpose of "
                    "the qkv token table, the attended windows put back in row order and the pooled windows "
-                   "formed by Gathers too: 1 Transpose and no Slice per block instead of 8 Transposes and 3 "
-                   "Slices, and no copy of the gathered keys (each Transpose is also a TransData on Ascend)",
+                   "formed by Gathers too: 2 Transposes per block (one is k's last two axes, which onnxruntime "
+                   "folds into its MatMul) and no Slice instead of 8 Transposes and 3 Slices, and no copy of "
+                   "the gathered keys (each Transpose is also a TransData on Ascend)",
 }
 
 
@@ -325,7 +326,6 @@ class FocalWindowAttention(nn.Module):
         heads = torch.arange(self.num_heads, device=positions.device) + part * self.num_heads
         index = positions.unsqueeze(1) + (heads * n_tokens).view(1, -1, 1)
         return rows.index_select(1, index.reshape(-1)).reshape((-1,) + index.shape + (self.head_dim,))
-
 
 
 class FocalBlock(nn.Module):
