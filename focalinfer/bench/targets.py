@@ -48,72 +48,75 @@ def evaluate_goal(models: dict) -> list[dict]:
             reason = record.get("skipped") or "focalinfer's path was not measured"
             rows.append(_target(f"{name}: focalinfer ÷ best peer (best batches)", name, None, GOAL_VS_BEST_PEER, reason))
             continue
-        if record.get("side_by_side"):
-            rows += _side_by_side_goal(name, record)
-            continue
-        ours = record["best_ours"]
-        peers = {p: record["best"][p] for p in PEERS if p in record["best"]}
-        missing = [p for p in PEERS if p not in peers]
-        top = max(peers, key=lambda p: peers[p]["img_per_s"]) if peers else None
-        value = round(ours["img_per_s"] / peers[top]["img_per_s"], 3) if top else None
-        row = _target(f"{name}: focalinfer ÷ best peer (best batches)" + (f"; not measured: {', '.join(missing)}"
-                                                                           if missing else ""),
-                      name, value, GOAL_VS_BEST_PEER, None if top else "no peer measured")
-        row["detail"] = (f"focalinfer ({ours_label(ours)}) {ours['img_per_s']:.2f} img/s at bs {ours['batch_size']}; "
-                         + (f"best peer {top} {peers[top]['img_per_s']:.2f} img/s at bs {peers[top]['batch_size']}; "
-                            f"per-round ratio at bs {ours['batch_size']}: {ours['vs_best_peer']:.2f}×" if top else ""))
-        rows.append(row)
-        if name == TARGET_MODEL:
-            fraction = ours.get("fraction_of_limit")
-            row = _target(f"{name}: fraction of the fp32 GEMM limit (best batch)", name, fraction,
-                          GOAL_FRACTION_OF_LIMIT, None if fraction is not None else "no GEMM limit measured")
-            rows.append(row)
-        low, high = CLIFF_BATCHES
-        inside = [b for b in record["batches"] if low <= b["batch_size"] <= high and "ours" in b]
-        worst = min(inside, key=lambda b: b["ours"]["img_per_s"]) if inside else None
-        value = round(worst["ours"]["img_per_s"] / ours["img_per_s"], 3) if worst else None
-        row = _target(f"{name}: slowest batch {low}–{high} ÷ best batch", name, value, GOAL_NO_CLIFF,
-                      None if worst else f"no batch size {low}–{high} in this run")
-        if worst:
-            row["detail"] = f"bs {worst['batch_size']}: {worst['ours']['img_per_s']:.2f} img/s ({ours_label(worst['ours'])})"
-        rows.append(row)
+        missing = [p for p in PEERS if p not in record.get("best", {})]
+        figures = _side_by_side_figures(record) if record.get("side_by_side") else _sweep_figures(record)
+        rows += _goal_rows(name, missing, *figures)
     return rows
 
 
-def _side_by_side_goal(name: str, record: dict) -> list[dict]:
+def _goal_rows(name: str, missing: list[str], peer: tuple, fraction: tuple, cliff: tuple) -> list[dict]:
+    """The goal's rows for one model from (value, detail) of each criterion; a None value is 'not
+    measured' (the cliff's tuple also carries the batch range's own reason)."""
+    title = f"{name}: focalinfer ÷ best peer (best batches)" + (f"; not measured: {', '.join(missing)}" if missing else "")
+    rows = [_with_detail(_target(title, name, peer[0], GOAL_VS_BEST_PEER, None if peer[0] is not None else
+                                 "no peer measured"), peer[1])]
+    if name == TARGET_MODEL:
+        rows.append(_with_detail(_target(f"{name}: fraction of the fp32 GEMM limit (best batch)", name, fraction[0],
+                                         GOAL_FRACTION_OF_LIMIT, None if fraction[0] is not None else
+                                         "no GEMM limit measured"), fraction[1]))
+    low, high = CLIFF_BATCHES
+    rows.append(_with_detail(_target(f"{name}: slowest batch {low}–{high} ÷ best batch", name, cliff[0], GOAL_NO_CLIFF,
+                                     None if cliff[0] is not None else f"no batch size {low}–{high} in this run"),
+                             cliff[1]))
+    return rows
+
+
+def _with_detail(row: dict, detail: str | None) -> dict:
+    if detail:
+        row["detail"] = detail
+    return row
+
+
+def _sweep_figures(record: dict) -> tuple:
+    """(value, detail) per criterion from the sweep: each batch size measured at its own time."""
+    ours = record["best_ours"]
+    peers = {p: record["best"][p] for p in PEERS if p in record["best"]}
+    top = max(peers, key=lambda p: peers[p]["img_per_s"]) if peers else None
+    value = round(ours["img_per_s"] / peers[top]["img_per_s"], 3) if top else None
+    detail = (f"focalinfer ({ours_label(ours)}) {ours['img_per_s']:.2f} img/s at bs {ours['batch_size']}; "
+              + (f"best peer {top} {peers[top]['img_per_s']:.2f} img/s at bs {peers[top]['batch_size']}; "
+                 f"per-round ratio at bs {ours['batch_size']}: {ours['vs_best_peer']:.2f}×" if top else ""))
+    low, high = CLIFF_BATCHES
+    inside = [b for b in record["batches"] if low <= b["batch_size"] <= high and "ours" in b]
+    worst = min(inside, key=lambda b: b["ours"]["img_per_s"]) if inside else None
+    cliff = (round(worst["ours"]["img_per_s"] / ours["img_per_s"], 3),
+             f"bs {worst['batch_size']}: {worst['ours']['img_per_s']:.2f} img/s ({ours_label(worst['ours'])})"
+             ) if worst else (None, None)
+    return (value, detail), (ours.get("fraction_of_limit"), None), cliff
+
+
+def _side_by_side_figures(record: dict) -> tuple:
+    """(value, detail) per criterion from the side-by-side measurement after the sweep."""
     side = record["side_by_side"]
     configs = side["configs"]
     ours = configs[side["ours_best"]]
     sweep = {b["batch_size"]: b["ours"] for b in record["batches"] if "ours" in b}
-    ours_text = f"focalinfer ({ours_label(sweep[ours['batch_size']])}) {ours['img_per_s']:.2f} img/s at bs {ours['batch_size']}"
-    rows = []
-    missing = [p for p in PEERS if p not in record.get("best", {})]
+    detail = f"focalinfer ({ours_label(sweep[ours['batch_size']])}) {ours['img_per_s']:.2f} img/s at bs {ours['batch_size']}"
     peer = configs.get(side.get("best_peer"))
-    row = _target(f"{name}: focalinfer ÷ best peer (best batches)" + (f"; not measured: {', '.join(missing)}"
-                                                                       if missing else ""),
-                  name, side.get("vs_best_peer"), GOAL_VS_BEST_PEER, None if peer else "no peer measured")
-    row["detail"] = ours_text + (f"; best peer {peer['backend']} {peer['img_per_s']:.2f} img/s at bs "
-                                 f"{peer['batch_size']}; side by side, {side['rounds']} rounds" if peer else "")
-    rows.append(row)
-    if name == TARGET_MODEL:
-        fraction = side.get("fraction_of_limit")
-        row = _target(f"{name}: fraction of the fp32 GEMM limit (best batch)", name, fraction,
-                      GOAL_FRACTION_OF_LIMIT, None if fraction is not None else "no GEMM limit measured")
-        if side.get("gemm_gflops"):
-            row["detail"] = (f"limit per round {', '.join(f'{x:.0f}' for x in side['limit_gflops_per_round'])} GFLOP/s "
-                             "(2048³ MatMul, best of torch / onnxruntime / OpenVINO, in the same rounds)")
-        rows.append(row)
-    low, high = CLIFF_BATCHES
-    cliff = side["vs_best_batch"]
+    if peer:
+        detail += (f"; best peer {peer['backend']} {peer['img_per_s']:.2f} img/s at bs {peer['batch_size']}; "
+                   f"side by side, {side['rounds']} rounds")
+    fraction_detail = (f"limit per round {', '.join(f'{x:.0f}' for x in side['limit_gflops_per_round'])} GFLOP/s "
+                       "(2048³ MatMul, best of torch / onnxruntime / OpenVINO, in the same rounds)"
+                       if side.get("gemm_gflops") else None)
+    cliff, cliff_detail = side["vs_best_batch"], None
     worst = min(cliff, key=cliff.get) if cliff else None
-    row = _target(f"{name}: slowest batch {low}–{high} ÷ best batch", name, cliff[worst] if worst else None,
-                  GOAL_NO_CLIFF, None if worst else f"no batch size {low}–{high} in this run")
     if worst:
         slow = configs[config_name(OURS, int(worst))]
-        row["detail"] = (f"bs {worst}: {slow['img_per_s']:.2f} img/s ({ours_label(sweep[int(worst)])}) against "
-                         f"bs {ours['batch_size']}, side by side")
-    rows.append(row)
-    return rows
+        cliff_detail = (f"bs {worst}: {slow['img_per_s']:.2f} img/s ({ours_label(sweep[int(worst)])}) against "
+                        f"bs {ours['batch_size']}, side by side")
+    return ((side.get("vs_best_peer") if peer else None, detail), (side.get("fraction_of_limit"), fraction_detail),
+            (cliff[worst] if worst else None, cliff_detail))
 
 
 def _why_missing(record: dict, batch: int) -> str | None:
