@@ -13,6 +13,11 @@ class UsageError(FocalinferError):
     exit_code = 2
 
 
+class RecordError(FocalinferError):
+    """A stage's record (manifest, export report, ATC / infer / precision record) exists but cannot be
+    read: every record reader raises this one type; a caller that can do without the record catches it."""
+
+
 class ToolMissingError(FocalinferError):
     """An external tool (atc, ais_bench) is not available on this machine."""
 

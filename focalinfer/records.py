@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from focalinfer.errors import FocalinferError
+from focalinfer.errors import FocalinferError, RecordError
 from focalinfer.util import write_json_atomic
 
 MANIFEST_NAME = "manifest.json"
@@ -28,16 +28,26 @@ MANIFEST_FORMAT = 1
 
 
 def _read_json(path: Path, what: str) -> dict | None:
-    """The JSON object at ``path``, None when absent, a one-line error when unreadable."""
+    """The JSON object at ``path``, None when absent, a one-line :class:`RecordError` when unreadable."""
     if not path.is_file():
         return None
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise FocalinferError(f"{path}: {what} is not readable JSON ({e}); delete it and rerun the stage that wrote it") from None
+        raise RecordError(f"{path}: {what} is not readable JSON ({e}); delete it and rerun the stage that wrote it") from None
     if not isinstance(data, dict):
-        raise FocalinferError(f"{path}: {what} is not a JSON object; delete it and rerun the stage that wrote it")
+        raise RecordError(f"{path}: {what} is not a JSON object; delete it and rerun the stage that wrote it")
     return data
+
+
+def _typed(cls, data: dict, path: Path, what: str, **defaults):
+    """``cls`` from ``data`` (unknown keys kept in ``extra`` where the class has it), or a RecordError."""
+    try:
+        if any(f.name == "extra" for f in fields(cls)):
+            return _with_extra(cls, data, **defaults)
+        return cls(**{**defaults, **_known(cls, data)})
+    except TypeError:
+        raise RecordError(f"{path}: not a focalinfer {what}; delete it and rerun the stage that wrote it") from None
 
 
 def _known(cls, data: dict) -> dict:
@@ -82,15 +92,9 @@ class Manifest:
 
     @classmethod
     def read(cls, out_dir: str | os.PathLike) -> "Manifest | None":
-        data = _read_json(manifest_path(out_dir), "the preprocess manifest")
-        if data is None:
-            return None
-        try:
-            return _with_extra(cls, data)
-        except TypeError:
-            raise FocalinferError(
-                f"{manifest_path(out_dir)}: not a focalinfer preprocess manifest; rerun preprocess"
-            ) from None
+        path = manifest_path(out_dir)
+        data = _read_json(path, "the preprocess manifest")
+        return None if data is None else _typed(cls, data, path, "preprocess manifest")
 
     def as_dict(self) -> dict:
         return _flat(self)
@@ -144,19 +148,21 @@ class ExportRecord:
         return classifier_classes(self.outputs)
 
     @classmethod
-    def read(cls, onnx_path: str | os.PathLike, verify: bool = True) -> "ExportRecord | None":
-        """The report beside ``onnx_path``; with ``verify``, refused when it describes another file."""
+    def read(cls, onnx_path: str | os.PathLike, verify: bool = True,
+             onnx_sha256: str | None = None) -> "ExportRecord | None":
+        """The report beside ``onnx_path``; with ``verify``, refused when it describes another file
+        (``onnx_sha256``: the ONNX's hash when the caller has it already)."""
         path = export_report_path(onnx_path)
         data = _read_json(path, "the export report")
         if data is None:
             return None
         if not data.get("model"):
-            raise FocalinferError(f"{path}: not a focalinfer export report; re-export the model")
-        record = cls(**_known(cls, data))
+            raise RecordError(f"{path}: not a focalinfer export report; re-export the model")
+        record = _typed(cls, data, path, "export report")
         if verify and record.onnx_sha256:
             from focalinfer.util import sha256_file
 
-            if sha256_file(onnx_path) != record.onnx_sha256:
+            if (onnx_sha256 or sha256_file(onnx_path)) != record.onnx_sha256:
                 raise FocalinferError(
                     f"{path}: describes another {Path(onnx_path).name} (its sha256 differs: the ONNX was replaced "
                     "after export); re-export, or name the model with --model"
@@ -191,16 +197,8 @@ class AtcRecord:
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> "AtcRecord | None":
-        try:
-            data = _read_json(Path(path), "the ATC build record")
-        except FocalinferError:
-            return None  # a broken sidecar only means "rebuild"
-        if data is None:
-            return None
-        try:
-            return cls(**_known(cls, data))
-        except TypeError:
-            return None
+        data = _read_json(Path(path), "the ATC build record")
+        return None if data is None else _typed(cls, data, Path(path), "ATC build record")
 
     def write(self, path: str | os.PathLike) -> None:
         write_json_atomic(path, asdict(self))
@@ -210,26 +208,167 @@ class AtcRecord:
         """The record of the build that wrote ``om_path`` (ATC may add an arch suffix to its name)."""
         om_path = Path(om_path)
         for sidecar in sorted(om_path.parent.glob("*.atc.json")):
-            record = cls.read(sidecar)
+            try:
+                record = cls.read(sidecar)
+            except RecordError:
+                continue  # another build's broken sidecar says nothing about this .om
             if record is not None and record.om == om_path.name:
                 return record
         return None
 
 
-def source_onnx(model_file: str | os.PathLike) -> Path | None:
-    """The ONNX a model file comes from: itself for an .onnx; for an .om, the ONNX its ATC record
-    names (as recorded, relative to where om ran, else beside the .om); None without a record."""
-    path = Path(model_file)
-    if path.suffix.lower() != ".om":
-        return path
-    record = AtcRecord.for_om(path)
-    if record is None:
-        return None
+def _source_onnx_of(path: Path, record: AtcRecord) -> Path:
+    """The ONNX an .om's ATC record names: as recorded (relative to where om ran), else beside the .om."""
     named = Path(record.onnx)
     if named.is_file() or named.is_absolute():
         return named
     beside = path.parent / named.name
     return beside if beside.is_file() else named
+
+
+# --- which model a model file is -----------------------------------------------------------
+
+
+@dataclass
+class ModelIdentity:
+    """What a model file (.onnx or .om) is, derived once from its records: infer, eval, compare
+    and om all ask :func:`identify_model`, so "which model is this" has one answer.
+
+    ``name`` is the registry name (export report, else the graph's ``focalinfer.model`` metadata);
+    ``num_classes`` the class count of output 0 (export report, graph, registry — in that order,
+    ``classes_source`` says which); what cannot be found stays None and ``notes`` says why.
+    """
+
+    path: str
+    sha256: str | None = None
+    name: str | None = None
+    num_classes: int | None = None
+    classes_source: str | None = None
+    source_onnx: str | None = None      # itself for an .onnx; for an .om, the ONNX its ATC record names
+    atc: AtcRecord | None = None        # an .om's build record
+    export: ExportRecord | None = None  # the source ONNX's export report, when it describes that ONNX
+    export_error: str | None = None     # why a report beside the ONNX was not used
+    not_a_classifier: str | None = None  # output 0 is not (batch, classes) logits: why eval refuses it
+    notes: list = field(default_factory=list)
+
+    @property
+    def is_om(self) -> bool:
+        return Path(self.path).suffix.lower() == ".om"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelIdentity":
+        data = dict(data)
+        atc, export = data.pop("atc", None), data.pop("export", None)
+        return cls(**data, atc=AtcRecord(**atc) if atc else None, export=ExportRecord(**export) if export else None)
+
+
+def registry_classes(model: str | None) -> int | None:
+    """The registry's class count of ``model`` (None for a name the registry does not know)."""
+    from focalinfer.errors import UsageError
+    from focalinfer.registry import get_model_spec
+
+    if not model:
+        return None
+    try:
+        return get_model_spec(model).num_classes
+    except UsageError:
+        return None
+
+
+def _classes_of(outputs: list[dict], where: str, ident: "ModelIdentity") -> int | None:
+    """Class count of output 0 given as [{name, shape}]; None when the shape is unknown or (batch,
+    dynamic). Output 0 of another rank makes ``ident.not_a_classifier`` say so (eval refuses it)."""
+    classes = classifier_classes(outputs)
+    shape = outputs[0].get("shape") if outputs else None
+    if classes is None and shape and len(shape) != 2:
+        ident.not_a_classifier = (f"{where}: output 0 {outputs[0].get('name', '?')!r} has shape {list(shape)}; eval "
+                                  "scores classifiers, whose output 0 is (batch, classes) logits")
+    return classes
+
+
+def _graph_identity(onnx_path: Path, ident: ModelIdentity) -> None:
+    """Name and class count from the ONNX graph itself (no export report to say them)."""
+    import onnx
+
+    try:
+        graph_model = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception as e:  # protobuf raises its own types for a file that is not an ONNX model
+        ident.notes.append(f"{onnx_path}: not readable as ONNX ({type(e).__name__}); class count unknown")
+        return
+    outputs = []
+    for value in graph_model.graph.output:
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
+        outputs.append({"name": value.name, "shape": dims})
+    ident.num_classes = _classes_of(outputs, str(onnx_path), ident)
+    if ident.num_classes:
+        ident.classes_source = f"{onnx_path} output 0 {outputs[0]['name']!r} {outputs[0]['shape']}"
+    metadata = {p.key: p.value for p in graph_model.metadata_props}
+    ident.name = metadata.get("focalinfer.model") or metadata.get("model")
+
+
+def _onnx_identity(onnx_path: Path, ident: ModelIdentity, onnx_sha256: str | None, ran: bool) -> None:
+    """Fill ``ident`` from the ONNX at ``onnx_path`` whose hash is ``onnx_sha256``. ``ran``: that hash
+    is the one an ATC or infer record gives (the file on disk may have changed since)."""
+    from focalinfer.errors import first_line
+    from focalinfer.util import sha256_file
+
+    try:
+        report = ExportRecord.read(onnx_path, verify=not ran, onnx_sha256=None if ran else onnx_sha256)
+    except FocalinferError as e:
+        ident.export_error = str(e)
+        ident.notes.append(f"{first_line(e)} — its model name and class count are not used")
+        report = None
+    if report is not None and ran and report.onnx_sha256 and report.onnx_sha256 != onnx_sha256:
+        ident.export_error = f"{export_report_path(onnx_path)} describes another ONNX than the one that ran"
+        ident.notes.append(f"{ident.export_error} (re-exported since?); its model name and class count are not used")
+        report = None
+    if report is None:
+        if not onnx_path.is_file():
+            ident.notes.append(f"{onnx_path}: not found, so the class count of the model is unknown")
+        elif ran and onnx_sha256 and sha256_file(onnx_path) != onnx_sha256:
+            ident.notes.append(f"{onnx_path} changed since it ran; its class count is unknown")
+        else:
+            _graph_identity(onnx_path, ident)
+    else:
+        ident.export, ident.name = report, report.model
+        where = str(export_report_path(onnx_path))
+        ident.num_classes = _classes_of(report.outputs, where, ident)
+        if ident.num_classes:
+            ident.classes_source = f"{where}: output 0 {report.outputs[0].get('shape')}"
+    if ident.num_classes is None and not ident.not_a_classifier and (registry := registry_classes(ident.name)):
+        ident.num_classes, ident.classes_source = registry, f"the registry entry of {ident.name}"
+
+
+def identify_model(model_file: str | os.PathLike, ran_sha256: str | None = None) -> ModelIdentity:
+    """The identity of an .onnx or .om (see :class:`ModelIdentity`), hashing the file once.
+
+    ``ran_sha256``: the hash an infer record gives for the file that ran (a result folder's model
+    file may have changed since; then the file on disk is not hashed again for the identity).
+    """
+    from focalinfer.util import sha256_file
+
+    path = Path(model_file)
+    ident = ModelIdentity(path=str(path))
+    if ran_sha256 is None and path.is_file():
+        ident.sha256 = sha256_file(path)
+    else:
+        ident.sha256 = ran_sha256
+    if not ident.is_om:
+        ident.source_onnx = str(path)
+        _onnx_identity(path, ident, ident.sha256, ran=ran_sha256 is not None)
+        return ident
+    ident.atc = AtcRecord.for_om(path)
+    if ident.atc is None:
+        ident.notes.append(f"{path}: no ATC build record (*.atc.json) beside it, so the ONNX it was built from, "
+                           "and its class count, are unknown")
+        return ident
+    onnx = _source_onnx_of(path, ident.atc)
+    ident.source_onnx = str(onnx)
+    _onnx_identity(onnx, ident, ident.atc.onnx_sha256 or None, ran=bool(ident.atc.onnx_sha256))
+    return ident
 
 
 # --- infer --------------------------------------------------------------------------------
@@ -260,18 +399,17 @@ class InferRecord:
     files_written: int = 0
     files_kept: int = 0
     tool_version: str | None = None
+    precision: str | None = None        # fp32 | bf16 (CPU backends)
+    micro_batch: int | None = None      # images per call when a batch ran as several calls
+    plan: dict | None = None            # the run's InferPlan (focalinfer.infer.plan), as plain data
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def read(cls, output_dir: str | os.PathLike) -> "InferRecord | None":
         path = infer_record_path(output_dir)
-        try:
-            data = _read_json(path, "the infer record")
-        except FocalinferError:
-            return cls("", "", "")  # unreadable: belongs to nobody
-        if data is None:
-            return None
-        return _with_extra(cls, data, model_file="", model_sha256="", backend="")
+        data = _read_json(path, "the infer record")
+        return None if data is None else _typed(cls, data, path, "infer record", model_file="", model_sha256="",
+                                                backend="")
 
     def write(self, output_dir: str | os.PathLike) -> Path:
         path = infer_record_path(output_dir)
@@ -324,14 +462,9 @@ class PrecisionRecord:
         data = _read_json(path, "the precision report")
         if data is None:
             raise FocalinferError(f"{path}: no precision report there; run `focalinfer precision` first")
-        known = _known(cls, data)
-        known.pop("extra", None)
-        try:
-            record = cls(**known, extra={k: v for k, v in data.items() if k not in known})
-        except TypeError:
-            record = None
-        if record is None or record.verdict not in PRECISION_VERDICTS or not record.onnx_sha256:
-            raise FocalinferError(f"{path}: not a focalinfer precision report; rerun `focalinfer precision`")
+        record = _typed(cls, data, path, "precision report")
+        if record.verdict not in PRECISION_VERDICTS or not record.onnx_sha256:
+            raise RecordError(f"{path}: not a focalinfer precision report; rerun `focalinfer precision`")
         return record
 
     @property

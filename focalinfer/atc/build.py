@@ -16,7 +16,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,9 +24,10 @@ from typing import Iterable, Sequence
 
 from focalinfer.defaults import DEFAULT_SOC, OM_DIR
 from focalinfer.atc.aipp import AIPP_ATC_FLAGS, aipp_cfg_path, aipp_config
-from focalinfer.errors import FocalinferError, ToolMissingError, UsageError
+from focalinfer.errors import FocalinferError, RecordError, ToolMissingError, UsageError
 from focalinfer.inputs import Normalization
-from focalinfer.records import AtcRecord, ExportRecord, PrecisionRecord, atc_record_path
+from focalinfer.log import info, warning
+from focalinfer.records import AtcRecord, ModelIdentity, PrecisionRecord, atc_record_path, identify_model
 from focalinfer.util import ensure_writable_dir, sha256_file, write_bytes_atomic
 
 __all__ = ["OnnxInput", "OmBuild", "read_onnx_input", "build_atc_argv", "build_om", "parse_batch_sizes",
@@ -49,7 +49,6 @@ class OnnxInput:
     channels: int
     height: int
     width: int
-    model_name: str | None  # a registry name found in the ONNX's metadata, if any
 
 
 @dataclass
@@ -109,9 +108,7 @@ def _read_onnx_input(path: str, _mtime_ns: int, _size: int) -> OnnxInput:
             f"{path}: input {inputs[0].name!r} has shape {dims}; ATC's NCHW --input_shape needs a 4-D input "
             "with fixed channels, height and width"
         )
-    metadata = {p.key: p.value for p in model.metadata_props}
-    return OnnxInput(inputs[0].name, dims[0], dims[1], dims[2], dims[3],
-                     metadata.get("focalinfer.model") or metadata.get("model"))
+    return OnnxInput(inputs[0].name, dims[0], dims[1], dims[2], dims[3])
 
 
 def output_prefix(onnx_path: str | Path, batch_size: int, out_dir: str | Path) -> Path:
@@ -183,17 +180,13 @@ def parse_gears(text: str | Iterable[int]) -> list[int]:
 # --- registry options ----------------------------------------------------------------------
 
 
-def registry_model_name(onnx_path: Path, model: str | None, onnx_input: OnnxInput, quiet: bool = False) -> str | None:
-    """--model NAME, else the export report's ``model``, else the ONNX metadata's."""
-    try:
-        record = ExportRecord.read(onnx_path)
-    except FocalinferError:
-        if model is None:
-            raise  # a stale report would pick another model's ATC options
-        record = None
-    found = (record.model if record else None) or onnx_input.model_name
-    if model and found and model != found and not quiet:
-        print(f"[om] note: {onnx_path} was exported from {found}; using --model {model} as asked", file=sys.stderr)
+def registry_model_name(onnx_path: Path, model: str | None, identity: ModelIdentity) -> str | None:
+    """--model NAME, else the model the ONNX's identity names (export report, else its metadata)."""
+    if model is None and identity.export_error:
+        raise FocalinferError(identity.export_error)  # a stale report would pick another model's ATC options
+    found = identity.name
+    if model and found and model != found:
+        warning(f"{onnx_path} was exported from {found}; using --model {model} as asked")
     return model or found
 
 
@@ -208,8 +201,8 @@ def registry_atc_settings(model_name: str | None, explicit: bool) -> tuple[tuple
     except UsageError:
         if explicit:
             raise
-        print(f"[om] note: {model_name!r} (from the export report) is not a registered model; "
-              "no registry ATC options applied", file=sys.stderr)
+        warning(f"{model_name!r} (from the export report) is not a registered model; "
+              "no registry ATC options applied")
         return (), ()
     return tuple(spec.atc_op_precision), tuple(spec.atc_options)
 
@@ -285,15 +278,16 @@ def build_om(
     out_abs = Path(out_dir).resolve()
     ensure_writable_dir(out_abs, "--out-dir")
 
-    onnx_sha256 = sha256_file(onnx_path)
+    identity = identify_model(onnx_path)
+    onnx_sha256 = identity.sha256
     precision_mode, keep = _resolve_precision(onnx_path, onnx_sha256, out_abs, precision_mode, keep_dtype,
                                               precision_report)
-    ini, extra = _resolve_options(onnx_path, onnx_input, out_abs, model, precision_mode, op_precision_ini)
+    name = registry_model_name(onnx_path, model, identity)
+    ini, extra = _resolve_options(name, out_abs, model, precision_mode, op_precision_ini)
     if keep is not None:  # an explicit list replaces the registry's
         extra = tuple(o for o in extra if not o.startswith("--keep_dtype"))
     cfg, aipp_facts = None, {}
     if aipp:
-        name = registry_model_name(onnx_path, model, onnx_input, quiet=True)
         cfg, aipp_facts = _aipp_settings(name, preset, onnx_input, out_abs)
     builds = [_plan(onnx_abs, bs, soc, out_abs, ini, precision_mode, extra, cfg, gears, aipp_facts, keep)
               for bs in sizes]
@@ -307,8 +301,8 @@ def build_om(
         if not force and _up_to_date(build, fingerprint):
             build.status = "up-to-date"
         elif onnx_input.batch is not None and (gears or onnx_input.batch != build.batch_size):
-            print(f"[om] warning: {onnx_path} has a static batch of {onnx_input.batch}; ATC may fail at "
-                  f"{build.label} (export with --dynamic-batch)", file=sys.stderr)
+            warning(f"{onnx_path} has a static batch of {onnx_input.batch}; ATC may fail at "
+                  f"{build.label} (export with --dynamic-batch)")
     if dry_run:
         for build in builds:
             print(f"# {build.label}: up to date ({build.om_path})" if build.status == "up-to-date"
@@ -317,7 +311,7 @@ def build_om(
     todo = [b for b in builds if b.status != "up-to-date"]
     for build in builds:
         if build.status == "up-to-date" and progress:
-            print(f"[om] {build.label}: up to date ({build.om_path})", file=sys.stderr)
+            info(f"om {build.label}: up to date ({build.om_path})")
     if todo and shutil.which("atc") is None:
         raise ToolMissingError(
             f"atc not found on PATH: source CANN's set_env.sh (e.g. . {SET_ENV_HINT}) or pass --dry-run to print the commands"
@@ -327,9 +321,9 @@ def build_om(
     failed = [b for b in todo if b.status == "failed"]
     if failed:
         for build in failed:
-            print(f"[om] {build.label}: ATC failed; log: {build.log_path}", file=sys.stderr)
+            warning(f"om {build.label}: ATC failed; log: {build.log_path}")
             for line in build.errors:
-                print(f"    {line}", file=sys.stderr)
+                warning(f"    {line}")
         what = f"dynamic batch {','.join(map(str, gears))}" if gears else \
             f"batch size {', '.join(str(b.batch_size) for b in failed)}"
         raise FocalinferError(
@@ -339,8 +333,7 @@ def build_om(
     return builds
 
 
-def _resolve_options(onnx_path, onnx_input, out_abs, model, precision_mode, op_precision_ini):
-    name = registry_model_name(onnx_path, model, onnx_input)
+def _resolve_options(name, out_abs, model, precision_mode, op_precision_ini):
     ini_lines, registry_options = registry_atc_settings(name, explicit=model is not None)
     if op_precision_ini is not None:
         ini = Path(op_precision_ini)
@@ -366,8 +359,8 @@ def _resolve_precision(onnx_path: Path, onnx_sha256: str, out_abs: Path, precisi
         if not keep.is_file():
             raise FocalinferError(f"{keep}: keep-dtype file not found; give a file of ONNX node names, one per line")
         if precision_mode not in (None, "force_fp16", "allow_mix_precision"):
-            print(f"[om] note: ATC applies --keep_dtype under force_fp16 and allow_mix_precision, "
-                  f"not {precision_mode}", file=sys.stderr)
+            warning(f"ATC applies --keep_dtype under force_fp16 and allow_mix_precision, "
+                  f"not {precision_mode}")
         return precision_mode, keep.resolve()
     if keep_dtype is not None or precision_mode is not None:
         raise UsageError("--precision takes the mode and the keep list from the report; "
@@ -399,7 +392,10 @@ def _plan(onnx_abs, bs, soc, out_abs, ini, precision_mode, extra, cfg=None, gear
 
 
 def _up_to_date(build: OmBuild, fingerprint: dict) -> bool:
-    record = AtcRecord.read(build.sidecar_path)
+    try:
+        record = AtcRecord.read(build.sidecar_path)
+    except RecordError:
+        return False  # a broken sidecar only means "rebuild"
     if record is None:
         return False
     om = build.prefix.parent / record.om
@@ -430,7 +426,7 @@ def _run_atc(build: OmBuild, onnx_path: Path, soc: str, fingerprint: dict, progr
     workdir = build.prefix.parent / f".atc-work-{build.label}"
     workdir.mkdir(exist_ok=True)
     if progress:
-        print(f"[om] {build.label}: running atc (log: {build.log_path})", file=sys.stderr, flush=True)
+        info(f"om {build.label}: running atc (log: {build.log_path})")
     start = time.time()
     with open(build.log_path, "wb") as log:
         log.write(f"$ {build.command}\n".encode())
@@ -451,4 +447,4 @@ def _run_atc(build: OmBuild, onnx_path: Path, soc: str, fingerprint: dict, progr
               dynamic_batch=build.gears).write(build.sidecar_path)
     build.status = "built"
     if progress:
-        print(f"[om] {build.label}: built {build.om_path} in {build.seconds:.1f} s", file=sys.stderr, flush=True)
+        info(f"om {build.label}: built {build.om_path} in {build.seconds:.1f} s")
