@@ -14,13 +14,13 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 from focalinfer.errors import FocalinferError, ToolMissingError, UsageError
 from focalinfer.backend.base import Runner, TensorSpec
+from focalinfer.log import info
 
 MODES = ("auto", "api", "cli")
 # "uint8" before "int8": the first name found in the text wins.
@@ -49,33 +49,26 @@ def find_cli_python() -> str | None:
     return None
 
 
-def onnx_for_om(om_path: str | Path) -> str | None:
-    """The ONNX an .om was built from, as the om stage's record says."""
-    from focalinfer.records import AtcRecord
-
-    record = AtcRecord.for_om(om_path)
-    return record.onnx if record else None
-
-
-def missing_error(om_path: str | Path) -> ToolMissingError:
-    onnx = onnx_for_om(om_path) or "<the model>.onnx"
+def missing_error(om_path: str | Path, source_onnx: str | None = None) -> ToolMissingError:
+    onnx = source_onnx or "<the model>.onnx"
     return ToolMissingError(
         f"{om_path}: running an .om needs ais_bench (with CANN and an NPU), which is not installed here; "
         f"run the ONNX on CPU instead: --model-file {onnx} --backend onnxruntime"
     )
 
 
-def choose_mode(om_path: str | Path, mode: str) -> tuple[str, str | None]:
-    """('api', None) or ('cli', python) for this machine, or a one-line ToolMissingError."""
+def choose_mode(om_path: str | Path, mode: str, source_onnx: str | None = None) -> tuple[str, str | None]:
+    """('api', None) or ('cli', python) for this machine, or a one-line ToolMissingError naming
+    ``source_onnx`` (the ONNX the .om was built from) as the CPU alternative."""
     if mode not in MODES:
         raise UsageError(f"unknown ais_bench mode {mode!r}; choose one of: {', '.join(MODES)}")
     if mode in ("auto", "api") and api_available():
         return "api", None
     if mode == "api":
-        raise missing_error(om_path)
+        raise missing_error(om_path, source_onnx)
     python = find_cli_python()
     if python is None:
-        raise missing_error(om_path)
+        raise missing_error(om_path, source_onnx)
     return "cli", python
 
 
@@ -113,32 +106,27 @@ class AisBenchRunner(Runner):
         self.session = InferSession(device, str(model_file))
         self._input = _tensor_spec(self.single_input(model_file, self.session.get_inputs()))
         self._outputs = [_tensor_spec(o) for o in self.session.get_outputs()]
-        self._wall_ms: list[float] = []
         self._gear: int | None = None
 
-    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
+    def _infer(self, batch: np.ndarray) -> list[np.ndarray]:
         mode = "static"
         if self._input.static_batch is None:  # a dynamic-batch .om: pick the gear, then run it as one
             if batch.shape[0] != self._gear:
                 self.session.set_dynamic_batchsize(batch.shape[0])
                 self._gear = batch.shape[0]
             mode = "dymbatch"
-        start = time.perf_counter()
-        outputs = self.session.infer([batch], mode=mode)
-        self._wall_ms.append((time.perf_counter() - start) * 1000.0)
-        return [np.asarray(o) for o in outputs]
+        return [np.asarray(o) for o in self.session.infer([batch], mode=mode)]
 
-    @property
-    def compute_times_ms(self) -> list[float]:
-        """The device's own execution times when the session reports them, else wall time."""
+    def device_times_ms(self) -> list[float] | None:
+        """The device's own execution times when the session reports them (None: it does not)."""
         try:
             device_ms = list(self.session.sumary().exec_time_list)
         except AttributeError:
-            device_ms = []
-        return [float(t) for t in device_ms] or list(self._wall_ms)
+            return None
+        return [float(t) for t in device_ms] or None
 
     def reset_times(self) -> None:
-        self._wall_ms = []
+        super().reset_times()
         if hasattr(self.session, "reset_sumaryinfo"):
             self.session.reset_sumaryinfo()
 
@@ -181,7 +169,7 @@ def cli_argv(python: str, model_file: str, input_dir: str | None, output: str, o
 def run_cli(argv: list[str]) -> tuple[float | None, int | None]:
     """Run ais_bench, echo its log as it comes; returns (throughput, batch size) from the log."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    print("[focalinfer] " + " ".join(argv), flush=True)
+    info(" ".join(argv))
     found_throughput = found_batch = None
     last_lines: list[str] = []
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)

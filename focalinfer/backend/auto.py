@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,8 @@ from typing import Callable
 
 import numpy as np
 
+from focalinfer.backend.openers import open_runner
+from focalinfer.log import info
 from focalinfer.metrics.logits import parity_bound
 from focalinfer.util import sha256_file, user_cache_dir, write_json_atomic
 
@@ -71,10 +72,6 @@ def micro_batches(batch_size: int) -> list[int]:
     return [m for m in MICRO_BATCHES if m < batch_size] + [batch_size]
 
 
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 def runtime_version(backend: str) -> str | None:
     if backend == "onnxruntime":
         import onnxruntime
@@ -93,11 +90,13 @@ def installed() -> list[str]:
     return [b for b in CPU_BACKENDS if b != "openvino" or openvino.available()]
 
 
-def choice_key(model_file: str | Path, batch_size: int, threads: int | None, backends: list[str]) -> dict:
+def choice_key(model_file: str | Path, batch_size: int, threads: int | None, backends: list[str],
+               graph_sha256: str | None = None) -> dict:
     from focalinfer.machine import cpu_count, cpu_model
 
     return {"cpu": cpu_model(), "threads": threads or cpu_count(), "micro_batches": micro_batches(batch_size),
-            "runtimes": {b: runtime_version(b) for b in backends}, "graph_sha256": sha256_file(model_file)}
+            "runtimes": {b: runtime_version(b) for b in backends},
+            "graph_sha256": graph_sha256 or sha256_file(model_file)}
 
 
 def cache_path() -> Path:
@@ -105,23 +104,24 @@ def cache_path() -> Path:
 
 
 def choose(model_file: str | Path, batch_size: int, threads: int | None = None, *, cache: str | Path | None = None,
-           measure: Measure | None = None, log: Log = _stderr) -> Choice:
-    """The CPU backend (and micro-batch) to run ``model_file`` with at ``batch_size``; says which on one line."""
+           measure: Measure | None = None, log: Log = info, graph_sha256: str | None = None) -> Choice:
+    """The CPU backend (and micro-batch) to run ``model_file`` with at ``batch_size``; says which on one line.
+    ``graph_sha256``: the graph's hash when the caller has it (the model identity's)."""
     model_file = Path(model_file)
     backends = installed()
     if len(backends) == 1:
-        log(f"[focalinfer] --backend auto: {backends[0]} (the only CPU backend installed)")
+        log(f"--backend auto: {backends[0]} (the only CPU backend installed)")
         return Choice(backends[0])
     cache = Path(cache) if cache else cache_path()
-    key = choice_key(model_file, batch_size, threads, backends)
+    key = choice_key(model_file, batch_size, threads, backends, graph_sha256)
     entries = _read(cache)
     entry = next((e for e in entries if e.get("key") == key), None)
     if entry is not None:
         choice = _choice(entry, batch_size)
-        log(f"[focalinfer] --backend auto: {choice.describe()} for {model_file.name} at batch {batch_size} "
+        log(f"--backend auto: {choice.describe()} for {model_file.name} at batch {batch_size} "
             f"({_rates_text(entry)}, measured on this CPU on {entry['date']}; --backend NAME to choose)")
         return choice
-    log(f"[focalinfer] --backend auto: measuring {' and '.join(backends)} on {model_file.name} for batch "
+    log(f"--backend auto: measuring {' and '.join(backends)} on {model_file.name} for batch "
         f"{batch_size} (once per graph, micro-batch sizes and CPU) ...")
     from focalinfer.machine import ForeignCpu
 
@@ -130,7 +130,7 @@ def choose(model_file: str | Path, batch_size: int, threads: int | None = None, 
     entry = {"key": key, "date": time.strftime("%Y-%m-%d"), **decide(figures), "foreign_cpu": load.share}
     choice = _choice(entry, batch_size)
     if load.share is not None and load.share > MAX_FOREIGN_CPU:
-        log(f"[focalinfer] --backend auto: {choice.describe()} ({_rates_text(entry)}; not cached: other processes "
+        log(f"--backend auto: {choice.describe()} ({_rates_text(entry)}; not cached: other processes "
             f"used {load.share:.0%} of the CPUs while measuring)")
         return choice
     entries = [e for e in entries if e.get("key") != key] + [entry]
@@ -138,8 +138,8 @@ def choose(model_file: str | Path, batch_size: int, threads: int | None = None, 
         cache.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(cache, entries[-200:])
     except OSError as e:  # a read-only home still gets its answer, only not remembered
-        log(f"[focalinfer] note: cannot cache the backend choice in {cache} ({e.strerror or e})")
-    log(f"[focalinfer] --backend auto: {choice.describe()} ({_rates_text(entry)}; cached in {cache})")
+        log(f"note: cannot cache the backend choice in {cache} ({e.strerror or e})")
+    log(f"--backend auto: {choice.describe()} ({_rates_text(entry)}; cached in {cache})")
     return choice
 
 
@@ -182,8 +182,6 @@ def _read(cache: Path) -> list[dict]:
 def measure_backends(model_file: Path, backends: list[str], batch_size: int, threads: int | None) -> dict:
     """img/s of each backend at each micro-batch (interleaved rounds after a warm-up), the fastest
     micro-batch, and whether its logits stay within the parity bound of onnxruntime's."""
-    from focalinfer.backend.table import open_runner
-
     runners = {b: open_runner(model_file, b, threads=threads) for b in backends}
     try:
         spec = runners[backends[0]].input_spec()

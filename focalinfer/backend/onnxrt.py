@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -141,7 +140,7 @@ def tensor_spec(node) -> TensorSpec:
 
 
 class OnnxRuntimeRunner(Runner):
-    """The exported ONNX on onnxruntime's CPU provider, timed around ``session.run``."""
+    """The exported ONNX on onnxruntime's CPU provider."""
 
     backend = "onnxruntime"
 
@@ -151,14 +150,9 @@ class OnnxRuntimeRunner(Runner):
         self._input = tensor_spec(self.single_input(model_file, self.session.get_inputs()))
         self._outputs = [tensor_spec(o) for o in self.session.get_outputs()]
         self._output_names = [o.name for o in self._outputs]
-        self.compute_times_ms = []
 
-    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
-        feed = {self._input.name: batch}
-        start = time.perf_counter()
-        outputs = self.session.run(self._output_names, feed)
-        self.compute_times_ms.append((time.perf_counter() - start) * 1000.0)
-        return outputs
+    def _infer(self, batch: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(self._output_names, {self._input.name: batch})
 
     def close(self) -> None:
         self.session = None

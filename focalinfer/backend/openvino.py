@@ -15,7 +15,6 @@ An optional extra (``pip install 'focalinfer[openvino]'``). Settings:
 from __future__ import annotations
 
 import importlib.util
-import time
 from pathlib import Path
 
 import numpy as np
@@ -121,7 +120,7 @@ def _tensor_spec(port) -> TensorSpec:
 
 
 class OpenVinoRunner(Runner):
-    """An ONNX on OpenVINO's CPU plugin, one compiled model per batch size fed, timed around ``infer``."""
+    """An ONNX on OpenVINO's CPU plugin, one compiled model per batch size fed."""
 
     backend = "openvino"
 
@@ -142,7 +141,6 @@ class OpenVinoRunner(Runner):
         self._input = _tensor_spec(self.single_input(model_file, list(self._model.inputs)))
         self._outputs = [_tensor_spec(o) for o in self._model.outputs]
         self._requests: dict[int, object] = {}
-        self.compute_times_ms = []
 
     def request(self, batch_size: int):
         """The infer request compiled for ``batch_size`` (compiled on first use)."""
@@ -154,11 +152,9 @@ class OpenVinoRunner(Runner):
             self._requests[batch_size] = compiled.create_infer_request()
         return self._requests[batch_size]
 
-    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
+    def _infer(self, batch: np.ndarray) -> list[np.ndarray]:
         request = self.request(len(batch))
-        start = time.perf_counter()
         request.infer({0: batch})
-        self.compute_times_ms.append((time.perf_counter() - start) * 1000.0)
         return [np.array(request.get_output_tensor(i).data) for i in range(len(self._outputs))]
 
     def close(self) -> None:

@@ -1,11 +1,12 @@
-"""Which backend runs which model file, and the one function that opens a runner for it."""
+"""Which backend runs which model file: checked and resolved once, before anything runs."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from focalinfer.backend.base import Runner
-from focalinfer.errors import FocalinferError, UsageError
+from focalinfer.backend import auto
+from focalinfer.backend.auto import Choice
+from focalinfer.errors import UsageError
 
 # model file suffix -> the backends that can run it. 'auto' takes the only one for .om and, for
 # .onnx, the fastest CPU backend installed, measured on this CPU (focalinfer.backend.auto).
@@ -14,6 +15,7 @@ BACKENDS_BY_SUFFIX = {
     ".onnx": ("onnxruntime", "openvino"),
 }
 BACKENDS = ("auto",) + tuple(dict.fromkeys(b for names in BACKENDS_BY_SUFFIX.values() for b in names))
+PRECISIONS = ("fp32", "bf16")
 
 
 def check_backend(model_file: str | Path, backend: str) -> str:
@@ -39,65 +41,45 @@ def check_backend(model_file: str | Path, backend: str) -> str:
     return backend
 
 
-def plan_backend(model_file: str | Path, backend: str, *, batch_size: int | None = None,
-                 threads: int | None = None, log=None):
-    """The backend (and micro-batch) to run ``model_file`` with: an explicit backend is checked and
-    runs whole batches; 'auto' is ais_bench for an .om and, for an .onnx, the CPU backend and
-    micro-batch measured fastest for ``batch_size`` (default 1) on this machine."""
-    from focalinfer.backend.auto import Choice
+def _reduced_precision(model_file: str | Path, backend: str, precision: str) -> Choice:
+    """bf16 is OpenVINO's, on CPUs with native bf16 only: an explicit opt-in, never a default."""
+    from focalinfer.backend.openvino import check_precision, require
 
-    backend = check_backend(model_file, backend)
+    if Path(model_file).suffix.lower() != ".onnx" or backend not in ("auto", "openvino"):
+        raise UsageError(f"--precision {precision} runs on OpenVINO only; pass --backend openvino (or auto)")
+    require(f"--precision {precision}")
+    check_precision(precision)
+    return Choice("openvino")
+
+
+def plan_backend(model_file: str | Path, backend: str, **settings) -> Choice:
+    """:func:`check_backend`, then :func:`decide_backend`."""
+    return decide_backend(model_file, check_backend(model_file, backend), **settings)
+
+
+def decide_backend(model_file: str | Path, backend: str, *, batch_size: int | None = None,
+                   threads: int | None = None, precision: str = "fp32", log=None,
+                   graph_sha256: str | None = None) -> Choice:
+    """The backend (and micro-batch) to run ``model_file`` with, decided once, for a ``backend`` that
+    :func:`check_backend` passed: an explicit backend runs whole batches; 'auto' is ais_bench for an
+    .om and, for an .onnx, the CPU backend and micro-batch measured fastest for ``batch_size``
+    (default 1) on this machine. ``precision`` other than fp32 is OpenVINO's only; ``graph_sha256``
+    spares auto hashing the file again."""
+    if precision != "fp32":
+        return _reduced_precision(model_file, backend, precision)
+    if backend == "openvino":
+        from focalinfer.backend.openvino import require
+
+        require()
     if backend != "auto":
-        if backend == "openvino":
-            from focalinfer.backend.openvino import require
-
-            require()
         return Choice(backend)
     if Path(model_file).suffix.lower() == ".om":
         return Choice("ais_bench")
-    from focalinfer.backend import auto
-
-    if not Path(model_file).is_file():
-        raise FocalinferError(f"{model_file}: model file not found; check the path (or run export first)")
-    return auto.choose(model_file, batch_size or 1, threads, **({"log": log} if log else {}))
+    return auto.choose(model_file, batch_size or 1, threads, graph_sha256=graph_sha256,
+                       **({"log": log} if log else {}))
 
 
 def resolve_backend(model_file: str | Path, backend: str, *, batch_size: int | None = None,
                     threads: int | None = None, log=None) -> str:
     """The name of the backend :func:`plan_backend` picks."""
     return plan_backend(model_file, backend, batch_size=batch_size, threads=threads, log=log).backend
-
-
-def open_runner(model_file: str | Path, backend: str = "auto", device: int = 0,
-                threads: int | None = None, precision: str = "fp32", micro_batch: int | None = None) -> Runner:
-    """A runner for ``model_file`` (the ais_bench runner uses its InferSession API).
-
-    ``precision`` other than fp32 is OpenVINO's only (and refused on CPUs without native support).
-    ``micro_batch``: run a batch as calls of at most that many images (dynamic-batch graphs only).
-    """
-    runner = _open(model_file, backend, device, threads, precision)
-    if micro_batch and runner.input_spec().static_batch is None:
-        from focalinfer.backend.base import MicroBatchRunner
-
-        return MicroBatchRunner(runner, micro_batch)
-    return runner
-
-
-def _open(model_file, backend, device, threads, precision) -> Runner:
-    model_file = Path(model_file)
-    backend = resolve_backend(model_file, backend, threads=threads)
-    if precision != "fp32" and backend != "openvino":
-        raise UsageError(f"--precision {precision} runs on OpenVINO only; use --backend openvino (or auto)")
-    if not model_file.is_file():
-        raise FocalinferError(f"{model_file}: model file not found; check the path (or run export / om first)")
-    if backend == "onnxruntime":
-        from focalinfer.backend.onnxrt import OnnxRuntimeRunner
-
-        return OnnxRuntimeRunner(model_file, threads=threads)
-    if backend == "openvino":
-        from focalinfer.backend.openvino import OpenVinoRunner
-
-        return OpenVinoRunner(model_file, threads=threads, precision=precision)
-    from focalinfer.backend.ais_bench import AisBenchRunner
-
-    return AisBenchRunner(model_file, device=device)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +36,10 @@ class EagerRunner(Runner):
         self._input = TensorSpec("image", (None, 3, input_size, input_size) if input_size else (None, 3, None, None),
                                  np.dtype(np.float32))
         self._outputs = [TensorSpec("class", (None, num_classes), np.dtype(np.float32))]
-        self.compute_times_ms = []
 
-    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
+    def _infer(self, batch: np.ndarray) -> list[np.ndarray]:
         import torch
 
-        start = time.perf_counter()
         with torch.inference_mode():
             out = self.model(torch.from_numpy(np.ascontiguousarray(batch)))
-        self.compute_times_ms.append((time.perf_counter() - start) * 1000.0)
         return [out.numpy()]

@@ -146,7 +146,7 @@ def test_one_installed_backend_is_used_without_measuring(graph, tmp_path, monkey
 
     lines = []
     assert auto.choose(graph, 1, cache=tmp_path / "c.json", measure=never, log=lines.append).backend == "onnxruntime"
-    assert lines == ["[focalinfer] --backend auto: onnxruntime (the only CPU backend installed)"]
+    assert lines == ["--backend auto: onnxruntime (the only CPU backend installed)"]
     assert not (tmp_path / "c.json").exists()
 
 

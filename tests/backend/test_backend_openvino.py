@@ -111,10 +111,12 @@ def test_backend_choices_come_from_the_backend_table():
 
 
 def test_openvino_cannot_run_an_om(tmp_path):
+    from focalinfer.backend import plan_backend
+
     om = tmp_path / "m.om"
     om.write_bytes(b"om")
     with pytest.raises(UsageError, match="cannot run an .om"):
-        open_runner(om, "openvino")
+        plan_backend(om, "openvino")  # decided once, when the run is planned; opening a runner re-checks nothing
 
 
 # --- bf16: an explicit option on CPUs with native bf16, never the default ---------------------------
