@@ -1,7 +1,9 @@
 """Where stages meet: ``eval`` with a model file is infer then score (the only place that runs both).
 
 Everything that can refuse is checked before inference starts: the result.json path, the label
-file, the model's class count against the labels, labels without an input file.
+file, the model's class count against the labels, labels without an input file. Each fact is
+derived once: the model file's identity (``records.identify_model``), then the infer plan (which
+takes that identity), whose run comes back with the infer record it wrote.
 """
 
 from __future__ import annotations
@@ -12,15 +14,14 @@ from pathlib import Path
 from focalinfer import layout
 from focalinfer.defaults import DATABIN_DIR, RESULT_JSON
 from focalinfer.errors import FocalinferError, ToolMissingError, UsageError
-from focalinfer.infer import run_inference
+from focalinfer.infer import InferPlan, execute, plan_inference
 from focalinfer.postprocess import EvalResult, score_results, write_result
 from focalinfer.postprocess.labels import LabelSet, read_labels
-from focalinfer.postprocess.model_facts import ModelFacts, model_file_facts, registry_classes, results_facts
+from focalinfer.postprocess.model_facts import ModelFacts, results_facts
 from focalinfer.postprocess.outputs import run_summary
-from focalinfer.infer.provenance import read_input_set
 from focalinfer.postprocess.scoring import RUN_FIELDS, check_label_range
-from focalinfer.records import InferRecord, infer_record_path
-from focalinfer.util import ensure_writable_file, sha256_file
+from focalinfer.records import InferRecord, identify_model, infer_record_path, registry_classes
+from focalinfer.util import ensure_writable_file
 
 
 def evaluate(
@@ -43,23 +44,29 @@ def evaluate(
     output = ensure_writable_file(output, "result.json")
     labels = read_labels(labels_file)
     where = str(model_file if model_file is not None else results_dir)
-    facts = model_file_facts(model_file) if model_file is not None else results_facts(results_dir)
+    identity = identify_model(model_file) if model_file is not None else None
+    facts = ModelFacts.of(identity) if identity else results_facts(results_dir)
     _apply_flags(facts, model, num_classes, where)
     if facts.num_classes:
         check_label_range(labels, facts.num_classes, facts.classes_source)
     labels.require_clean(allow_bad_labels)
     if model_file is not None:
-        results_dir, outfmt, run = _run_model(
-            Path(model_file), facts, labels, input_dir=input_dir, output_dir=output.parent,
-            dirname=output_dirname or output.stem, outfmt=outfmt, batch_size=batch_size, backend=backend,
-            allow_missing=allow_missing, force=force, progress=progress,
-            allow_transform_mismatch=allow_transform_mismatch, threads=threads, precision=precision,
-        )
+        with _in_eval_terms(Path(model_file)):
+            plan = plan_inference(
+                model_file, input_dir, output=output.parent, output_dirname=output_dirname or output.stem,
+                outfmt=(outfmt or "TXT").upper(), batch_size=batch_size, backend=backend or "auto",
+                threads=threads, allow_transform_mismatch=allow_transform_mismatch, precision=precision,
+                identity=identity,
+            )
+            _check_inputs(labels, plan, allow_missing)
+            run = execute(plan, force=force, progress=progress)
+        results_dir, outfmt = run.output_dir, run.outfmt
+        fields = _run_fields(run.record, facts, precision)
     else:
-        run = _recorded_run(Path(results_dir), facts, batch_size)
+        fields = _recorded_run(Path(results_dir), facts, batch_size)
     result = score_results(
         results_dir, labels, outfmt=outfmt, num_classes=facts.num_classes, classes_source=facts.classes_source,
-        output_dtype=output_dtype, allow_bad_labels=allow_bad_labels, run=run, workers=workers,
+        output_dtype=output_dtype, allow_bad_labels=allow_bad_labels, run=fields, workers=workers,
     )
     result.warnings[:0] = facts.notes
     return result, write_result(result, output)
@@ -84,47 +91,46 @@ def _apply_flags(facts: ModelFacts, model: str | None, num_classes: int | None, 
             facts.num_classes, facts.classes_source = num_classes, "--num-classes"
 
 
-def _check_inputs(labels: LabelSet, input_dir, allow_missing: bool) -> None:
+def _check_inputs(labels: LabelSet, plan: InferPlan, allow_missing: bool) -> None:
     """Labels whose image has no input file would be missing after the whole run: say so first.
 
-    The inputs are what infer will read (the files the manifest lists).
+    The inputs are the files the plan runs (those the manifest lists).
     """
-    stems = {layout.output_stem(path) for path in read_input_set(input_dir).files}
+    stems = {layout.output_stem(path) for path in plan.files or ()}
     missing = [lab.image for stem, lab in labels.labels.items() if stem not in stems]
     if missing and not allow_missing:
         raise FocalinferError(
-            f"{labels.path}: {len(missing)} of {len(labels)} labelled images have no input file in {input_dir} "
+            f"{labels.path}: {len(missing)} of {len(labels)} labelled images have no input file in {plan.input_dir} "
             f"(first: {missing[0]}); preprocess them, or pass --allow-missing to score the "
             f"{len(labels) - len(missing)} that have one"
         )
 
 
-def _run_model(model_file: Path, facts: ModelFacts, labels: LabelSet, *, input_dir, output_dir: Path, dirname: str,
-               outfmt, batch_size, backend, allow_missing: bool, force: bool, progress: bool,
-               allow_transform_mismatch: bool, threads: int | None = None, precision: str = "fp32"):
-    backend = backend or "auto"
-    _check_inputs(labels, input_dir, allow_missing)
-    try:
-        run = run_inference(
-            model_file, input_dir=input_dir, output=output_dir, output_dirname=dirname,
-            outfmt=(outfmt or "TXT").upper(), batch_size=batch_size, backend=backend, force=force, progress=progress,
-            allow_transform_mismatch=allow_transform_mismatch, threads=threads, precision=precision,
-        )
-    except ToolMissingError as e:
-        if model_file.suffix.lower() != ".om":
-            raise
-        # infer's hint names infer's flags; say it in eval's terms.
-        raise ToolMissingError(
-            f"{model_file}: running an .om needs ais_bench (CANN and an NPU), not installed here; score the "
-            "ONNX on CPU with --onnx X.onnx, or score a folder ais_bench wrote on the NPU host with --results DIR"
-        ) from e
-    fields = _record_fields(InferRecord.read(run.output_dir))
+class _in_eval_terms:
+    """infer's hint for a missing ais_bench names infer's flags; say it in eval's terms."""
+
+    def __init__(self, model_file: Path):
+        self.model_file = model_file
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, _tb):
+        if kind is ToolMissingError and self.model_file.suffix.lower() == ".om":
+            raise ToolMissingError(
+                f"{self.model_file}: running an .om needs ais_bench (CANN and an NPU), not installed here; score the "
+                "ONNX on CPU with --onnx X.onnx, or score a folder ais_bench wrote on the NPU host with --results DIR"
+            ) from error
+        return False
+
+
+def _run_fields(record: InferRecord, facts: ModelFacts, precision: str) -> dict:
+    """result.json's run fields from the infer record the run wrote (and --model's name)."""
+    fields = _record_fields(record)
     # A reduced-precision score must say so wherever it is shown.
-    backend = run.backend if precision == "fp32" else f"{run.backend} ({precision})"
-    fields.update(model=facts.model or fields["model"], model_file=str(model_file), backend=backend,
-                  batch_size=run.batch_size, outputs_written=run.files_written, outputs_reused=run.files_kept)
-    fields["model_sha256"] = fields["model_sha256"] or sha256_file(model_file)
-    return run.output_dir, run.outfmt, fields
+    backend = record.backend if precision == "fp32" else f"{record.backend} ({precision})"
+    fields.update(model=facts.model or fields["model"], backend=backend)
+    return fields
 
 
 def _record_fields(record: InferRecord | None) -> dict:

@@ -1,7 +1,8 @@
 """The batch loop every in-process backend shares: read, run, write the contract, resume.
 
-A job (one model, one file list, one output directory) runs in this process; several devices
-run one job each in spawned processes, reporting progress through a queue.
+A plan (``focalinfer.infer.plan.InferPlan``: one model, one file list, one output directory) runs
+in this process; several devices run one per-device plan each in spawned processes, reporting
+progress through a queue.
 """
 
 from __future__ import annotations
@@ -9,44 +10,18 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
 
 from focalinfer.errors import FocalinferError, UsageError
 from focalinfer import layout
-from focalinfer.backend import Runner, TensorSpec, open_runner
-from focalinfer.infer.checks import InputFiles, feed_normalization
-from focalinfer.inputs import FLOAT32, Normalization, normalize_nhwc
-
-
-@dataclass
-class InferJob:
-    """Everything one process needs (picklable, for spawned device processes)."""
-
-    model_file: str
-    backend: str
-    files: list[str] | None  # None: pure inference on generated data
-    output: str
-    dirname: str
-    outfmt: str
-    batch_size: int | None
-    device: int = 0
-    loop: int = 1
-    warmup: int = 1
-    threads: int | None = None
-    pure_data_type: str = "zero"
-    progress: bool = True
-    args: list[str] = field(default_factory=list)
-    input_files: InputFiles = InputFiles(FLOAT32, None, None)  # what the manifest says the files are
-    input_dir: str | None = None  # for messages
-    precision: str = "fp32"
-    micro_batch: int | None = None  # CPU backends: images per call (--backend auto measures it)
-
-    @property
-    def output_dir(self) -> str:
-        return os.path.join(self.output, self.dirname)
+from focalinfer.backend import Runner, TensorSpec, open_spec
+from focalinfer.infer.checks import feed_normalization
+from focalinfer.infer.plan import InferPlan
+from focalinfer.inputs import Normalization, normalize_nhwc
+from focalinfer.log import info
 
 
 @dataclass
@@ -87,26 +62,25 @@ def _report(summary: dict, batch_size: int) -> None:
         print(line, flush=True)
 
 
-def run_job(job: InferJob, on_event: Callable[..., None] | None = None) -> JobOutcome:
-    """Run one job in this process; ``on_event('total', n, done)`` / ``on_event('batch')`` report progress."""
+def run_job(job: InferPlan, progress: bool = True, on_event: Callable[..., None] | None = None) -> JobOutcome:
+    """Run one plan in this process; ``on_event('total', n, done)`` / ``on_event('batch')`` report progress."""
     os.makedirs(job.output_dir, exist_ok=True)
-    with open_runner(job.model_file, job.backend, job.device, job.threads, precision=job.precision,
-                     micro_batch=job.micro_batch) as runner:
+    with open_spec(job.runner) as runner:
         spec = runner.input_spec()
-        batch_size = resolve_batch_size(spec, job.batch_size, job.model_file)
+        batch_size = resolve_batch_size(spec, job.batch_size, job.model.path)
         if job.files is None:
             return _pure_inference(job, runner, spec, batch_size)
-        return _files_inference(job, runner, spec, batch_size, on_event)
+        return _files_inference(job, runner, spec, batch_size, progress, on_event)
 
 
-def _pure_inference(job: InferJob, runner: Runner, spec: TensorSpec, batch_size: int) -> JobOutcome:
+def _pure_inference(job: InferPlan, runner: Runner, spec: TensorSpec, batch_size: int) -> JobOutcome:
     data = pure_data(spec, batch_size, job.pure_data_type)
     for _ in range(job.warmup):
         runner.infer(data)
     runner.reset_times()
     for _ in range(job.loop):
         runner.infer(data)
-    summary = layout.build_summary({}, runner.compute_times_ms, batch_size, job.args)
+    summary = layout.build_summary({}, runner.compute_times_ms, batch_size, list(job.args))
     path = layout.summary_path(job.output, job.dirname)
     layout.write_summary(path, summary)
     _report(summary, batch_size)
@@ -145,9 +119,9 @@ class BatchReader:
         return self.feed
 
 
-def _files_inference(job, runner, spec, batch_size, on_event) -> JobOutcome:
-    files = job.files
-    norm = feed_normalization(job.input_files, spec.dtype, runner.backend, job.model_file, job.input_dir)
+def _files_inference(job: InferPlan, runner, spec, batch_size, progress, on_event) -> JobOutcome:
+    files = list(job.files)
+    norm = feed_normalization(job.input_files, spec.dtype, runner.backend, job.model.path, job.input_dir)
     reader = BatchReader(spec, batch_size, norm)
     file_bytes = layout.file_data_bytes(files[0])
     per_batch = reader.files_per_batch(file_bytes, files[0])
@@ -165,9 +139,9 @@ def _files_inference(job, runner, spec, batch_size, on_event) -> JobOutcome:
     kept = sum(len(b.files) for b in batches if b.index not in pending_ids) * num_outputs
     if on_event:
         on_event("total", len(batches), len(batches) - len(pending))
-    if job.precision != "fp32" and pending:
+    if job.runner.precision != "fp32" and pending:
         report_precision_agreement(job, runner, reader, batches, file_bytes, batch_size // per_batch)
-    written = _run_batches(job, runner, reader, pending, file_bytes, on_event)
+    written = _run_batches(job, runner, reader, pending, file_bytes, progress, on_event)
 
     filesinfo = {
         b.index * per_batch + slot: {
@@ -178,18 +152,18 @@ def _files_inference(job, runner, spec, batch_size, on_event) -> JobOutcome:
     }
     path = layout.summary_path(job.output, job.dirname)
     if not pending and os.path.exists(path):
-        print(f"[INFO] all {len(batches)} batches already done in {out_dir}; kept its summary", flush=True)
+        info(f"all {len(batches)} batches already done in {out_dir}; kept its summary")
         with open(path) as f:
             summary = json.load(f)
     else:
-        summary = layout.build_summary(filesinfo, runner.compute_times_ms, batch_size, job.args)
+        summary = layout.build_summary(filesinfo, runner.compute_times_ms, batch_size, list(job.args))
         layout.write_summary(path, summary)
         _report(summary, batch_size)
     return JobOutcome(out_dir, path, batch_size, summary.get("throughput"), written, kept)
 
 
 # Images a reduced-precision run is compared with fp32 on before it starts (a few batches' time).
-AGREEMENT_IMAGES = 64
+AGREEMENT_IMAGES = 64  # a few batches' time; not a parity run
 
 
 def report_precision_agreement(job, runner, reader: BatchReader, batches, file_bytes, images_per_file) -> dict:
@@ -198,7 +172,7 @@ def report_precision_agreement(job, runner, reader: BatchReader, batches, file_b
     from focalinfer.metrics import compare_logits
 
     reference_rows, candidate_rows = [], []
-    with open_runner(job.model_file, job.backend, job.device, job.threads) as reference:
+    with open_spec(replace(job.runner, precision="fp32", micro_batch=None)) as reference:
         for batch in batches:
             if sum(len(r) for r in reference_rows) >= AGREEMENT_IMAGES:
                 break
@@ -207,13 +181,13 @@ def report_precision_agreement(job, runner, reader: BatchReader, batches, file_b
             reference_rows.append(reference.infer(feed)[0][:real])
             candidate_rows.append(runner.infer(feed)[0][:real])
     comparison = compare_logits(np.concatenate(reference_rows), np.concatenate(candidate_rows))
-    print(f"[INFO] {job.precision} vs fp32 ({job.backend}) on the first {comparison.count} images: top-1 agreement "
-          f"{100 * comparison.top1_agreement:.1f} %, top-5 {100 * comparison.top5_agreement:.1f} %, max |logit diff| "
-          f"{comparison.max_abs_diff:.3g} (fp32 parity bound {comparison.bound:.3g}; not a parity run)", flush=True)
+    info(f"{job.runner.precision} vs fp32 ({job.backend}) on the first {comparison.count} images: top-1 agreement "
+         f"{100 * comparison.top1_agreement:.1f} %, top-5 {100 * comparison.top5_agreement:.1f} %, max |logit diff| "
+         f"{comparison.max_abs_diff:.3g} (fp32 parity bound {comparison.bound:.3g}; not a parity run)")
     return comparison.as_dict()
 
 
-def _run_batches(job, runner, reader: BatchReader, pending, file_bytes, on_event) -> int:
+def _run_batches(job, runner, reader: BatchReader, pending, file_bytes, progress: bool, on_event) -> int:
     if not pending:
         return 0
     from focalinfer.progress import progress_bar
@@ -223,7 +197,7 @@ def _run_batches(job, runner, reader: BatchReader, pending, file_bytes, on_event
         runner.infer(buffer)
     runner.reset_times()
     written = 0
-    bar = progress_bar(pending, desc="infer", unit="batch", enabled=job.progress, file=sys.stderr, leave=False)
+    bar = progress_bar(pending, desc="infer", unit="batch", enabled=progress, file=sys.stderr, leave=False)
     for batch in bar:
         buffer = reader.fill(batch, file_bytes)
         for _ in range(job.loop):
@@ -238,19 +212,20 @@ def _run_batches(job, runner, reader: BatchReader, pending, file_bytes, on_event
 # --- several devices: one spawned process per device ----------------------------------------
 
 
-def _device_worker(job: InferJob, queue) -> None:
+def _device_worker(job: InferPlan, queue) -> None:
+    device = job.runner.device
     try:
-        outcome = run_job(job, on_event=lambda *event: queue.put((job.device,) + event))
-        queue.put((job.device, "done", outcome))
+        outcome = run_job(job, progress=False, on_event=lambda *event: queue.put((device,) + event))
+        queue.put((device, "done", outcome))
     except FocalinferError as e:
-        queue.put((job.device, "error", str(e)))
+        queue.put((device, "error", str(e)))
     except KeyboardInterrupt:
         pass
     except Exception as e:  # report any crash to the parent as one line
-        queue.put((job.device, "error", f"{type(e).__name__}: {e}"))
+        queue.put((device, "error", f"{type(e).__name__}: {e}"))
 
 
-def run_devices(jobs: list[InferJob], progress: bool) -> list[JobOutcome]:
+def run_devices(jobs: list[InferPlan], progress: bool) -> list[JobOutcome]:
     """ais_bench's multi-device mode for in-process backends: one spawned process per job."""
     import multiprocessing as mp
     import queue as queue_module
@@ -259,7 +234,7 @@ def run_devices(jobs: list[InferJob], progress: bool) -> list[JobOutcome]:
 
     ctx = mp.get_context("spawn")
     events = ctx.Queue()
-    procs = {job.device: ctx.Process(target=_device_worker, args=(job, events), daemon=True) for job in jobs}
+    procs = {job.runner.device: ctx.Process(target=_device_worker, args=(job, events), daemon=True) for job in jobs}
     for proc in procs.values():
         proc.start()
     outcomes: dict[int, JobOutcome] = {}
@@ -287,7 +262,7 @@ def run_devices(jobs: list[InferJob], progress: bool) -> list[JobOutcome]:
             if proc.is_alive():
                 proc.terminate()
             proc.join()
-    return [outcomes[job.device] for job in jobs]
+    return [outcomes[job.runner.device] for job in jobs]
 
 
 def _check_alive(procs, outcomes, seen_dead: set[int]) -> None:

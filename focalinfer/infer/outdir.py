@@ -8,12 +8,12 @@ sits beside ``<output>/<dirname>``, never inside it: ais_bench's folder holds on
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
 from focalinfer import layout
-from focalinfer.errors import FocalinferError
+from focalinfer.errors import FocalinferError, RecordError
+from focalinfer.log import info
 from focalinfer.records import InferRecord, infer_record_path
 
 
@@ -36,7 +36,10 @@ def claim(output_dir: str | os.PathLike, record: InferRecord, force: bool) -> tu
     """
     output_dir = Path(output_dir)
     created = not output_dir.exists()
-    old = InferRecord.read(output_dir)
+    try:
+        old = InferRecord.read(output_dir)
+    except RecordError:
+        old = InferRecord("", "", "")  # unreadable: nobody's, so another model's unless --force
     results = layout.result_files(output_dir) if output_dir.is_dir() else []
     clear = force
     if old is not None and old.model_sha256 != record.model_sha256:
@@ -51,8 +54,7 @@ def claim(output_dir: str | os.PathLike, record: InferRecord, force: bool) -> tu
             "another --output-dirname or pass --force to replace them"
         )
     elif old is not None and results and (why := _changed_settings(old, record)):
-        print(f"[INFO] {output_dir}: not resuming the {len(results)} files there, {why}; starting over",
-              file=sys.stderr, flush=True)
+        info(f"{output_dir}: not resuming the {len(results)} files there, {why}; starting over")
         clear = True
     if clear:
         for path in results:
@@ -63,11 +65,13 @@ def claim(output_dir: str | os.PathLike, record: InferRecord, force: bool) -> tu
     return created, old is None or old.model_sha256 != record.model_sha256
 
 
-def finish(output_dir: str | os.PathLike, record: InferRecord, batch_size: int, written: int, kept: int) -> None:
+def finish(output_dir: str | os.PathLike, record: InferRecord, batch_size: int, written: int,
+           kept: int) -> InferRecord:
     """Record what the finished run did: the batch that really ran, outputs written and reused."""
     record.batch_size, record.files_written, record.files_kept = batch_size, written, kept
     record.updated = time.strftime("%Y-%m-%dT%H:%M:%S")
     record.write(output_dir)
+    return record
 
 
 def release(output_dir: str | os.PathLike, claimed: tuple[bool, bool]) -> None:

@@ -2,22 +2,21 @@
 
 The inputs are the files preprocess's manifest lists (extra files in the folder are named and left
 out); their fingerprint (names, sizes, mtimes) and the manifest's hash go into the infer record, so
-a rerun resumes only on the same inputs. The model's registry name comes from the export report
-(for an .om, of the ONNX its ATC record names); the manifest's transform must be one of that
-model's transforms.
+a rerun resumes only on the same inputs. The manifest's transform must be one of the model's
+transforms (its registry name is the model identity's, ``records.identify_model``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from focalinfer import layout
 from focalinfer.errors import FocalinferError, UsageError
-from focalinfer.records import ExportRecord, Manifest, manifest_path, source_onnx
+from focalinfer.log import info
+from focalinfer.records import Manifest, ModelIdentity, manifest_path
 from focalinfer.registry import EvalTransform, get_model_spec
 
 
@@ -66,31 +65,20 @@ def read_input_set(input_dir: str | os.PathLike) -> InputSet:
                     _fingerprint(files), extra)
 
 
-def model_name_of(model_file: str | os.PathLike) -> str | None:
-    """The registry name the model file was exported from (None when no record says)."""
-    onnx = source_onnx(model_file)
-    if onnx is None or not onnx.is_file():
-        return None
-    try:
-        export = ExportRecord.read(onnx)
-    except FocalinferError as e:
-        print(f"[INFO] {e.args[0].split(';')[0]}: the inputs' transform is not checked", file=sys.stderr, flush=True)
-        return None
-    return export.model if export else None
-
-
 def _describe(t: EvalTransform) -> str:
     return f"resize {t.resize} {t.interpolation}, crop {t.crop}, mean {tuple(t.mean)}, std {tuple(t.std)}"
 
 
-def check_transform(inputs: InputSet, model_name: str | None, model_file: str, allow: bool) -> None:
+def check_transform(inputs: InputSet, model: ModelIdentity, allow: bool) -> None:
     """Refuse .bin files made with a transform that is not one of the model's (unless ``allow``)."""
     manifest = inputs.manifest
     if manifest is None:
-        print(f"[INFO] {inputs.directory} has no {manifest_path('.').name}: cannot check which transform made "
-              "its files", file=sys.stderr, flush=True)
+        info(f"{inputs.directory} has no {manifest_path('.').name}: cannot check which transform made its files")
         return
+    model_name, model_file = model.name, model.path
     if model_name is None:
+        if model.export_error:
+            info(f"{model.export_error.split(';')[0]}: the inputs' transform is not checked")
         return
     try:
         spec = get_model_spec(model_name)

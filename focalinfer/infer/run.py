@@ -1,30 +1,23 @@
-"""``run_inference``: resolve the backend, claim the result folder, run the batches (in-process, per device, or
-ais_bench's command line) and report what was written."""
+"""``run_inference``: plan once (``plan.plan_inference``), claim the result folder, run the batches
+(in-process, per device, or ais_bench's command line) and report what was written."""
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from focalinfer import __version__, layout
-from focalinfer.backend import plan_backend
-from focalinfer.backend.table import check_backend
-from focalinfer.backend.ais_bench import choose_mode, cli_argv, run_cli
+from focalinfer import layout
+from focalinfer.backend.ais_bench import cli_argv, run_cli
 from focalinfer.defaults import WORK_DIR
-from focalinfer.errors import FocalinferError, UsageError
+from focalinfer.errors import FocalinferError
 from focalinfer.infer import outdir
-from focalinfer.infer.checks import InputFiles, check_om_inputs, dynamic_batch_gear, input_files_of
-from focalinfer.infer.engine import InferJob, run_devices, run_job
-from focalinfer.infer.provenance import InputSet, check_transform, model_name_of, read_input_set
-from focalinfer.inputs import FLOAT32
+from focalinfer.infer.engine import run_devices, run_job
+from focalinfer.infer.plan import InferPlan, plan_inference
+from focalinfer.log import info
 from focalinfer.machine import cpu_count
-from focalinfer.records import AtcRecord, InferRecord
-from focalinfer.util import ensure_writable_dir, sha256_file
-
-
+from focalinfer.records import InferRecord
 
 
 @dataclass
@@ -38,6 +31,8 @@ class InferResult:
     files_written: int  # output files written by this run
     files_kept: int = 0  # output files a previous, interrupted run had finished
     device_dirs: list[Path] = field(default_factory=list)
+    plan: InferPlan | None = None
+    record: InferRecord | None = None  # the infer record written beside the folder
 
     @property
     def images_per_s(self) -> float | None:
@@ -45,41 +40,16 @@ class InferResult:
         if self.summary_path is None:
             return None
         try:
-            info = json.loads(self.summary_path.read_text())
+            info_ = json.loads(self.summary_path.read_text())
         except (OSError, ValueError):
             return None
-        return layout.real_images_per_s(info, self.batch_size) if isinstance(info, dict) else None
+        return layout.real_images_per_s(info_, self.batch_size) if isinstance(info_, dict) else None
 
 
-def parse_devices(device: str | int) -> list[int]:
-    try:
-        ids = [int(part) for part in str(device).split(",")]
-    except ValueError:
-        raise UsageError(f"--device {device!r}: give a device id or a comma list such as 0,1") from None
-    if any(not 0 <= i <= 255 for i in ids) or len(set(ids)) != len(ids):
-        raise UsageError(f"--device {device!r}: ids must be distinct and within 0–255")
-    return ids
-
-
-def run_inference(
-    model_file,
-    input_dir=None,
-    output=WORK_DIR + "/",
-    output_dirname=None,
-    outfmt="TXT",
-    batch_size=None,
-    backend="auto",
-    device="0",
-    loop=1,
-    warmup=1,
-    threads=None,
-    force=False,
-    progress=True,
-    pure_data_type="zero",
-    ais_bench_mode="auto",
-    allow_transform_mismatch=False,
-    precision="fp32",
-) -> InferResult:
+def run_inference(model_file, input_dir=None, output=WORK_DIR + "/", output_dirname=None, outfmt="TXT",
+                  batch_size=None, backend="auto", device="0", loop=1, warmup=1, threads=None, force=False,
+                  progress=True, pure_data_type="zero", ais_bench_mode="auto", allow_transform_mismatch=False,
+                  precision="fp32") -> InferResult:
     """Run ``model_file`` over ``input_dir`` (or ``loop`` times on generated data when it is None).
 
     Outputs go to ``<output>/<output_dirname>`` (a timestamp when no dirname), exactly as
@@ -89,145 +59,75 @@ def run_inference(
     ``backend`` 'auto' runs an .onnx on the CPU backend measured fastest here (one line on stderr).
     ``precision`` 'bf16' (OpenVINO, CPUs with native bf16 only) prints its top-1 agreement with fp32.
     """
+    plan = plan_inference(
+        model_file, input_dir, output=output, output_dirname=output_dirname, outfmt=outfmt, batch_size=batch_size,
+        backend=backend, device=device, loop=loop, warmup=warmup, threads=threads, pure_data_type=pure_data_type,
+        ais_bench_mode=ais_bench_mode, allow_transform_mismatch=allow_transform_mismatch, precision=precision,
+    )
+    return execute(plan, force=force, progress=progress)
 
-    model_file = os.fspath(model_file)
-    backend = check_backend(model_file, backend)
-    if precision != "fp32":
-        backend = _reduced_precision_backend(model_file, backend, precision)
-    outfmt = str(outfmt).upper()
-    if outfmt not in layout.OUTFMTS:
-        raise UsageError(f"--outfmt {outfmt}: choose one of {', '.join(layout.OUTFMTS)}")
-    if loop < 1 or warmup < 0:
-        raise UsageError("--loop must be at least 1 and --warmup at least 0")
-    if pure_data_type not in ("zero", "random"):
-        raise UsageError(f"pure data type {pure_data_type!r}: choose zero or random")
-    if not os.path.isfile(model_file):
-        raise FocalinferError(f"{model_file}: model file not found; check the path (or run export / om first)")
-    devices = parse_devices(device)
-    model_name = model_name_of(model_file)
-    inputs, input_files = None, InputFiles(FLOAT32, None, None)
-    if input_dir is not None:
-        inputs = read_input_set(input_dir)
-        check_transform(inputs, model_name, model_file, allow_transform_mismatch)
-        if inputs.extra:
-            print(f"[INFO] {len(inputs.extra)} input files in {input_dir} are not in its manifest and were left out "
-                  f"(first: {os.path.basename(inputs.extra[0])})", file=sys.stderr, flush=True)
-        input_files = input_files_of(inputs.manifest, input_dir)
-    output = os.fspath(output)
-    dirname = output_dirname or layout.timestamp_dirname()
-    output_dir = os.path.join(output, dirname)
-    ensure_writable_dir(output, "--output folder")
 
-    choice = plan_backend(model_file, backend, batch_size=batch_size, threads=threads)
-    backend = choice.backend
-    mode = python = gear = None
-    if backend == "ais_bench":
-        atc_record = AtcRecord.for_om(model_file)
-        if inputs is not None:
-            check_om_inputs(model_file, input_files, input_dir, atc_record)
-        gear = dynamic_batch_gear(model_file, atc_record, batch_size)
-        mode, python = choose_mode(model_file, ais_bench_mode)
-    record = _record(model_file, model_name, backend, batch_size, outfmt, inputs)
-    claimed = outdir.claim(output_dir, record, force)
+def execute(plan: InferPlan, force: bool = False, progress: bool = True) -> InferResult:
+    """Run a plan: claim its folder (resume / start over / refuse), run, record what ran."""
+    record = plan.record()
+    claimed = outdir.claim(plan.output_dir, record, force)
     try:
-        settings = dict(model_file=model_file, backend=backend, files=inputs.files if inputs else None,
-                        output=output, dirname=dirname, outfmt=outfmt, batch_size=batch_size, loop=loop,
-                        warmup=warmup, threads=threads, pure_data_type=pure_data_type, progress=progress,
-                        args=list(sys.argv), input_files=input_files,
-                        input_dir=None if input_dir is None else os.fspath(input_dir), precision=precision,
-                        micro_batch=choice.micro_batch)
-        result = _dispatch(mode, python, input_dir, devices, settings, gear)
+        result = _dispatch(plan, progress)
     except FocalinferError:
-        outdir.release(output_dir, claimed)  # a run that failed before writing leaves no claim behind
+        outdir.release(plan.output_dir, claimed)  # a run that failed before writing leaves no claim behind
         raise
-    outdir.finish(output_dir, record, result.batch_size, result.files_written, result.files_kept)
+    result.plan = plan
+    result.record = outdir.finish(plan.output_dir, record, result.batch_size, result.files_written, result.files_kept)
     return result
 
 
-def _record(model_file: str, model_name: str | None, backend: str, batch_size: int | None, outfmt: str,
-            inputs: InputSet | None) -> InferRecord:
-    manifest = inputs.manifest if inputs else None
-    return InferRecord(
-        model_file=model_file, model_sha256=sha256_file(model_file), backend=backend, model=model_name,
-        batch_size=batch_size, outfmt=outfmt, input_dir=inputs.directory if inputs else None,
-        manifest_sha256=inputs.manifest_sha256 if inputs else None,
-        inputs_sha256=inputs.fingerprint if inputs else None,
-        preset=manifest.preset if manifest else None, dtype=manifest.dtype if manifest else None,
-        tool_version=__version__,
-    )
+def _dispatch(plan: InferPlan, progress: bool) -> InferResult:
+    if plan.ais_bench_mode == "cli":
+        return _run_ais_bench_cli(plan)
+    if len(plan.devices) == 1:
+        return _result(run_job(plan, progress), plan)
+    return _run_devices(plan, progress)
 
 
-def _reduced_precision_backend(model_file: str, backend: str, precision: str) -> str:
-    """bf16 is OpenVINO's, on CPUs with native bf16 only: an explicit opt-in, never a default."""
-    from focalinfer.backend.openvino import check_precision, require
-
-    if not model_file.lower().endswith(".onnx") or backend not in ("auto", "openvino"):
-        raise UsageError(f"--precision {precision} runs on OpenVINO only; pass --backend openvino (or auto)")
-    require(f"--precision {precision}")
-    check_precision(precision)
-    return "openvino"
-
-
-def _dispatch(mode, python, input_dir, devices, settings, gear) -> InferResult:
-    if mode == "cli":
-        return _run_ais_bench_cli(python, input_dir, devices, settings, gear)
-    if len(devices) == 1:
-        return _run_in_process(devices[0], settings)
-    return _run_devices(devices, settings)
-
-
-def _result(outcome, backend, outfmt) -> InferResult:
+def _result(outcome, plan: InferPlan) -> InferResult:
     return InferResult(
         output_dir=Path(outcome.output_dir),
         summary_path=Path(outcome.summary_path) if outcome.summary_path else None,
-        backend=backend, batch_size=outcome.batch_size, outfmt=outfmt, throughput=outcome.throughput,
+        backend=plan.backend, batch_size=outcome.batch_size, outfmt=plan.outfmt, throughput=outcome.throughput,
         files_written=outcome.files_written, files_kept=outcome.files_kept,
     )
 
 
-def _run_in_process(device: int, settings: dict) -> InferResult:
-
-    outcome = run_job(InferJob(device=device, **settings))
-    return _result(outcome, settings["backend"], settings["outfmt"])
-
-
-def _run_devices(devices: list[int], settings: dict) -> InferResult:
+def _run_devices(plan: InferPlan, progress: bool) -> InferResult:
     """One process per device, each with a contiguous share of the files, in <dirname>/device<N>."""
-
-    files = settings.pop("files")
-    shares = [None] * len(devices) if files is None else layout.split_for_devices(files, len(devices))
-    threads = max(1, (settings.pop("threads") or cpu_count()) // len(devices))
-    dirname = settings.pop("dirname")
-    progress = settings.pop("progress")
-    jobs = [
-        InferJob(device=dev, files=share, dirname=os.path.join(dirname, f"device{dev}"), threads=threads,
-                 progress=False, **settings)
-        for dev, share in zip(devices, shares)
-    ]
+    devices = plan.devices
+    shares = [None] * len(devices) if plan.files is None else layout.split_for_devices(plan.files, len(devices))
+    threads = max(1, (plan.runner.threads or cpu_count()) // len(devices))
+    jobs = [plan.for_device(dev, share, os.path.join(plan.dirname, f"device{dev}"), threads)
+            for dev, share in zip(devices, shares)]
     if len(jobs) < len(devices):
-        print(f"[INFO] {len(files)} input files fill only {len(jobs)} of {len(devices)} devices", flush=True)
+        info(f"{len(plan.files)} input files fill only {len(jobs)} of {len(devices)} devices")
     outcomes = run_devices(jobs, progress)
     total = sum(o.throughput or 0.0 for o in outcomes)
-    print(f"[INFO] summary throughput:{total}", flush=True)
+    print(f"[INFO] summary throughput:{total}", flush=True)  # ais_bench's own multi-device log line
     return InferResult(
-        output_dir=Path(settings["output"]) / dirname, summary_path=None, backend=settings["backend"],
-        batch_size=outcomes[0].batch_size, outfmt=settings["outfmt"], throughput=total,
+        output_dir=Path(plan.output_dir), summary_path=None, backend=plan.backend,
+        batch_size=outcomes[0].batch_size, outfmt=plan.outfmt, throughput=total,
         files_written=sum(o.files_written for o in outcomes), files_kept=sum(o.files_kept for o in outcomes),
         device_dirs=[Path(o.output_dir) for o in outcomes],
     )
 
 
-def _run_ais_bench_cli(python: str, input_dir, devices: list[int], settings: dict, gear: int | None) -> InferResult:
-
-    if settings["threads"]:
-        print("[INFO] --threads applies to onnxruntime only; ais_bench ignores it", flush=True)
-    device = ",".join(str(d) for d in devices)
-    argv = cli_argv(python, settings["model_file"], None if input_dir is None else os.fspath(input_dir),
-                    settings["output"], settings["dirname"], settings["outfmt"], settings["batch_size"],
-                    device, settings["loop"], settings["warmup"], settings["pure_data_type"], dym_batch=gear)
+def _run_ais_bench_cli(plan: InferPlan) -> InferResult:
+    if plan.runner.threads:
+        info("--threads applies to onnxruntime only; ais_bench ignores it")
+    device = ",".join(str(d) for d in plan.devices)
+    argv = cli_argv(plan.ais_bench_python, plan.model.path, plan.input_dir, plan.output, plan.dirname,
+                    plan.outfmt, plan.batch_size, device, plan.loop, plan.warmup, plan.pure_data_type,
+                    dym_batch=plan.gear)
     logged_throughput, logged_batch = run_cli(argv)
-    output_dir = Path(settings["output"]) / settings["dirname"]
-    device_dirs = [output_dir / f"device{d}" for d in devices] if len(devices) > 1 else []
+    output_dir = Path(plan.output_dir)
+    device_dirs = [output_dir / f"device{d}" for d in plan.devices] if len(plan.devices) > 1 else []
     result_dirs = device_dirs or [output_dir]
     written = sum(
         1 for d in result_dirs if d.is_dir() for f in d.iterdir() if layout.OUTPUT_NAME.match(f.name)
@@ -236,6 +136,6 @@ def _run_ais_bench_cli(python: str, input_dir, devices: list[int], settings: dic
     throughput = layout.summary_throughput(summary) if summary else logged_throughput
     return InferResult(
         output_dir=output_dir, summary_path=summary, backend="ais_bench",
-        batch_size=settings["batch_size"] or logged_batch or 0, outfmt=settings["outfmt"],
+        batch_size=plan.batch_size or logged_batch or 0, outfmt=plan.outfmt,
         throughput=throughput, files_written=written, device_dirs=device_dirs,
     )

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from focalinfer.defaults import COMPARE_MIN_COSINE
+
 from focalinfer.errors import FocalinferError
 from focalinfer.postprocess.model_facts import results_facts
 from focalinfer.postprocess.outputs import Logits, read_result_logits, scan_results
 from focalinfer.metrics.logits import compare_logits, row_metrics
 
-DEFAULT_MIN_COSINE = 0.99
 ROW_FIELDS = ("cosine", "max_abs_err", "mean_rel_err", "top1_agree", "top5_agree", "top1_a", "top1_b")
 
 
@@ -104,7 +105,7 @@ def _missing_verdict(only_ref: list[str], only_cand: list[str], allow_missing: b
 
 def compare_results(
     reference_dir: str | os.PathLike, candidate_dir: str | os.PathLike, *, worst: int = 10,
-    min_cosine: float = DEFAULT_MIN_COSINE, reference_outfmt: str | None = None,
+    min_cosine: float = COMPARE_MIN_COSINE, reference_outfmt: str | None = None,
     candidate_outfmt: str | None = None, reference_dtype: str = "float32", candidate_dtype: str = "float32",
     allow_missing: bool = False, workers: int | None = None,
 ) -> CompareReport:

@@ -39,6 +39,7 @@ class LabelSet:
     malformed: list[dict] = field(default_factory=list)   # {line, text, reason}: unparsable or out of range
     duplicates: list[dict] = field(default_factory=list)  # {line, image, first_line}
     classes_note: str | None = None    # where the class count out-of-range lines broke comes from
+    checked_space: int | None = None   # the label space drop_out_of_range last checked against
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -56,6 +57,7 @@ class LabelSet:
             })
             self.classes_note = classes_note
         self.malformed.sort(key=lambda m: m["line"])
+        self.checked_space = label_space
 
     def require_clean(self, allow_bad_labels: bool) -> None:
         """Refuse to score around unusable lines unless the user allowed it: dropping labelled

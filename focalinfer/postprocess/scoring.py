@@ -158,8 +158,9 @@ def score_results(
                               f"{_name_hint(labels, result)}")
     logits = read_result_logits(result, scored, num_classes, workers, output_dtype=output_dtype,
                                 classes_source=classes_source)
-    check_label_range(labels, logits.num_classes, classes_source)
-    labels.require_clean(allow_bad_labels)
+    if labels.checked_space != label_space(logits.num_classes):  # the caller checked against no or another count
+        check_label_range(labels, logits.num_classes, classes_source)
+        labels.require_clean(allow_bad_labels)
     keep = np.fromiter((s in labels.labels for s in scored), bool, len(scored))
     extra = [s for s in result.outputs if s not in labels.labels]
     missing = [lab.image for s, lab in labels.labels.items() if s not in result.outputs]

@@ -1,0 +1,185 @@
+"""One resolved, frozen plan per inference run, built once at infer's entrance.
+
+Everything a run needs is decided here, each fact once: the model file's identity
+(``records.identify_model``), the backend (``auto`` resolved, the micro-batch it measured, the
+ais_bench mode), the input set and what its files hold, the batch size or gear, the output folder
+and format. The engine, the device processes and the infer record all take the plan; nothing after
+it re-checks or re-reads. It is plain data (:meth:`InferPlan.as_dict` / :meth:`InferPlan.from_dict`),
+so it can be shipped to another process or host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, field, replace
+
+from focalinfer import __version__, layout
+from focalinfer.backend import RunnerSpec, check_backend, decide_backend
+from focalinfer.backend.ais_bench import choose_mode
+from focalinfer.defaults import WORK_DIR
+from focalinfer.errors import FocalinferError, UsageError
+from focalinfer.infer.checks import InputFiles, check_om_inputs, dynamic_batch_gear, input_files_of
+from focalinfer.infer.provenance import InputSet, check_transform, read_input_set
+from focalinfer.inputs import FLOAT32, Normalization
+from focalinfer.log import info
+from focalinfer.records import AtcRecord, InferRecord, ModelIdentity, identify_model
+from focalinfer.util import ensure_writable_dir
+
+PURE_DATA_TYPES = ("zero", "random")
+AIS_BENCH_MODES = ("auto", "api", "cli")
+
+
+@dataclass(frozen=True)
+class InferPlan:
+    """A resolved inference run (see the module doc). ``files`` is None for pure inference."""
+
+    model: ModelIdentity
+    runner: RunnerSpec                   # the resolved backend and how to open it
+    devices: tuple[int, ...]
+    output: str
+    dirname: str
+    outfmt: str
+    batch_size: int | None               # as asked (None: the model's static batch)
+    files: tuple[str, ...] | None
+    input_dir: str | None = None
+    input_files: InputFiles = InputFiles(FLOAT32, None, None)
+    manifest_sha256: str | None = None
+    inputs_sha256: str | None = None
+    preset: str | None = None
+    ais_bench_mode: str | None = None     # api | cli (ais_bench only)
+    ais_bench_python: str | None = None   # the interpreter that runs `-m ais_bench` (cli mode)
+    gear: int | None = None               # a dynamic-batch .om's gear
+    loop: int = 1
+    warmup: int = 1
+    pure_data_type: str = "zero"
+    args: tuple[str, ...] = field(default_factory=tuple)
+    tool_version: str = __version__
+
+    @property
+    def backend(self) -> str:
+        return self.runner.backend
+
+    @property
+    def output_dir(self) -> str:
+        return os.path.join(self.output, self.dirname)
+
+    def for_device(self, device: int, files: list[str] | None, dirname: str, threads: int | None) -> "InferPlan":
+        """The share of one device process: its files, its folder inside the result folder."""
+        runner = replace(self.runner, device=device, threads=threads)
+        return replace(self, runner=runner, devices=(device,), files=None if files is None else tuple(files),
+                       dirname=dirname)
+
+    def record(self) -> InferRecord:
+        """The infer record this run claims its folder with (finished by the run's counts)."""
+        return InferRecord(
+            model_file=self.model.path, model_sha256=self.model.sha256 or "", backend=self.backend,
+            model=self.model.name, batch_size=self.batch_size, outfmt=self.outfmt, input_dir=self.input_dir,
+            manifest_sha256=self.manifest_sha256, inputs_sha256=self.inputs_sha256, preset=self.preset,
+            dtype=self.input_files.dtype if self.files is not None else None, tool_version=self.tool_version,
+            precision=self.runner.precision, micro_batch=self.runner.micro_batch, plan=self.as_dict(),
+        )
+
+    def as_dict(self) -> dict:
+        """Plain JSON data (lists, not tuples): what the infer record stores and workers receive."""
+        data = asdict(self)
+        norm = self.input_files.normalization
+        data["input_files"]["normalization"] = norm.as_dict() if norm else None
+        return json.loads(json.dumps(data))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "InferPlan":
+        data = dict(data)
+        files = data["input_files"]
+        norm = files.get("normalization")
+        data["input_files"] = InputFiles(files["dtype"], Normalization.from_dict(norm, "the plan") if norm else None,
+                                         files.get("manifest"))
+        data["model"] = ModelIdentity.from_dict(data["model"])
+        data["runner"] = RunnerSpec(**data["runner"])
+        for name in ("devices", "files", "args"):
+            if data.get(name) is not None:
+                data[name] = tuple(data[name])
+        return cls(**data)
+
+
+def parse_devices(device: str | int) -> list[int]:
+    try:
+        ids = [int(part) for part in str(device).split(",")]
+    except ValueError:
+        raise UsageError(f"--device {device!r}: give a device id or a comma list such as 0,1") from None
+    if any(not 0 <= i <= 255 for i in ids) or len(set(ids)) != len(ids):
+        raise UsageError(f"--device {device!r}: ids must be distinct and within 0–255")
+    return ids
+
+
+def _check_flags(outfmt: str, loop: int, warmup: int, pure_data_type: str, ais_bench_mode: str) -> str:
+    outfmt = str(outfmt).upper()
+    if outfmt not in layout.OUTFMTS:
+        raise UsageError(f"--outfmt {outfmt}: choose one of {', '.join(layout.OUTFMTS)}")
+    if loop < 1 or warmup < 0:
+        raise UsageError("--loop must be at least 1 and --warmup at least 0")
+    if pure_data_type not in PURE_DATA_TYPES:
+        raise UsageError(f"pure data type {pure_data_type!r}: choose zero or random")
+    if ais_bench_mode not in AIS_BENCH_MODES:
+        raise UsageError(f"unknown ais_bench mode {ais_bench_mode!r}; choose one of: {', '.join(AIS_BENCH_MODES)}")
+    return outfmt
+
+
+def _input_set(input_dir, identity: ModelIdentity, allow_transform_mismatch: bool) -> tuple[InputSet, InputFiles]:
+    inputs = read_input_set(input_dir)
+    check_transform(inputs, identity, allow_transform_mismatch)
+    if inputs.extra:
+        info(f"{len(inputs.extra)} input files in {input_dir} are not in its manifest and were left out "
+             f"(first: {os.path.basename(inputs.extra[0])})")
+    return inputs, input_files_of(inputs.manifest, input_dir)
+
+
+def _ais_bench_settings(identity: ModelIdentity, files: InputFiles | None, input_dir, batch_size: int | None,
+                        mode: str) -> dict:
+    atc: AtcRecord | None = identity.atc
+    if files is not None:
+        check_om_inputs(identity.path, files, input_dir, atc)
+    gear = dynamic_batch_gear(identity.path, atc, batch_size)
+    mode, python = choose_mode(identity.path, mode, identity.source_onnx)
+    return {"gear": gear, "ais_bench_mode": mode, "ais_bench_python": python}
+
+
+def plan_inference(
+    model_file, input_dir=None, *, output=WORK_DIR + "/", output_dirname=None, outfmt="TXT", batch_size=None,
+    backend="auto", device="0", loop=1, warmup=1, threads=None, pure_data_type="zero", ais_bench_mode="auto",
+    allow_transform_mismatch=False, precision="fp32", args=None, identity: ModelIdentity | None = None,
+) -> InferPlan:
+    """Check every flag and input and resolve the backend, once; nothing is written but the
+    ``--output`` folder's write probe. See ``run_inference`` for the meaning of the arguments;
+    ``identity``: the model file's, when the caller has derived it already."""
+    model_file = os.fspath(model_file)
+    check_backend(model_file, backend)
+    outfmt = _check_flags(outfmt, loop, warmup, pure_data_type, ais_bench_mode)
+    if not os.path.isfile(model_file):
+        raise FocalinferError(f"{model_file}: model file not found; check the path (or run export / om first)")
+    devices = parse_devices(device)
+    identity = identity or identify_model(model_file)
+    inputs = files = None
+    if input_dir is not None:
+        inputs, files = _input_set(input_dir, identity, allow_transform_mismatch)
+    output = os.fspath(output)
+    ensure_writable_dir(output, "--output folder")
+    choice = decide_backend(model_file, backend, batch_size=batch_size, threads=threads, precision=precision,
+                            graph_sha256=identity.sha256)
+    extra = {}
+    if choice.backend == "ais_bench":
+        extra = _ais_bench_settings(identity, files, input_dir, batch_size, ais_bench_mode)
+    manifest = inputs.manifest if inputs else None
+    return InferPlan(
+        model=identity,
+        runner=RunnerSpec(choice.backend, model_file, devices[0], threads, precision, choice.micro_batch),
+        devices=tuple(devices), output=output, dirname=output_dirname or layout.timestamp_dirname(),
+        outfmt=outfmt, batch_size=batch_size, files=tuple(inputs.files) if inputs else None,
+        input_dir=None if input_dir is None else os.fspath(input_dir),
+        input_files=files or InputFiles(FLOAT32, None, None),
+        manifest_sha256=inputs.manifest_sha256 if inputs else None,
+        inputs_sha256=inputs.fingerprint if inputs else None, preset=manifest.preset if manifest else None,
+        loop=loop, warmup=warmup, pure_data_type=pure_data_type,
+        args=tuple(sys.argv if args is None else args), **extra,
+    )

@@ -1,0 +1,117 @@
+"""One resolved plan per inference run: built once, plain data, what the infer record stores, and
+each fact on the way from a model file to its score derived once."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from focalinfer import records, util
+from focalinfer.infer import InferPlan, execute, plan_inference
+from focalinfer.records import InferRecord, Manifest
+
+H = W = 16
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A dynamic-batch 10-class ONNX, 6 input files with a manifest, and a label file."""
+    import torch
+
+    root = tmp_path_factory.mktemp("plan")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                              torch.nn.Linear(4, 10)).eval()
+    onnx = root / "tiny.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.zeros(1, 3, H, W),), str(onnx), input_names=["image"], output_names=["class"],
+                          opset_version=11, dynamo=False, dynamic_axes={"image": {0: "b"}, "class": {0: "b"}})
+    data = root / "databin"
+    data.mkdir()
+    names = [f"img_{i}" for i in range(6)]
+    for i, name in enumerate(names):
+        np.random.default_rng(i).standard_normal((1, 3, H, W)).astype(np.float32).tofile(data / f"{name}.bin")
+    Manifest(model="tiny", preset="official", transform={}, shape=[1, 3, H, W],
+             files=[{"source": f"{n}.JPEG", "bin": f"{n}.bin"} for n in names]).write(data)
+    labels = root / "val_label.txt"
+    labels.write_text("".join(f"{n}.JPEG {i % 10}\n" for i, n in enumerate(names)))
+    return {"onnx": onnx, "data": data, "labels": labels, "root": root}
+
+
+def test_the_plan_is_plain_data_that_round_trips_through_json(tiny, tmp_path):
+    plan = plan_inference(tiny["onnx"], tiny["data"], output=tmp_path, output_dirname="r", batch_size=4,
+                          backend="onnxruntime", args=["focalinfer", "infer"])
+    assert isinstance(plan, InferPlan) and plan.backend == "onnxruntime" and len(plan.files) == 6
+    assert plan.model.sha256 == util.sha256_file(tiny["onnx"]) and plan.model.num_classes == 10
+    again = InferPlan.from_dict(json.loads(json.dumps(plan.as_dict())))
+    assert again == plan
+    with pytest.raises(Exception):
+        plan.batch_size = 8  # frozen: nothing after planning changes it
+
+
+def test_the_infer_record_stores_the_plan_that_ran(tiny, tmp_path):
+    plan = plan_inference(tiny["onnx"], tiny["data"], output=tmp_path, output_dirname="r", batch_size=4,
+                          backend="onnxruntime")
+    result = execute(plan, progress=False)
+    on_disk = InferRecord.read(result.output_dir)
+    assert result.plan is plan and result.record == on_disk
+    assert InferPlan.from_dict(on_disk.plan) == plan
+    assert (on_disk.batch_size, on_disk.files_written, on_disk.backend) == (4, 6, "onnxruntime")
+
+
+def test_a_device_share_is_the_same_plan_with_its_files_and_folder(tiny, tmp_path):
+    plan = plan_inference(tiny["onnx"], tiny["data"], output=tmp_path, output_dirname="r", batch_size=2,
+                          backend="onnxruntime", device="0,1", threads=2)
+    share = plan.for_device(1, list(plan.files[3:]), "r/device1", 1)
+    assert share.devices == (1,) and share.runner.device == 1 and share.runner.threads == 1
+    assert share.files == plan.files[3:] and share.model == plan.model and share.output_dir.endswith("r/device1")
+
+
+def test_eval_derives_each_fact_once_and_reads_no_record_back(tiny, tmp_path, monkeypatch):
+    """From a model file to its score: one identity, one input listing, one backend decision and
+    check, each file hashed once, and the infer record read only by the folder's claim (resume or
+    not), never back from disk after the run."""
+    from focalinfer import pipeline
+    from focalinfer.backend import table
+    from focalinfer.infer import plan as plan_module
+
+    calls: Counter = Counter()
+
+    def counting(name, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(pipeline, "identify_model", counting("identify", records.identify_model))
+    monkeypatch.setattr(plan_module, "identify_model", counting("identify", records.identify_model))
+    monkeypatch.setattr(plan_module, "read_input_set", counting("inputs", plan_module.read_input_set))
+    monkeypatch.setattr(plan_module, "decide_backend", counting("backend", table.decide_backend))
+    monkeypatch.setattr(plan_module, "check_backend", counting("check", table.check_backend))
+    monkeypatch.setattr(table, "check_backend", counting("check", table.check_backend))
+    hashed: Counter = Counter()
+    real_sha = util.sha256_file
+
+    def sha(path):
+        hashed[str(path)] += 1
+        return real_sha(path)
+
+    for module in (util, records):
+        monkeypatch.setattr(module, "sha256_file", sha, raising=False)
+    import focalinfer.postprocess.scoring as scoring
+    monkeypatch.setattr(scoring, "sha256_file", sha)
+    real_read = InferRecord.read.__func__
+    monkeypatch.setattr(InferRecord, "read", classmethod(counting("record", real_read)))
+
+    result, path = pipeline.evaluate(tiny["labels"], model_file=tiny["onnx"], input_dir=tiny["data"],
+                                     output=tmp_path / "result.json", batch_size=4, backend="auto", progress=False)
+    assert result.summary["count"] == 6 and result.summary["batch_size"] == 4
+    # The record is read once, by the claim on the folder (resume or not), never back after the run.
+    assert calls == {"identify": 1, "inputs": 1, "backend": 1, "check": 1, "record": 1}
+    assert hashed and max(hashed.values()) == 1, hashed
+    assert str(tiny["onnx"]) in hashed
