@@ -2,7 +2,7 @@
 # Stage targets take the variables below, e.g. `make preprocess export om BS=16 DATA=ImageNet/val`.
 
 # Defaults come from focalinfer/defaults.py, the one place the CLI reads them too.
-default_of   = $(shell sed -n 's/^$(1) = "\(.*\)"$$/\1/p' focalinfer/defaults.py)
+default_of   = $(shell sed -n 's/^$(1) = "\{0,1\}\([^" #]*\).*$$/\1/p' focalinfer/defaults.py)
 MODEL       ?= $(call default_of,DEFAULT_MODEL)
 DATA        ?= ImageNet/val
 WORK        ?= $(call default_of,WORK_DIR)
@@ -20,7 +20,7 @@ DTYPE       ?= $(if $(AIPP),uint8,float32)
 DYN_BATCH   ?=
 PRECISION   ?=
 KEEP_DTYPE  ?=
-SAMPLES     ?= 64
+SAMPLES     ?= $(call default_of,PRECISION_SAMPLES)
 
 PYTHON      ?= python3
 VENV        := .venv

@@ -12,8 +12,11 @@ import sys
 import click
 
 from focalinfer import __version__
-from focalinfer.backend.table import BACKENDS
-from focalinfer.defaults import DATABIN_DIR, DEFAULT_MODEL, DEFAULT_SOC, OM_DIR, RESULT_JSON, WORK_DIR
+from focalinfer.backend.table import BACKENDS, PRECISIONS
+from focalinfer.defaults import (
+    COMPARE_MIN_COSINE, DATABIN_DIR, DEFAULT_MODEL, DEFAULT_SOC, OM_DIR, PRECISION_MAX_RUNS, PRECISION_MIN_COSINE,
+    PRECISION_MIN_TOP1, PRECISION_SAMPLES, RESULT_JSON, WORK_DIR,
+)
 from focalinfer.errors import FocalinferError
 
 
@@ -59,6 +62,29 @@ def user_errors(fn):
     return wrapper
 
 
+def _set_verbosity(ctx, param, value):
+    from focalinfer import log
+
+    state = ctx.ensure_object(dict)
+    state[param.name] = value
+    log.setup(verbose=state.get("verbose") or 0, progress=not state.get("quiet"))
+    return value
+
+
+def verbosity_options(fn):
+    """--quiet and -v for every command, in one place: they set up logging (focalinfer.log)."""
+    fn = click.option("-v", "--verbose", count=True, expose_value=False, callback=_set_verbosity,
+                      help="Say more (debug lines).")(fn)
+    return click.option("--quiet", is_flag=True, expose_value=False, callback=_set_verbosity,
+                        help="No progress bar.")(fn)
+
+
+def _progress() -> bool:
+    from focalinfer import log
+
+    return log.progress_enabled()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="focalinfer")
 def cli():
@@ -86,15 +112,15 @@ def bench():
 @click.option("--rename", is_flag=True, help="Give images with dots or clashing names unique stems (see README).")
 @click.option("--allow-skips", is_flag=True, help="Exit 0 even when undecodable images were skipped.")
 @click.option("--force", is_flag=True, help="Replace .bin files made with another transform.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@verbosity_options
 @user_errors
-def preprocess(model, images, out, labels_out, workers, limit, preset, dtype, rename, allow_skips, force, quiet):
+def preprocess(model, images, out, labels_out, workers, limit, preset, dtype, rename, allow_skips, force):
     """Images → one .bin per image (float32 NCHW or uint8 NHWC) with the model's official eval transform."""
     from focalinfer.preprocess import preprocess as run_preprocess
 
     result = run_preprocess(
         model, images, out, labels_out=labels_out, workers=workers, limit=limit,
-        preset=preset, dtype=dtype, force=force, rename=rename, progress=not quiet,
+        preset=preset, dtype=dtype, force=force, rename=rename, progress=_progress(),
     )
     for name, reason in result.skipped:
         click.echo(f"skipped {name}: {reason}", err=True)
@@ -118,6 +144,7 @@ def preprocess(model, images, out, labels_out, workers, limit, preset, dtype, re
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Registry model whose eval transform to time.")
 @click.option("--workers", type=click.IntRange(min=1), help="Parallel run's processes (default: CPU count).")
 @click.option("--json", "json_out", type=click.Path(path_type=str), help="Also write the figures here.")
+@verbosity_options
 @user_errors
 def bench_preprocess_cmd(count, model, workers, json_out):
     """img/s with 1 and all workers next to the seed-style baseline; float32 vs uint8 files (img/s, bytes)."""
@@ -140,7 +167,7 @@ def bench_preprocess_cmd(count, model, workers, json_out):
 
 @bench.command("precision")
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Registry model (synthetic weights).")
-@click.option("--samples", default=64, show_default=True, type=click.IntRange(min=1), help="Samples of the verdict run.")
+@click.option("--samples", default=PRECISION_SAMPLES, show_default=True, type=click.IntRange(min=1), help="Samples of the verdict run.")
 @click.option("--search-samples", default=32, show_default=True, type=click.IntRange(min=1),
               help="Samples of the two search runs (planted LayerNorm overflow, planted cancellation).")
 @click.option("--no-search", is_flag=True, help="Time the verdict only.")
@@ -148,6 +175,7 @@ def bench_preprocess_cmd(count, model, workers, json_out):
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=str),
               help="Cache of the export and images (default ~/.cache/focalinfer/bench-precision).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=str), help="Also write the figures here.")
+@verbosity_options
 @user_errors
 def bench_precision_cmd(model, samples, search_samples, no_search, threads, workdir, json_out):
     """Seconds of `focalinfer precision`: a verdict, and searches the lint and the bisection must solve."""
@@ -174,6 +202,7 @@ def bench_precision_cmd(model, samples, search_samples, no_search, threads, work
 @click.option("--docs", type=click.Path(dir_okay=False, path_type=str),
               help="Markdown whose `profile` section is rewritten (e.g. docs/benchmarks.md).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=str), help="Also write the figures here.")
+@verbosity_options
 @user_errors
 def bench_profile_cmd(model, batch_sizes, graph, threads, workdir, docs, json_out):
     """Where one model's CPU time goes: per op type, and its GEMM kernels' GFLOP/s against this machine's limit."""
@@ -200,6 +229,7 @@ def bench_profile_cmd(model, batch_sizes, graph, threads, workdir, docs, json_ou
 @click.option("--out", required=True, type=click.Path(path_type=str), help="Folder for the images and val_label.txt.")
 @click.option("--count", default=48, show_default=True, type=click.IntRange(min=1), help="Images to write.")
 @click.option("--seed", default=0, show_default=True, help="Random seed: the same seed writes the same files.")
+@verbosity_options
 @user_errors
 def sample_data(out, count, seed):
     """Write synthetic ImageNet-val-like JPEGs (mixed sizes and modes) and a val_label.txt."""
@@ -214,6 +244,7 @@ def sample_data(out, count, seed):
 
 @cli.command("models")
 @click.option("--all", "show_all", is_flag=True, help="Family variants too, not only the lead models.")
+@verbosity_options
 @user_errors
 def models_cmd(show_all):
     """List the registered models: input size, parameters, eval transform."""
@@ -236,6 +267,7 @@ def models_cmd(show_all):
 @cli.command("inspect")
 @click.argument("checkpoint", type=click.Path(path_type=str))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@verbosity_options
 @user_errors
 def inspect_cmd(checkpoint, as_json):
     """Report a checkpoint's layout, key and parameter counts, and the registry model it fits."""
@@ -257,6 +289,7 @@ def inspect_cmd(checkpoint, as_json):
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Registry model whose keys and layout to write.")
 @click.option("--out", required=True, type=click.Path(path_type=str), help="Checkpoint file (.pth) to write.")
 @click.option("--seed", default=0, show_default=True, help="Random seed: the same seed writes the same weights.")
+@verbosity_options
 @user_errors
 def synthetic_checkpoint(model, out, seed):
     """Write deterministic random weights in the model's official checkpoint layout (not trained)."""
@@ -286,6 +319,7 @@ def synthetic_checkpoint(model, out, seed):
 @click.option("--parity-data", type=click.Path(path_type=str), default=None,
               help="Directory of preprocessed .bin files to compare on as well.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
+@verbosity_options
 @user_errors
 def export_command(model_name, checkpoint, out, batch_size, dynamic_batch, opset, no_rewrites,
                    skip_rewrites, no_simplify, parity_samples, parity_data, force):
@@ -310,6 +344,7 @@ def export_command(model_name, checkpoint, out, batch_size, dynamic_batch, opset
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable findings on stdout.")
 @click.option("--soc", default=DEFAULT_SOC, show_default=True, help="Target Ascend SoC.")
 @click.option("--static", "expect_static", is_flag=True, help="Dynamic input/output dims are errors.")
+@verbosity_options
 @user_errors
 def lint_command(onnx_path, as_json, soc, expect_static):
     """List an ONNX graph's ops and flag what ATC converts badly or not at all (exit 1 on errors)."""
@@ -348,6 +383,7 @@ def lint_command(onnx_path, as_json, soc, expect_static):
 @click.option("--dry-run", is_flag=True, help="Print the atc commands; needs no CANN.")
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1), help="atc runs in parallel.")
 @click.option("--force", is_flag=True, help="Rebuild even when the .om is up to date.")
+@verbosity_options
 @user_errors
 def om_command(onnx_path, batch_sizes, soc, out_dir, model_name, precision_mode, op_precision_ini, aipp, preset,
                dynamic_batch, keep_dtype, precision_report, dry_run, jobs, force):
@@ -375,29 +411,29 @@ def om_command(onnx_path, batch_sizes, soc, out_dir, model_name, precision_mode,
               help="A preprocess output folder (.bin files + manifest.json).")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Folder for precision.json and keep_dtype.cfg.")
-@click.option("--samples", default=64, show_default=True, type=click.IntRange(min=1),
+@click.option("--samples", default=PRECISION_SAMPLES, show_default=True, type=click.IntRange(min=1),
               help="Images to run, spread over the folder.")
 @click.option("--mode", default="force_fp16", show_default=True,
               type=click.Choice(["force_fp16", "allow_fp32_to_fp16", "allow_mix_precision"]),
               help="The ATC --precision_mode to emulate.")
-@click.option("--min-cosine", default=0.999, show_default=True, type=float,
+@click.option("--min-cosine", default=PRECISION_MIN_COSINE, show_default=True, type=float,
               help="Safe only if every sample's logits have at least this cosine similarity to fp32.")
-@click.option("--min-top1", default=99.0, show_default=True, type=float,
+@click.option("--min-top1", default=PRECISION_MIN_TOP1, show_default=True, type=float,
               help="Safe only if at least this % of samples keep their fp32 top-1 class.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Samples per onnxruntime run (default 8; a static ONNX: its batch).")
-@click.option("--max-runs", default=150, show_default=True, type=click.IntRange(min=1),
+@click.option("--max-runs", default=PRECISION_MAX_RUNS, show_default=True, type=click.IntRange(min=1),
               help="Emulated runs the keep-list search may make.")
 @click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads (default: CPU count).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@verbosity_options
 @user_errors
 def precision_command(onnx_path, input_dir, out, samples, mode, min_cosine, min_top1, batch_size, max_runs,
-                      threads, quiet):
+                      threads):
     """Emulate ATC's fp16 on the CPU: fp16-safe, a keep-dtype list, or fp32 (exit 1 when nothing safe is found)."""
     from focalinfer.precision import run_precision
 
     result = run_precision(onnx_path, input_dir, out, samples=samples, mode=mode, min_cosine=min_cosine,
                            min_top1=min_top1, batch_size=batch_size, max_runs=max_runs, threads=threads,
-                           progress=not quiet)
+                           progress=_progress())
     click.echo(result.table())
     click.echo(f"report: {result.report_path}" + (f", keep list: {result.keep_path}" if result.keep_path else ""))
     sys.exit(0 if result.safe else 1)
@@ -405,6 +441,7 @@ def precision_command(onnx_path, input_dir, out, samples, mode, min_cosine, min_
 
 @cli.command("doctor")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@verbosity_options
 @user_errors
 def doctor_command(as_json):
     """Report atc, the CANN environment, ais_bench, onnxruntime, torch and CPUs on this machine."""
@@ -414,6 +451,26 @@ def doctor_command(as_json):
 
     report = doctor_report()
     click.echo(json.dumps(report, indent=2) if as_json else format_doctor(report))
+
+
+# --- infer and eval: the options they share ---
+
+
+def inference_options(fn):
+    """The options of a model run, shared by ``infer`` and ``eval`` (one definition, one help text)."""
+    options = [
+        click.option("--backend", default="auto", show_default=True, type=click.Choice(BACKENDS),
+                     help="auto: ais_bench for .om; for .onnx the CPU backend measured fastest here (cached)."),
+        click.option("--threads", type=click.IntRange(min=1), help="CPU backend threads (default: CPU count)."),
+        click.option("--precision", default="fp32", show_default=True, type=click.Choice(list(PRECISIONS)),
+                     help="bf16: OpenVINO on CPUs with AMX/AVX-512 BF16 only; prints its top-1 agreement with fp32."),
+        click.option("--allow-transform-mismatch", is_flag=True,
+                     help="Run on .bin files that another model's eval transform made (the manifest says which)."),
+        click.option("--force", is_flag=True, help="Replace another model's outputs in the result folder."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
 
 
 # --- infer stage ---
@@ -429,32 +486,25 @@ def doctor_command(as_json):
 @click.option("--outfmt", default="TXT", show_default=True, type=click.Choice(["TXT", "NPY", "BIN"], case_sensitive=False),
               help="Output file format, as ais_bench's --outfmt.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Needed for a dynamic-batch model; must match a static one.")
-@click.option("--backend", default="auto", show_default=True, type=click.Choice(BACKENDS),
-              help="auto: ais_bench for .om; for .onnx the CPU backend measured fastest here (cached).")
 @click.option("--device", default="0", show_default=True, help="Device id, or a comma list: one process each.")
 @click.option("--loop", default=1, show_default=True, type=click.IntRange(min=1), help="Runs per batch (pure inference: runs).")
 @click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=0), help="Untimed runs first.")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU backend threads (default: CPU count).")
-@click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16"]),
-              help="bf16: OpenVINO on CPUs with AMX/AVX-512 BF16 only; prints its top-1 agreement with fp32.")
 @click.option("--pure-data-type", default="zero", show_default=True, type=click.Choice(["zero", "random"]),
               help="Data for pure inference.")
 @click.option("--ais-bench-mode", default="auto", show_default=True, type=click.Choice(["auto", "api", "cli"]),
               help="ais_bench through its Python API (resumable) or `python3 -m ais_bench`.")
-@click.option("--force", is_flag=True, help="Replace results of another model in the output folder.")
-@click.option("--allow-transform-mismatch", is_flag=True,
-              help="Run on .bin files that another model's eval transform made (the manifest says which).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@inference_options
+@verbosity_options
 @user_errors
 def infer_command(model_file, input_dir, output, output_dirname, outfmt, batch_size, backend, device, loop,
-                  warmup, threads, precision, pure_data_type, ais_bench_mode, force, allow_transform_mismatch, quiet):
+                  warmup, threads, precision, pure_data_type, ais_bench_mode, force, allow_transform_mismatch):
     """Run a model over preprocessed .bin files; writes ais_bench's per-image outputs and summary."""
     from focalinfer.infer import run_inference
 
     result = run_inference(
         model_file, input_dir, output=output, output_dirname=output_dirname, outfmt=outfmt.upper(),
         batch_size=batch_size, backend=backend, device=device, loop=loop, warmup=warmup, threads=threads,
-        force=force, progress=not quiet, pure_data_type=pure_data_type, ais_bench_mode=ais_bench_mode,
+        force=force, progress=_progress(), pure_data_type=pure_data_type, ais_bench_mode=ais_bench_mode,
         allow_transform_mismatch=allow_transform_mismatch, precision=precision,
     )
     kept = f", {result.files_kept} kept from an earlier run" if result.files_kept else ""
@@ -491,23 +541,16 @@ def infer_command(model_file, input_dir, output, output_dirname, outfmt, batch_s
 @click.option("--num-classes", type=click.IntRange(min=1),
               help="The model's class count when no record says it (a record that disagrees is an error).")
 @click.option("--model", "model_name", help="Registry model name, when no record says it (gives the class count).")
-@click.option("--backend", default="auto", show_default=True, type=click.Choice(BACKENDS),
-              help="With --onnx: auto picks the CPU backend measured fastest here (cached).")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU backend threads (default: CPU count).")
-@click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16"]),
-              help="bf16: OpenVINO on CPUs with AMX/AVX-512 BF16 only; prints its top-1 agreement with fp32.")
 @click.option("--allow-missing", is_flag=True,
               help="Go on, and exit 0, when labelled images have no input file or no (valid) output.")
 @click.option("--allow-bad-labels", is_flag=True,
               help="Score without label lines that do not parse or name a class the model lacks (else exit 1).")
-@click.option("--allow-transform-mismatch", is_flag=True,
-              help="Run on .bin files that another model's eval transform made (the manifest says which).")
-@click.option("--force", is_flag=True, help="With --om / --onnx: replace another model's outputs in the folder.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@inference_options
+@verbosity_options
 @user_errors
 def eval_command(labels, om, onnx, results, input_dir, output, output_dirname, batch_size, outfmt, output_dtype,
                  num_classes, model_name, backend, threads, precision, allow_missing, allow_bad_labels,
-                 allow_transform_mismatch, force, quiet):
+                 allow_transform_mismatch, force):
     """Top-1/Top-5 of a model's outputs against val_label.txt, joined by image name, into result.json."""
     from focalinfer.errors import UsageError
     from focalinfer.pipeline import evaluate
@@ -526,7 +569,7 @@ def eval_command(labels, om, onnx, results, input_dir, output, output_dirname, b
         output_dirname=output_dirname, outfmt=outfmt, batch_size=batch_size, model=model_name,
         num_classes=num_classes, output_dtype=output_dtype,
         backend=backend if (om or onnx) else None, allow_missing=allow_missing,
-        allow_bad_labels=allow_bad_labels, force=force, progress=not quiet,
+        allow_bad_labels=allow_bad_labels, force=force, progress=_progress(),
         allow_transform_mismatch=allow_transform_mismatch, threads=threads, precision=precision,
     )
     for note in result.warnings:
@@ -540,7 +583,7 @@ def eval_command(labels, om, onnx, results, input_dir, output, output_dirname, b
 @click.argument("candidate", type=click.Path(file_okay=False, path_type=str))
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=str), help="Write the full report here.")
 @click.option("--worst", default=10, show_default=True, type=click.IntRange(min=0), help="Rows in the worst-images table.")
-@click.option("--min-cosine", default=0.99, show_default=True, type=float,
+@click.option("--min-cosine", default=COMPARE_MIN_COSINE, show_default=True, type=float,
               help="Exit 1 when any image's cosine similarity is below this.")
 @click.option("--outfmt", type=click.Choice(["TXT", "NPY", "BIN"], case_sensitive=False),
               help="Format to read when a folder holds several.")
@@ -549,6 +592,7 @@ def eval_command(labels, om, onnx, results, input_dir, output, output_dirname, b
 @click.option("--candidate-dtype", default="float32", show_default=True, type=click.Choice(["float32", "float16"]),
               help="What CANDIDATE's BIN outputs hold (an fp16-output .om writes float16).")
 @click.option("--allow-missing", is_flag=True, help="Exit 0 even when some images have outputs on one side only.")
+@verbosity_options
 @user_errors
 def compare_command(reference, candidate, json_out, worst, min_cosine, outfmt, reference_dtype, candidate_dtype,
                     allow_missing):
@@ -577,6 +621,7 @@ def compare_command(reference, candidate, json_out, worst, min_cosine, outfmt, r
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(min=1), help="Scorer runs; the best counts.")
 @click.option("--workers", type=click.IntRange(min=1), help="Parser processes (default: CPU count).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=str), help="Also write the figures here.")
+@verbosity_options
 @user_errors
 def bench_eval_command(count, baseline_count, repeats, workers, json_out):
     """Scoring files/s on generated ais_bench TXT outputs, next to the seed's np.loadtxt-per-file way."""
@@ -635,6 +680,7 @@ def _command_line(prefix: str) -> str:
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=str),
               help="Cache of synthetic checkpoints and exports (default ~/.cache/focalinfer/bench).")
 @click.option("--resume", is_flag=True, help="Reuse per-model figures of an interrupted run with the same settings.")
+@verbosity_options
 @user_errors
 def bench_all_cmd(quick, models, batch_sizes, json_out, docs, plot, skip, backends, threads, workdir, resume):
     """Every stage against its baseline and this machine's GEMM limit → JSON, docs/benchmarks.md, plot."""

@@ -9,3 +9,10 @@ WORK_DIR = "infer"
 DATABIN_DIR = "infer/databin"
 OM_DIR = "infer/om"
 RESULT_JSON = "infer/result.json"
+
+# Thresholds: each is spelled here only; the CLI, the library defaults and the Makefile read it.
+PRECISION_SAMPLES = 64          # images the fp16 check runs (make precision SAMPLES=…)
+PRECISION_MIN_COSINE = 0.999    # fp16 is safe only if every sample's logits keep this cosine to fp32
+PRECISION_MIN_TOP1 = 99.0       # … and at least this % of samples keep their fp32 top-1 class
+PRECISION_MAX_RUNS = 150        # emulated runs the keep-list search may make
+COMPARE_MIN_COSINE = 0.99       # compare: an image whose cosine to the reference is lower fails

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
 import os
@@ -72,14 +71,8 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
 
 
 def sha256_file(path: str | Path) -> str:
-    """The file's sha256. Stages hash the same model file several times in one command (its record,
-    the export report's check, eval's facts): the digest is kept while size and mtime stay the same."""
-    stat = os.stat(path)
-    return _sha256(os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=64)
-def _sha256(path: str, _size: int, _mtime_ns: int) -> str:
+    """The file's sha256. A command hashes each file once: a model file's hash is part of its
+    identity (``records.identify_model``), which later steps take instead of hashing again."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(1 << 20):

@@ -117,7 +117,7 @@ def ours_choice(prepared: PreparedModel, batch_size: int, threads: int | None, l
     from focalinfer.backend import auto
 
     path = prepared.graphs["rewritten"].path_for(batch_size)
-    return auto.choose(path, batch_size, threads, log=lambda line: log("  " + line.removeprefix("[focalinfer] ")))
+    return auto.choose(path, batch_size, threads, log=lambda line: log("  " + line))
 
 
 def bench_model(prepared: PreparedModel, settings: BenchSettings, limit_gflops: float | None,

@@ -14,13 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from focalinfer.backend.onnxrt import make_session
+from focalinfer.defaults import PRECISION_MIN_COSINE, PRECISION_MIN_TOP1
 from focalinfer.metrics import compare_logits, topk_indices
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    min_cosine: float = 0.999
-    min_top1: float = 99.0  # percent
+    min_cosine: float = PRECISION_MIN_COSINE
+    min_top1: float = PRECISION_MIN_TOP1  # percent
 
     def passed(self, figures: "Figures") -> bool:
         return bool(np.isfinite(figures.max_abs) and figures.min_cosine >= self.min_cosine

@@ -7,17 +7,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from focalinfer.defaults import PRECISION_MAX_RUNS, PRECISION_MIN_COSINE, PRECISION_MIN_TOP1, PRECISION_SAMPLES
 from focalinfer.errors import FocalinferError, UsageError
 from focalinfer.precision.data import Samples, load_samples
 from focalinfer.precision.emulate import MODES, GraphInfo, WeightStore, analyse, check_node_names
 from focalinfer.precision.evaluate import Evaluator, Thresholds
 from focalinfer.precision.ranges import RangeLint, lint_nodes, probe
 from focalinfer.precision.report import atc_flags, format_table, write_report
-from focalinfer.precision.search import DEFAULT_MAX_RUNS, Search, SearchResult
+from focalinfer.precision.search import Search, SearchResult
 from focalinfer.records import PrecisionRecord, keep_dtype_path
 from focalinfer.util import ensure_writable_dir, sha256_file
 
-DEFAULT_SAMPLES = 64
 # Focal-fast-S runs at its best onnxruntime rate from batch 4 to 16 (docs/benchmarks.md).
 DEFAULT_BATCH = 8
 
@@ -40,9 +40,9 @@ class PrecisionResult:
         return format_table(self.record, self.lint, self.thresholds)
 
 
-def run_precision(onnx_path, input_dir, out, *, samples: int = DEFAULT_SAMPLES, mode: str = "force_fp16",
-                  min_cosine: float = 0.999, min_top1: float = 99.0, batch_size: int | None = None,
-                  max_runs: int = DEFAULT_MAX_RUNS, threads: int | None = None,
+def run_precision(onnx_path, input_dir, out, *, samples: int = PRECISION_SAMPLES, mode: str = "force_fp16",
+                  min_cosine: float = PRECISION_MIN_COSINE, min_top1: float = PRECISION_MIN_TOP1, batch_size: int | None = None,
+                  max_runs: int = PRECISION_MAX_RUNS, threads: int | None = None,
                   progress: bool = False) -> PrecisionResult:
     """Emulate ``mode`` on ``samples`` images of ``input_dir``, search a keep list, write ``out``."""
     started = time.perf_counter()

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from focalinfer.defaults import PRECISION_MAX_RUNS
 from focalinfer.metrics import row_cosine
 from focalinfer.precision.emulate import ADVICE_MODES, EXACT_OPS, GraphInfo, WeightStore, build_model, precision_plan
 from focalinfer.precision.evaluate import Evaluator, Figures, Thresholds, score
@@ -36,7 +37,6 @@ from focalinfer.progress import progress_bar
 KEEP_MODES = ("force_fp16", "allow_mix_precision")  # the modes in which ATC reads --keep_dtype
 SHORT_LIST_FRACTION = 0.2
 SHORT_LIST_MIN = 8
-DEFAULT_MAX_RUNS = 150
 GROUPS = ("LayerNorm", "Softmax", "Exp", "Erf", "ReduceSum", "Div")
 
 
@@ -60,7 +60,7 @@ class Search:
     """One search: emulated runs against the fp32 reference logits, cached by precision plan."""
 
     def __init__(self, info: GraphInfo, weights: WeightStore, evaluator: Evaluator, reference, mode: str,
-                 thresholds: Thresholds, max_runs: int = DEFAULT_MAX_RUNS, progress: bool = False):
+                 thresholds: Thresholds, max_runs: int = PRECISION_MAX_RUNS, progress: bool = False):
         self.info, self.weights, self.evaluator = info, weights, evaluator
         self.reference, self.mode, self.thresholds = reference, mode, thresholds
         self.max_runs = max_runs
