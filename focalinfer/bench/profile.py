@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from focalinfer.backend.onnxrt import make_session
+from focalinfer.backend.onnxrt import input_feed_shape, make_session
 from focalinfer.bench.macs import MacCount, count_macs
 from focalinfer.errors import FocalinferError, UsageError
 
@@ -62,17 +62,6 @@ def profile_op_types(onnx_path: str | Path, batch: int, runs: int = 3, threads: 
         trace = Path(session.end_profiling())
         events = json.loads(trace.read_text())
     return summarize_profile(events, runs, work)
-
-
-def input_feed_shape(session, batch: int) -> tuple[str, tuple[int, ...]]:
-    """The first input's name and shape with a dynamic batch axis set to ``batch``."""
-    node = session.get_inputs()[0]
-    dims = [d if isinstance(d, int) and d > 0 else None for d in node.shape]
-    if dims and dims[0] is None:
-        dims[0] = batch
-    if any(d is None for d in dims):
-        raise FocalinferError(f"input {node.name!r} has dynamic dimensions {node.shape}; export with a fixed image size")
-    return node.name, tuple(dims)
 
 
 def summarize_profile(events: list[dict], runs: int, work: MacCount) -> dict:
