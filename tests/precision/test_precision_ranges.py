@@ -91,7 +91,7 @@ def test_largest_activation_is_reported_even_in_range(tmp_path):
     x = np.random.default_rng(4).standard_normal((6, *planted.SHAPE)).astype(np.float32)
     info = analyse(model)
     _, lint = probe(info, WeightStore(info, tmp_path), Evaluator(x, "image", 4, False, tmp_path))
-    tensors = intermediates(model, x)
+    tensors = intermediates(model, x, 4)
     name, value = max(((n.name, np.abs(tensors[n.float_outputs[0]]).max()) for n in info.nodes if n.is_candidate),
                       key=lambda item: item[1])
     assert lint.clean and lint.largest["node"] == name and lint.largest["max_abs"] == value
