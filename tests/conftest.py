@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from cpu_kinds import CPU_KINDS
 from tinynet import tiny_model, tiny_onnx  # noqa: F401  (the tiny classifier of the bench and backend tests)
 
 STANDINS = Path(__file__).parent / "standins"
@@ -56,6 +57,21 @@ def standin_api(monkeypatch):
     yield
     for name in [m for m in sys.modules if m == "ais_bench" or m.startswith("ais_bench.")]:
         del sys.modules[name]
+
+
+@pytest.fixture()
+def cpu_kind(monkeypatch):
+    """Stand in one of tests/cpu_kinds.py's CPUs at focalinfer.machine's readers of the CPU's model
+    and flags: ``cpu_kind("amd-avx2")`` patches them and returns that CpuKind."""
+    from focalinfer import machine
+
+    def use(name: str):
+        kind = CPU_KINDS[name]
+        monkeypatch.setattr(machine, "cpu_flags", lambda: set(kind.flags))
+        monkeypatch.setattr(machine, "cpu_model", lambda: kind.model)
+        return kind
+
+    return use
 
 
 @pytest.fixture(autouse=True)

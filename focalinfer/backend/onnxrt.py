@@ -139,6 +139,17 @@ def tensor_spec(node) -> TensorSpec:
     return TensorSpec(node.name, shape, np.dtype(ORT_DTYPES[node.type]))
 
 
+def input_feed_shape(session, batch: int) -> tuple[str, tuple[int, ...]]:
+    """The first input's name and shape with a dynamic batch axis set to ``batch``."""
+    node = session.get_inputs()[0]
+    dims = [d if isinstance(d, int) and d > 0 else None for d in node.shape]
+    if dims and dims[0] is None:
+        dims[0] = batch
+    if any(d is None for d in dims):
+        raise FocalinferError(f"input {node.name!r} has dynamic dimensions {node.shape}; export with a fixed image size")
+    return node.name, tuple(dims)
+
+
 class OnnxRuntimeRunner(Runner):
     """The exported ONNX on onnxruntime's CPU provider."""
 

@@ -21,7 +21,8 @@ import numpy as np
 
 from focalinfer.backend.base import Runner, TensorSpec
 from focalinfer.errors import FocalinferError, ToolMissingError, UsageError, first_line
-from focalinfer.machine import cpu_count, cpu_flags
+from focalinfer import machine
+from focalinfer.machine import cpu_count
 
 PRECISIONS = ("fp32", "bf16")
 HINTS = ("LATENCY", "THROUGHPUT")
@@ -50,19 +51,18 @@ def require(what: str = "--backend openvino") -> None:
 
 
 def bf16_supported() -> bool:
-    return any(flag in cpu_flags() for flag in BF16_FLAGS)
+    # Read through the module, so a test can stand in another CPU's flags at their one source.
+    return any(flag in machine.cpu_flags() for flag in BF16_FLAGS)
 
 
 def check_precision(precision: str) -> None:
     """Refuse an unknown precision, or bf16 on a CPU without native bf16, in one line."""
-    from focalinfer.machine import cpu_model
-
     if precision not in PRECISIONS:
         raise UsageError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     if precision == "bf16" and not bf16_supported():
         raise UsageError(
             f"--precision bf16 needs a CPU with {' or '.join(BF16_FLAGS)} (AMX / AVX-512 BF16); this CPU "
-            f"({cpu_model()}) has neither, so run fp32"
+            f"({machine.cpu_model()}) has neither, so run fp32"
         )
 
 

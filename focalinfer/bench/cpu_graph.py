@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from focalinfer.backend.onnxrt import make_session
-from focalinfer.bench.profile import input_feed_shape
+from focalinfer.backend.onnxrt import input_feed_shape, make_session
 from focalinfer.errors import FocalinferError
 from focalinfer.metrics.logits import parity_bound
 

@@ -4,6 +4,9 @@ These ops carry nearly all the arithmetic of the classifiers here; element-wise 
 softmax are memory-bound and left out, so the count is the work a GEMM-bound machine must do.
 Shapes come from ONNX shape inference with the batch fixed; tensors it cannot resolve are
 measured by running the graph once in onnxruntime at that batch.
+
+Each counted node also gets a kind, the grouping ``bench profile`` rates against its kernels' time
+(:func:`node_kind`): the graph's node says what work there is, whatever kernels a CPU runs it as.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from onnx import shape_inference
 from focalinfer.backend.onnxrt import ORT_DTYPES, make_session
 
 COUNTED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+# The kinds of counted work bench/profile.py rates (ConvTranspose is counted but not rated).
+KINDS = ("weights", "activations", "conv", "depthwise conv")
 
 
 @dataclass
@@ -28,6 +33,8 @@ class MacCount:
     total: int
     by_op: dict[str, int] = field(default_factory=dict)
     nodes: dict[str, int] = field(default_factory=dict)
+    by_kind: dict[str, int] = field(default_factory=dict)  # MACs per node_kind()
+    nodes_by_kind: dict[str, int] = field(default_factory=dict)
     shape_source: str = "onnx"  # 'onnx' (static inference) or 'onnxruntime' (measured shapes)
 
     @property
@@ -51,13 +58,22 @@ def count_macs(model: str | Path | onnx.ModelProto, batch_size: int = 1) -> MacC
     if missing:
         shapes.update(_runtime_shapes(model, missing))
         source = "onnxruntime"
+    constants = constant_tensors(model.graph, model.ir_version)
     by_op: Counter = Counter()
     nodes: Counter = Counter()
+    by_kind: Counter = Counter()
+    nodes_by_kind: Counter = Counter()
     for node in counted:
-        by_op[node.op_type] += node_macs(node, shapes)
+        macs = node_macs(node, shapes)
+        by_op[node.op_type] += macs
         nodes[node.op_type] += 1
+        kind = node_kind(node, constants)
+        if kind:
+            by_kind[kind] += macs
+            nodes_by_kind[kind] += 1
     return MacCount(batch_size=batch_size, total=int(sum(by_op.values())), by_op=dict(by_op),
-                    nodes=dict(nodes), shape_source=source)
+                    nodes=dict(nodes), by_kind=dict(by_kind), nodes_by_kind=dict(nodes_by_kind),
+                    shape_source=source)
 
 
 def node_macs(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...]]) -> int:
@@ -78,6 +94,30 @@ def node_macs(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...]]) -> int:
         k = a[0] if trans_a else a[1]
         return math.prod(shapes[node.output[0]]) * k
     raise ValueError(f"no MAC rule for {op}")
+
+
+def node_kind(node: onnx.NodeProto, constants: set[str]) -> str | None:
+    """What limits a counted node, as bench/profile.py's kernel_kind() tells it from a kernel:
+    ``conv`` (group 1) or ``depthwise conv`` (grouped); ``weights`` for a Gemm or a MatMul with a
+    constant operand (onnxruntime pre-packs it), ``activations`` for activation × activation."""
+    if node.op_type == "Conv":
+        group = next((attr.i for attr in node.attribute if attr.name == "group"), 1)
+        return "conv" if group == 1 else "depthwise conv"
+    if node.op_type in ("MatMul", "Gemm"):
+        return "weights" if node.op_type == "Gemm" or constants & set(node.input[:2]) else "activations"
+    return None
+
+
+def constant_tensors(graph: onnx.GraphProto, ir_version: int) -> set[str]:
+    """Tensors onnxruntime sees as constant: initializers (not those a caller may override, which
+    graph inputs are from IR version 4 on), Constant outputs, and what is computed from them alone."""
+    inputs = {value.name for value in graph.input} if ir_version >= 4 else set()
+    constants = {t.name for t in graph.initializer} - inputs
+    for node in graph.node:  # ONNX graphs are topologically sorted
+        operands = [name for name in node.input if name]
+        if node.op_type == "Constant" or (operands and all(name in constants for name in operands)):
+            constants.update(node.output)
+    return constants
 
 
 def _operands(node: onnx.NodeProto) -> list[str]:

@@ -2,35 +2,40 @@
 
 The per-op-type split says which ops take the time; the GEMM rows say whether the matrix work
 itself runs near the machine's limit (the 2048³ MatMul rate) or is held back by its shapes.
-Each MatMul/Gemm kernel's multiply-accumulates come from the shapes onnxruntime records for it
-(output elements × the shared dimension), so they describe the graph onnxruntime actually ran,
-after its own fusions (MatMul+Add → Gemm, Transpose+MatMul → FusedMatMul).
 
-Kernels are split in two kinds, because they are limited differently:
+The rule: **the work is the graph's, the time is the kernels'.** Each kind's multiply-accumulates
+are counted once per node of the ONNX graph that was profiled (:mod:`focalinfer.bench.macs`); its
+time is the sum of the profiled kernels of that kind. The kernels' own shapes are not the work:
+onnxruntime's NCHWc Conv pads output channels up to the CPU's vector block (16 floats with
+AVX-512, 8 with AVX2), so an 8-channel Conv runs, and is profiled, as a 16-channel one on an
+AVX-512 CPU and as itself on an AVX2 CPU, and the ReorderInput/ReorderOutput kernels around it are
+layout copies, not Conv work. onnxruntime's fusions (MatMul+Add → Gemm, Transpose+MatMul →
+FusedMatMul, Conv+BatchNorm+Relu → one Conv) keep one kernel per counted node, so each kind's
+kernel count (``nodes``) matches the graph's (``graph_nodes``).
+
+Kernels and nodes are split in kinds, because they are limited differently:
 - ``weights``: one activation times a constant weight (Linear layers, 1×1 projections). onnxruntime
-  pre-packs the weight, so the profile lists only the activation among its float inputs (or
+  pre-packs the weight, so the profile lists only the activation among a kernel's float inputs (or
   counts the weight in the kernel's parameter bytes when it is not pre-packed);
 - ``activations``: activation times activation (attention's q·kᵀ and attn·v): many small
-  matrices per image (one per window and head), no pre-packing.
-
-Conv kernels are rated too, from the input, weight and output shapes the profile records
-(output elements × input channels per group × kernel area): ``conv`` for dense convolutions
-(1×1 projections and strided patch embeddings are GEMMs in all but name) and ``depthwise conv``
-for grouped ones, which read each input once per output and are limited by memory, not by the
-multiply-accumulate rate, so :func:`at_the_limit` leaves their time as measured.
+  matrices per image (one per window and head), no pre-packing;
+- ``conv`` for dense convolutions (1×1 projections and strided patch embeddings are GEMMs in all
+  but name) and ``depthwise conv`` for grouped ones, which read each input once per output and are
+  limited by memory, not by the multiply-accumulate rate, so :func:`at_the_limit` leaves their time
+  as measured.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from focalinfer.backend.onnxrt import make_session
+from focalinfer.backend.onnxrt import input_feed_shape, make_session
+from focalinfer.bench.macs import MacCount, count_macs
 from focalinfer.errors import FocalinferError, UsageError
 
 GEMM_OPS = ("MatMul", "FusedMatMul", "Gemm")
@@ -44,9 +49,10 @@ def profile_op_types(onnx_path: str | Path, batch: int, runs: int = 3, threads: 
     """Run ``runs`` batches with onnxruntime's profiler; milliseconds per run summed by op type.
 
     Returns {"per_run_ms": total, "op_types": [{"op", "ms", "share", "nodes"}...] (largest first),
-    "gemm": [{"kind", "ms", "share", "nodes", "macs", "gflops"}...]}. The first (warm-up) run is
-    left out of the figures.
+    "gemm": [{"kind", "ms", "share", "nodes", "graph_nodes", "macs", "gflops"}...]}, ``macs`` per
+    run counted on the graph at ``batch``. The first (warm-up) run is left out of the figures.
     """
+    work = count_macs(onnx_path, batch_size=batch)
     with tempfile.TemporaryDirectory(prefix="focalinfer-profile-", dir=workdir) as tmp:
         session = make_session(onnx_path, threads, profile_prefix=str(Path(tmp) / "ort"))
         name, shape = input_feed_shape(session, batch)
@@ -55,29 +61,18 @@ def profile_op_types(onnx_path: str | Path, batch: int, runs: int = 3, threads: 
             session.run(None, {name: x})
         trace = Path(session.end_profiling())
         events = json.loads(trace.read_text())
-    return summarize_profile(events, runs)
+    return summarize_profile(events, runs, work)
 
 
-def input_feed_shape(session, batch: int) -> tuple[str, tuple[int, ...]]:
-    """The first input's name and shape with a dynamic batch axis set to ``batch``."""
-    node = session.get_inputs()[0]
-    dims = [d if isinstance(d, int) and d > 0 else None for d in node.shape]
-    if dims and dims[0] is None:
-        dims[0] = batch
-    if any(d is None for d in dims):
-        raise FocalinferError(f"input {node.name!r} has dynamic dimensions {node.shape}; export with a fixed image size")
-    return node.name, tuple(dims)
-
-
-def summarize_profile(events: list[dict], runs: int) -> dict:
-    """Sum kernel times per op type, and per GEMM kind, over the last ``runs`` model runs of a trace."""
+def summarize_profile(events: list[dict], runs: int, work: MacCount) -> dict:
+    """Sum kernel times per op type, and per GEMM kind, over the last ``runs`` model runs of a trace;
+    each kind's multiply-accumulates per run are ``work``'s (the graph's, at the profiled batch)."""
     run_starts = sorted(e["ts"] for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
     cutoff = run_starts[-runs] if len(run_starts) >= runs else 0
     per_op_us: dict[str, float] = defaultdict(float)
     nodes: dict[str, set] = defaultdict(set)
-    gemm_us: dict[str, float] = defaultdict(float)
-    gemm_macs: dict[str, int] = defaultdict(int)
-    gemm_nodes: dict[str, set] = defaultdict(set)
+    kind_us: dict[str, float] = defaultdict(float)
+    kind_nodes: dict[str, set] = defaultdict(set)
     for event in events:
         if event.get("cat") != "Node" or not event.get("name", "").endswith("_kernel_time") or event["ts"] < cutoff:
             continue
@@ -85,12 +80,10 @@ def summarize_profile(events: list[dict], runs: int) -> dict:
         op = args.get("op_name", "?")
         per_op_us[op] += event["dur"]
         nodes[op].add(event["name"])
-        kernel = gemm_kernel(args)
-        if kernel:
-            kind, macs = kernel
-            gemm_us[kind] += event["dur"]
-            gemm_macs[kind] += macs
-            gemm_nodes[kind].add(event["name"])
+        kind = kernel_kind(args)
+        if kind:
+            kind_us[kind] += event["dur"]
+            kind_nodes[kind].add(event["name"])
     total_us = sum(per_op_us.values())
 
     def share(us: float) -> float:
@@ -98,42 +91,39 @@ def summarize_profile(events: list[dict], runs: int) -> dict:
 
     rows = [{"op": op, "ms": round(us / runs / 1000, 3), "share": share(us), "nodes": len(nodes[op])}
             for op, us in sorted(per_op_us.items(), key=lambda kv: -kv[1])]
-    gemm = [{"kind": kind, "ms": round(us / runs / 1000, 3), "share": share(us), "nodes": len(gemm_nodes[kind]),
-             "macs": gemm_macs[kind] // runs,
-             "gflops": round(2 * gemm_macs[kind] / (us * 1e-6) / 1e9, 1) if us else None}
-            for kind, us in sorted(gemm_us.items(), key=lambda kv: -kv[1])]
+    # A kind the graph has but no kernel ran (or the reverse) is listed too, with no rate.
+    kinds = sorted(set(kind_us) | set(work.by_kind), key=lambda k: (-kind_us.get(k, 0.0), k))
+    gemm = [kind_row(kind, kind_us.get(kind, 0.0) / runs, len(kind_nodes[kind]), work, share(kind_us.get(kind, 0.0)))
+            for kind in kinds]
     return {"per_run_ms": round(total_us / runs / 1000, 3), "runs": runs, "op_types": rows, "gemm": gemm}
 
 
-def gemm_kernel(args: dict) -> tuple[str, int] | None:
-    """(kind, multiply-accumulates) of one profiled MatMul/FusedMatMul/Gemm or Conv kernel, from
-    its recorded shapes; None for other ops or shapes the profile did not record."""
-    if args.get("op_name") in CONV_OPS:
-        return conv_kernel(args)
-    if args.get("op_name") not in GEMM_OPS:
-        return None
-    matrices = [s for s in _float_shapes(args.get("input_type_shape", [])) if len(s) >= 2]
-    outputs = _float_shapes(args.get("output_type_shape", []))
-    if not matrices or not outputs or len(outputs[0]) < 2:
-        return None
-    a, out = matrices[0], outputs[0]
-    # The shared dimension is A's column count, or its row count when the kernel reads A transposed.
-    shared = a[-1] if a[-2] == out[-2] else a[-2]
-    constant_operand = args["op_name"] == "Gemm" or len(matrices) < 2 or int(args.get("parameter_size", 0)) > 0
-    kind = "weights" if constant_operand else "activations"
-    return kind, math.prod(out) * shared
+def kind_row(kind: str, us_per_run: float, kernels: int, work: MacCount, share: float) -> dict:
+    """One kind's row: its kernels' time per run against the graph's multiply-accumulates per run."""
+    macs = work.by_kind.get(kind, 0)
+    return {"kind": kind, "ms": round(us_per_run / 1000, 3), "share": share, "nodes": kernels,
+            "graph_nodes": work.nodes_by_kind.get(kind, 0), "macs": macs,
+            "gflops": round(2 * macs / (us_per_run * 1e-6) / 1e9, 1) if us_per_run and macs else None}
 
 
-def conv_kernel(args: dict) -> tuple[str, int] | None:
-    """("conv" or "depthwise conv", multiply-accumulates) of a profiled Conv: input (N, C, ...),
-    weight (M, C / groups, k...), output (N, M, ...)."""
+def kernel_kind(args: dict) -> str | None:
+    """The kind of one profiled kernel (macs.node_kind's rule, read from what the profile records):
+    None for kernels that are not MatMul/FusedMatMul/Gemm or Conv, or whose shapes were not recorded."""
+    op = args.get("op_name")
     inputs = _float_shapes(args.get("input_type_shape", []))
-    outputs = _float_shapes(args.get("output_type_shape", []))
-    if len(inputs) < 2 or not outputs or len(inputs[0]) < 3 or len(inputs[1]) != len(inputs[0]):
+    if op in CONV_OPS:
+        # input (N, C, ...), weight (M, C / groups, k...): the weight's channels are the input's only
+        # in a dense Conv (NCHWc pads neither the input a dense Conv reads nor its weight's C).
+        if len(inputs) < 2 or len(inputs[0]) < 3 or len(inputs[1]) != len(inputs[0]):
+            return None
+        return "conv" if inputs[1][1] == inputs[0][1] else "depthwise conv"
+    if op not in GEMM_OPS:
         return None
-    x, weight = inputs[0], inputs[1]
-    kind = "conv" if weight[1] == x[1] else "depthwise conv"
-    return kind, math.prod(outputs[0]) * math.prod(weight[1:])
+    matrices = [s for s in inputs if len(s) >= 2]
+    if not matrices:
+        return None
+    constant_operand = op == "Gemm" or len(matrices) < 2 or int(args.get("parameter_size", 0)) > 0
+    return "weights" if constant_operand else "activations"
 
 
 def _float_shapes(entries: list[dict]) -> list[list[int]]:

@@ -22,7 +22,7 @@ from focalinfer.cli import cli
 from focalinfer.errors import FocalinferError, UsageError
 from focalinfer.infer import run_inference
 from focalinfer.inputs import Normalization, normalize_nhwc
-from focalinfer.metrics import compare_logits, topk_indices
+from focalinfer.metrics import compare_logits, parity_bound, topk_indices
 from focalinfer.postprocess.compare import compare_results
 from focalinfer.preprocess import preprocess
 from focalinfer.preprocess.transform import normalization_table
@@ -117,14 +117,15 @@ def test_cpu_path_over_uint8_files_matches_the_float32_files(chain, model, tmp_p
     assert np.array_equal(topk_indices(reference, 5), topk_indices(candidate, 5))  # per image, in order
     comparison = compare_logits(reference, candidate)
     assert comparison.within_bound and 0 < comparison.max_abs_diff  # not the same bytes: another formula
-    # the engine feeds exactly normalize_nhwc(file) to the graph
+    # the engine feeds normalize_nhwc(file) to the graph: one image a call here against its batches
+    # of 4, whose kernels may sum in another order (which ones depends on the CPU), so the parity bound
     session = ort.InferenceSession(str(chain["onnx"]), providers=["CPUExecutionProvider"])
     t = get_model_spec(model).default_transform
     norm = Normalization(t.mean, t.std)
     for stem, logits in outputs(u8.output_dir).items():
         pixels = np.fromfile(u8_dir / f"{stem}.bin", dtype=np.uint8).reshape(1, 224, 224, 3)
         direct = session.run(None, {"image": normalize_nhwc(pixels, norm)})[0][0]
-        assert np.abs(direct - logits).max() <= 1e-5
+        assert np.abs(direct - logits).max() <= parity_bound(direct)
 
 
 def test_uint8_outputs_keep_the_ais_bench_layout(chain, tmp_path):

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from focalinfer.backend import auto, resolve_backend
+from focalinfer.metrics import parity_bound
 
 pytestmark = pytest.mark.real_backend_choice  # tests/conftest.py pins the choice for other tests
 
@@ -135,7 +136,8 @@ def test_a_micro_batched_runner_gives_the_whole_batchs_outputs(graph):
         assert isinstance(split, MicroBatchRunner) and split.backend == "onnxruntime"
         got = split.infer(x)[0]
         assert len(split.compute_times_ms) == 1 and len(split.runner.compute_times_ms) == 3  # 3 + 3 + 1
-    np.testing.assert_allclose(got, want, atol=1e-6)
+    # 3 images per call may run other kernels than 7 (which ones depends on the CPU): the parity bound
+    assert np.abs(got - want).max() <= parity_bound(want)
 
 
 def test_one_installed_backend_is_used_without_measuring(graph, tmp_path, monkeypatch):

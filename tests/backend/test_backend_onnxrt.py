@@ -5,8 +5,12 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
 
 from focalinfer.backend import onnxrt
+from focalinfer.errors import FocalinferError
 
 
 def test_session_options_are_the_chosen_ones():
@@ -34,3 +38,14 @@ def test_optimized_cache_is_reused_and_rebuilt_when_the_graph_changes(tiny_onnx,
     source.write_bytes(path.read_bytes())  # same bytes, new mtime: the key no longer matches
     onnxrt.make_session(source, threads=1, optimized_cache=cache)
     assert cache.stat().st_mtime_ns != stamp
+
+
+def test_input_feed_shape_sets_the_dynamic_batch_and_refuses_other_dynamic_axes(tmp_path, tiny_onnx):
+    session = onnxrt.make_session(tiny_onnx[0], threads=1)
+    assert onnxrt.input_feed_shape(session, 4) == ("image", (4, 3, 32, 32))
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, "h", "w"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(tmp_path / "d.onnx"))
+    with pytest.raises(FocalinferError, match="'x' has dynamic dimensions.*export with a fixed image size"):
+        onnxrt.input_feed_shape(onnxrt.make_session(tmp_path / "d.onnx", threads=1), 4)

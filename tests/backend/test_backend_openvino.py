@@ -13,6 +13,7 @@ from focalinfer.backend import onnxrt, open_runner
 from focalinfer.backend import openvino as ovb
 from focalinfer.errors import ToolMissingError, UsageError
 from focalinfer.metrics import parity_bound
+from cpu_kinds import CPU_KINDS, NATIVE_BF16, NO_NATIVE_BF16
 
 # No importorskip: `make test` installs the openvino extra, so a missing OpenVINO fails here loudly.
 
@@ -129,34 +130,67 @@ def _images(folder, count=5, seed=0):
     return folder
 
 
-def test_bf16_is_refused_on_a_cpu_without_native_bf16(tiny_onnx, tmp_path, monkeypatch):
+@pytest.mark.parametrize("kind", NO_NATIVE_BF16)
+def test_bf16_is_refused_on_a_cpu_without_native_bf16(tiny_onnx, tmp_path, cpu_kind, kind):
     path, _ = tiny_onnx
-    monkeypatch.setattr(ovb, "cpu_flags", lambda: {"avx2", "fma"})
+    model = cpu_kind(kind).model
     with pytest.raises(UsageError, match="avx512_bf16 or amx_bf16"):
         ovb.OpenVinoRunner(path, precision="bf16")
     result = CliRunner().invoke(_cli(), ["infer", "--model-file", str(path), "--input", str(_images(tmp_path / "in")),
                                          "--batch-size", "2", "--precision", "bf16", "--output", str(tmp_path),
                                          "--output-dirname", "r", "--quiet"])
-    assert result.exit_code == 2 and "has neither, so run fp32" in result.output and not (tmp_path / "r").exists()
+    assert result.exit_code == 2 and f"({model}) has neither, so run fp32" in result.output
+    assert not (tmp_path / "r").exists()
     onnxruntime = CliRunner().invoke(_cli(), ["infer", "--model-file", str(path), "--backend", "onnxruntime",
                                               "--precision", "bf16", "--batch-size", "1"])
     assert onnxruntime.exit_code == 2 and "runs on OpenVINO only" in onnxruntime.output
 
 
-def test_bf16_run_prints_its_top1_agreement_with_fp32_and_labels_the_score(tiny_onnx, tmp_path, monkeypatch):
-    """The plumbing of the opt-in. This CPU has no native bf16 (OpenVINO would run f32 whatever it is
-    asked), so the flags are faked and the agreement is 100 %: what is checked is that the run is
-    compared with fp32 on its first images, says so, and labels its score."""
+def _agreement_here(path, images):
+    """bf16 against fp32 on OpenVINO, image by image, one thread: what this CPU computes (bf16 where
+    it has a native path, f32 whatever is asked elsewhere)."""
+    from focalinfer.metrics import compare_logits
+
+    files = sorted(images.glob("*.bin"))
+    rows = {}
+    for precision in ("fp32", "bf16"):
+        with ovb.OpenVinoRunner(path, 1, precision=precision) as runner:
+            rows[precision] = np.concatenate([runner.infer(np.fromfile(f, np.float32).reshape(1, 3, 32, 32))[0]
+                                              for f in files])
+    return compare_logits(rows["fp32"], rows["bf16"])
+
+
+@pytest.mark.parametrize("kind", NATIVE_BF16)
+def test_bf16_run_prints_its_top1_agreement_with_fp32_and_labels_the_score(tiny_onnx, tmp_path, monkeypatch,
+                                                                         cpu_kind, kind):
+    """The opt-in on each CPU kind with native bf16: the run is compiled in bf16, compared with an
+    fp32 compile on its first images, says so, and labels its score. Whether OpenVINO then computes
+    in bf16 is up to the CPU running the test, so the agreement expected is the one the same two
+    models give on it, image by image."""
+    import openvino as ov
+    import openvino.properties.hint as hints
+
     path, _ = tiny_onnx
-    monkeypatch.setattr(ovb, "cpu_flags", lambda: {"avx512_bf16"})
+    cpu_kind(kind)
+    asked = []
+
+    class RecordingCore(ov.Core):
+        def compile_model(self, model, device, config):
+            asked.append(config[hints.inference_precision])
+            return super().compile_model(model, device, config)
+
+    monkeypatch.setattr(ov, "Core", RecordingCore)
     images = _images(tmp_path / "in", count=5)
     labels = tmp_path / "val_label.txt"
     labels.write_text("".join(f"img_{i}.bin {i % 10}\n" for i in range(5)))
     result = CliRunner().invoke(_cli(), ["eval", "--onnx", str(path), "--labels", str(labels), "--input", str(images),
-                                         "--output", str(tmp_path / "result.json"), "--batch-size", "2",
-                                         "--precision", "bf16"])
+                                         "--output", str(tmp_path / "result.json"), "--batch-size", "1",
+                                         "--threads", "1", "--precision", "bf16"])
     assert result.exit_code == 0, result.output
-    assert "bf16 vs fp32 (openvino) on the first 5 images: top-1 agreement 100.0 %" in result.output
+    assert set(asked) == {ov.Type.bf16, ov.Type.f32}  # the run in bf16, its reference in f32
+    want = _agreement_here(path, images)
+    assert (f"bf16 vs fp32 (openvino) on the first 5 images: top-1 agreement {100 * want.top1_agreement:.1f} %"
+            in result.output) and f"max |logit diff| {want.max_abs_diff:.3g}" in result.output
     assert json.loads((tmp_path / "result.json").read_text())["summary"]["backend"] == "openvino (bf16)"
 
 
@@ -176,15 +210,17 @@ def test_infer_on_openvino_writes_the_same_contract_as_onnxruntime(tiny_onnx, tm
         assert np.abs(outputs["openvino"][name] - want).max() <= parity_bound(want) + 1e-6  # TXT keeps 6 decimals
 
 
-def test_doctor_reports_openvino_and_whether_bf16_is_available(monkeypatch):
+@pytest.mark.parametrize("kind", sorted(CPU_KINDS))
+def test_doctor_reports_openvino_and_whether_bf16_is_available(cpu_kind, monkeypatch, kind):
     import openvino
 
     from focalinfer.doctor import doctor_report, format_doctor
 
-    monkeypatch.setattr(ovb, "cpu_flags", lambda: {"avx2"})
+    cpu = cpu_kind(kind)
     report = doctor_report()
-    assert report["openvino"] == openvino.get_version().split("-")[0] and report["bf16"] is False
+    assert report["openvino"] == openvino.get_version().split("-")[0] and report["bf16"] is cpu.native_bf16
     text = format_doctor(report)
-    assert f"OpenVINO: {report['openvino']} (fp32; --precision bf16 not on this CPU)" in text
+    said = "available" if cpu.native_bf16 else "not on this CPU"
+    assert f"OpenVINO: {report['openvino']} (fp32; --precision bf16 {said})" in text and f"({cpu.model})" in text
     monkeypatch.setattr(ovb, "available", lambda: False)
     assert "OpenVINO: not installed (pip install 'focalinfer[openvino]'" in format_doctor(doctor_report())

@@ -13,6 +13,7 @@ from focalinfer import registry
 from focalinfer.bench import inference, prepare, report, run, timing
 from focalinfer.bench.settings import SCHEMA
 from focalinfer.errors import FocalinferError
+from focalinfer.metrics import parity_bound
 from tinynet import TINY, TINY_MACS, TinyNet
 
 
@@ -60,7 +61,9 @@ def test_quick_bench_on_a_tiny_model_writes_json_docs_and_plot(tiny_model, tmp_p
         assert batch["attempts"] == 1 and 0 <= batch["foreign_cpu"] <= 1  # --quick never re-measures
         for backend in tiny["backends"]:
             res = batch["results"][backend]
-            assert res["img_per_s"] > 0 and 0 < res["fraction_of_limit"] < 1
+            # the rate it reached over the machine's limit, whatever both are here (rounded to 4 places)
+            fraction = res["img_per_s"] * 2 * TINY_MACS / (figures["gemm"]["limit_gflops"] * 1e9)
+            assert res["img_per_s"] > 0 and res["fraction_of_limit"] == pytest.approx(fraction, abs=1e-4)
             assert set(res["latency_ms"]) == {"p50", "p90", "p99", "mean"}
     assert tiny["macs_per_image"] == {"rewritten": TINY_MACS, "naive": TINY_MACS}
     graphs = tiny["graphs"]
@@ -136,8 +139,8 @@ def test_a_graph_whose_dynamic_batch_fails_parity_is_exported_per_batch_size(tin
     by_backend = runners.for_batch(3)
     assert {"ort", "ort_naive", "eager"} <= set(by_backend)
     eager = by_backend["eager"](x)[0]
-    for backend in ("ort", "ort_naive"):
-        np.testing.assert_allclose(by_backend[backend](x)[0], eager, atol=1e-4)
+    for backend in ("ort", "ort_naive"):  # other kernels than PyTorch's: the export's parity bound
+        assert np.abs(by_backend[backend](x)[0] - eager).max() <= parity_bound(eager)
     assert runners.paths(3)["ort"].name == f"{TINY}.bs3.onnx"
     again = prepare.prepare_model(TINY, tmp_path, [1, 3, 4], log=lambda line: None, threads=1)
     assert sorted(again.graphs["rewritten"].paths) == ["1", "3", "4"]  # only batch 4 was added
@@ -174,7 +177,8 @@ def test_focalinfers_path_is_timed_in_the_micro_batches_auto_chose(tiny_model, t
     x = np.random.default_rng(2).standard_normal((16, 3, 32, 32), dtype=np.float32)
     whole = runners.for_batch(16)["ov"](x)[0]
     split = runners.ours(chosen[16], 16)(x)[0]
-    np.testing.assert_allclose(split, whole, atol=1e-5)
+    # 4 images per call compile other kernels than 16 (which ones depends on the CPU): the parity bound
+    assert np.abs(split - whole).max() <= parity_bound(whole)
 
     settings = BenchSettings(models=[TINY], batch_sizes=[1, 16], rounds=1, budget_s=0.0, min_iters=1, remeasure=0,
                              backends=("ort", "ov", "ort_naive", "eager"), profile=False)

@@ -67,3 +67,35 @@ def test_macs_of_an_exported_model_match_its_layers(tiny_onnx):
     path, _ = tiny_onnx
     assert count_macs(path, batch_size=1).total == TINY_MACS
     assert count_macs(path, batch_size=5).total == 5 * TINY_MACS
+
+
+def test_each_node_is_counted_once_under_the_kind_its_kernel_runs_as():
+    # dense Conv 4→8 3×3 and depthwise 3×3 on 8 channels over 6×6; tokens (36 × 8) @ W, @ Transpose(V)
+    # (folded to a constant by onnxruntime), @ an overridable initializer (a graph input: not
+    # constant), token · tokenᵀ, and a Gemm head.
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4, 6, 6])
+    model = _model(
+        [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1] * 4),
+         helper.make_node("Conv", ["c", "dw"], ["d"], group=8, kernel_shape=[3, 3], pads=[1] * 4),
+         helper.make_node("Reshape", ["d", "shape"], ["r"]),
+         helper.make_node("Transpose", ["r"], ["t"], perm=[0, 2, 1]),
+         helper.make_node("MatMul", ["t", "p"], ["m1"]),
+         helper.make_node("Transpose", ["v"], ["vt"]),
+         helper.make_node("MatMul", ["m1", "vt"], ["m2"]),
+         helper.make_node("MatMul", ["m2", "u"], ["m3"]),
+         helper.make_node("Transpose", ["m3"], ["m3t"], perm=[0, 2, 1]),
+         helper.make_node("MatMul", ["m3", "m3t"], ["a"]),
+         helper.make_node("ReduceMean", ["m3"], ["pooled"], axes=[1], keepdims=0),
+         helper.make_node("Gemm", ["pooled", "h"], ["y"], transB=1)],
+        [x, helper.make_tensor_value_info("u", TensorProto.FLOAT, [8, 8])],
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, None),
+         helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [_weights("w", 8, 4, 3, 3), _weights("dw", 8, 1, 3, 3), _weights("p", 8, 8), _weights("v", 8, 8),
+         _weights("u", 8, 8), _weights("h", 10, 8),
+         numpy_helper.from_array(np.array([0, 8, 36], np.int64), "shape")],
+    )
+    macs = count_macs(model, batch_size=2)
+    assert macs.by_kind == {"conv": 2 * 8 * 36 * 4 * 9, "depthwise conv": 2 * 8 * 36 * 9,
+                            "weights": 2 * (2 * 36 * 8 * 8) + 2 * 10 * 8, "activations": 2 * 36 * 8 * 8 + 2 * 36 * 36 * 8}
+    assert macs.nodes_by_kind == {"conv": 1, "depthwise conv": 1, "weights": 3, "activations": 2}
+    assert sum(macs.by_kind.values()) == macs.total

@@ -12,6 +12,7 @@ from focalinfer import machine
 from focalinfer.backend import onnxrt
 from focalinfer.bench import inference, timing
 from focalinfer.bench.settings import BenchSettings
+from focalinfer.metrics import parity_bound
 
 
 def test_interleaved_timing_rotates_backends_and_reports_ratios(monkeypatch):
@@ -52,7 +53,8 @@ def test_harness_times_a_tiny_model_on_onnxruntime_and_eager(tiny_onnx):
 
     runners = {"ort": lambda x: session.run(None, {"image": x}), "eager": eager}
     x = np.random.default_rng(0).standard_normal((4, 3, 32, 32), dtype=np.float32)
-    np.testing.assert_allclose(runners["ort"](x)[0], eager(x).numpy(), atol=1e-5)
+    want = eager(x).numpy()
+    assert np.abs(runners["ort"](x)[0] - want).max() <= parity_bound(want)  # other kernels: the parity bound
     summary = timing.summarize_timings(
         timing.time_interleaved(runners, x, rounds=2, budget_s=0.05, min_iters=3, switch_pause_s=0.01), batch_size=4)
     assert set(summary["results"]) == {"ort", "eager"}
@@ -81,13 +83,16 @@ def test_foreign_cpu_is_machine_busy_time_minus_our_own(monkeypatch):
 
 
 def test_foreign_cpu_sees_a_busy_child_process():
+    import os
     import subprocess
     import sys
 
     with machine.ForeignCpu() as load:
         child = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 0.8\nwhile time.time() < end: pass"])
         child.wait()
-    assert load.share >= 0.25  # one of the CPUs was busy with someone else's work
+    # One CPU was busy with someone else's work for most of the block: a share of the machine that
+    # depends on how many CPUs it has (half of one CPU's share at least, as on 2 CPUs before).
+    assert load.share >= 0.5 / os.cpu_count()
 
 
 def test_a_disturbed_batch_size_is_measured_again_and_the_calmest_attempt_kept(monkeypatch):

@@ -20,6 +20,7 @@ from focalinfer.errors import FocalinferError, ToolMissingError, UsageError
 from focalinfer import layout as contract
 from focalinfer.records import Manifest
 from focalinfer.infer import InferResult, run_inference
+from focalinfer.metrics import parity_bound
 
 N_FILES = 37
 H = W = 16
@@ -70,6 +71,12 @@ def models(tmp_path_factory):
     with torch.no_grad():
         reference = {name: net(torch.from_numpy(img)).numpy() for name, img in zip(names, images)}
     return {"paths": paths, "data": data, "names": names, "reference": reference, "root": root}
+
+
+def near(got: np.ndarray, reference: np.ndarray) -> bool:
+    """onnxruntime's kernels against PyTorch's, or at another batch size (which kernels run depends
+    on the CPU and the shapes): within the export's parity bound, and TXT's 6 decimals."""
+    return np.abs(got - reference).max() <= parity_bound(reference) + 1e-6
 
 
 def read_output(path: Path) -> np.ndarray:
@@ -137,7 +144,7 @@ def test_onnxruntime_contract(models, tmp_path, capsys, batch, outfmt):
         got = read_output(path)
         ref = models["reference"][name]
         assert got.shape == (1, 1000)
-        assert np.abs(got - ref).max() < 1e-5
+        assert near(got, ref)
         if outfmt == "TXT":
             data = path.read_bytes()
             assert re.fullmatch(rb"(-?\d+\.\d{6} ){1000}\n", data)
@@ -172,8 +179,8 @@ def test_outputs_equal_across_batch_sizes(models, tmp_path):
                                outfmt="BIN", batch_size=batch, progress=False)
         results[key] = {n: read_output(result.output_dir / f"{n}_0.bin") for n in models["names"]}
     for key in (4, 16, "dyn"):
-        diff = max(np.abs(results[key][n] - results[1][n]).max() for n in models["names"])
-        assert diff < 1e-5, (key, diff)
+        far = [n for n in models["names"] if not near(results[key][n], results[1][n])]
+        assert not far, (key, far)
 
 
 def test_resume_after_interruption(models, tmp_path, monkeypatch):
@@ -222,7 +229,7 @@ def test_multi_device_split(models, tmp_path):
         summary = json.loads(device_dir.with_name(device_dir.name + "_summary.json").read_text())
         assert list(summary) == SUMMARY_KEYS and len(summary["filesinfo"]) == len(names)
         for name in names:
-            assert np.abs(np.load(device_dir / f"{name}_0.npy") - models["reference"][name]).max() < 1e-5
+            assert near(np.load(device_dir / f"{name}_0.npy"), models["reference"][name])
     assert result.throughput > 0
 
 
@@ -244,7 +251,7 @@ def test_npy_inputs(models, tmp_path):
     result = run_inference(models["paths"][4], data, output=tmp_path, output_dirname="r", outfmt="BIN",
                            progress=False)
     for name in models["names"][:5]:
-        assert np.abs(read_output(result.output_dir / f"{name}_0.bin") - models["reference"][name]).max() < 1e-5
+        assert near(read_output(result.output_dir / f"{name}_0.bin"), models["reference"][name])
     with pytest.raises(UsageError, match="--device"):
         run_inference(models["paths"][4], data, output=tmp_path, device="0,x", progress=False)
 
@@ -323,7 +330,7 @@ def test_ais_bench_api_mode_resumes(models, tmp_path, om_model, monkeypatch, sta
     assert (result.backend, result.batch_size, result.files_kept, result.files_written) == ("ais_bench", 4, 4, 33)
     for name in models["names"]:
         got = read_output(result.output_dir / f"{name}_0.txt")
-        assert np.abs(got - models["reference"][name]).max() < 1e-5
+        assert near(got, models["reference"][name])
     with AisBenchRunner(om_model) as runner:
         assert runner.input_spec().shape == (4, 3, H, W) and runner.input_spec().dtype == np.float32
         runner.infer(np.zeros((4, 3, H, W), np.float32))

@@ -171,7 +171,9 @@ def test_images_are_classified_independently():
         again = model(first)
         batched = model(torch.cat((second, first)))
     assert torch.equal(alone, again)
-    torch.testing.assert_close(batched[1:], alone, rtol=0, atol=1e-6)
+    # Within the parity bound, not bit for bit: a batch of 2 may run other kernels than a batch of
+    # 1 (which ones depends on the CPU); anything leaking across the batch is far larger.
+    assert_same_logits(batched[1:], alone)
 
 
 # --- checkpoints -----------------------------------------------------------------------------

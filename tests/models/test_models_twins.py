@@ -28,7 +28,7 @@ import torch
 from focalinfer.models.checkpoint import load_model, read_state_dict, save_checkpoint
 from focalinfer.models.synthetic import make_checkpoint, synthetic_state_dict
 from focalinfer.registry import get_model_spec
-from pinned_logits import assert_matches_pinned, assert_same_logits, make_images
+from pinned_logits import assert_matches_pinned, assert_same_logits, make_images, tolerance
 
 DATA = Path(__file__).parents[1] / "data"
 
@@ -154,7 +154,9 @@ def test_local_attention_pads_maps_smaller_than_the_window():
         # of the zero padding tokens (qkv bias only) that the official zero-pad variant keeps.
         grid = torch.nn.functional.pad(tokens.view(2, 3, 5, 8), (0, 0, 0, 2, 0, 4))
         whole = attention(grid.reshape(2, 49, 8), 7, 7).view(2, 7, 7, 8)[:, :3, :5]
-    torch.testing.assert_close(padded, whole.reshape(2, 15, 8), rtol=0, atol=1e-6)
+    # The parity bound: 15 and 49 tokens are different matrix shapes, whose kernels (CPU-dependent)
+    # may sum in another order.
+    assert (padded - whole.reshape(2, 15, 8)).abs().max() <= tolerance(whole.abs().max().item())
 
 
 def test_rewrites_keep_state_dict():
