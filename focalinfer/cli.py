@@ -457,10 +457,10 @@ def infer_command(model_file, input_dir, output, output_dirname, outfmt, batch_s
         force=force, progress=not quiet, pure_data_type=pure_data_type, ais_bench_mode=ais_bench_mode,
         allow_transform_mismatch=allow_transform_mismatch, precision=precision,
     )
+    from focalinfer.infer.report import speed_text
+
     kept = f", {result.files_kept} kept from an earlier run" if result.files_kept else ""
-    real = result.images_per_s
-    speed = (f", {real:.1f} images/s" if real else "") + (
-        f", {result.throughput:.1f} samples/s by ais_bench's formula (padding counted)" if result.throughput else "")
+    speed = speed_text(result)  # issue 20: no images/s without images; devices added
     click.echo(f"infer: {result.files_written} files written to {result.output_dir} "
                f"({result.backend}, batch {result.batch_size}{speed}{kept})")
     if result.summary_path:
@@ -503,11 +503,15 @@ def infer_command(model_file, input_dir, output, output_dirname, outfmt, batch_s
 @click.option("--allow-transform-mismatch", is_flag=True,
               help="Run on .bin files that another model's eval transform made (the manifest says which).")
 @click.option("--force", is_flag=True, help="With --om / --onnx: replace another model's outputs in the folder.")
+@click.option("--device", default="0", show_default=True,
+              help="With --om / --onnx: device id, or a comma list (one process each), as infer's.")
+@click.option("--ais-bench-mode", default="auto", show_default=True, type=click.Choice(["auto", "api", "cli"]),
+              help="With --om: ais_bench through its Python API (resumable) or `python3 -m ais_bench`.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @user_errors
 def eval_command(labels, om, onnx, results, input_dir, output, output_dirname, batch_size, outfmt, output_dtype,
                  num_classes, model_name, backend, threads, precision, allow_missing, allow_bad_labels,
-                 allow_transform_mismatch, force, quiet):
+                 allow_transform_mismatch, force, device, ais_bench_mode, quiet):
     """Top-1/Top-5 of a model's outputs against val_label.txt, joined by image name, into result.json."""
     from focalinfer.errors import UsageError
     from focalinfer.pipeline import evaluate
@@ -519,8 +523,9 @@ def eval_command(labels, om, onnx, results, input_dir, output, output_dirname, b
         raise UsageError(f"--om {om}: expected an .om file (ATC output); use --onnx for an ONNX model")
     if onnx and not onnx.lower().endswith(".onnx"):
         raise UsageError(f"--onnx {onnx}: expected an .onnx file; use --om for an Ascend .om")
-    if results and (output_dirname or force):
-        raise UsageError("--output-dirname and --force apply to the inference --om / --onnx runs; --results only reads")
+    if results and (output_dirname or force or device != "0" or ais_bench_mode != "auto"):
+        raise UsageError("--output-dirname, --force, --device and --ais-bench-mode apply to the inference --om / --onnx "
+                         "runs; --results only reads")
     result, path = evaluate(
         labels, results_dir=results, model_file=om or onnx, input_dir=input_dir, output=output,
         output_dirname=output_dirname, outfmt=outfmt, batch_size=batch_size, model=model_name,
@@ -528,6 +533,7 @@ def eval_command(labels, om, onnx, results, input_dir, output, output_dirname, b
         backend=backend if (om or onnx) else None, allow_missing=allow_missing,
         allow_bad_labels=allow_bad_labels, force=force, progress=not quiet,
         allow_transform_mismatch=allow_transform_mismatch, threads=threads, precision=precision,
+        device=device, ais_bench_mode=ais_bench_mode,
     )
     for note in result.warnings:
         click.echo(f"warning: {note}", err=True)

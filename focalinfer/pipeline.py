@@ -31,6 +31,7 @@ def evaluate(
     output_dtype: str = "float32", backend: str | None = None, allow_missing: bool = False,
     allow_bad_labels: bool = False, force: bool = False, progress: bool = True, workers: int | None = None,
     allow_transform_mismatch: bool = False, threads: int | None = None, precision: str = "fp32",
+    device: str = "0", ais_bench_mode: str = "auto",
 ) -> tuple[EvalResult, Path]:
     """Score ``results_dir``, or first run ``model_file`` (.om → ais_bench, .onnx → the CPU backend
     ``backend`` names; 'auto' or None: the one measured fastest here) on ``input_dir`` into
@@ -54,6 +55,7 @@ def evaluate(
             dirname=output_dirname or output.stem, outfmt=outfmt, batch_size=batch_size, backend=backend,
             allow_missing=allow_missing, force=force, progress=progress,
             allow_transform_mismatch=allow_transform_mismatch, threads=threads, precision=precision,
+            device=device, ais_bench_mode=ais_bench_mode,
         )
     else:
         run = _recorded_run(Path(results_dir), facts, batch_size)
@@ -101,7 +103,8 @@ def _check_inputs(labels: LabelSet, input_dir, allow_missing: bool) -> None:
 
 def _run_model(model_file: Path, facts: ModelFacts, labels: LabelSet, *, input_dir, output_dir: Path, dirname: str,
                outfmt, batch_size, backend, allow_missing: bool, force: bool, progress: bool,
-               allow_transform_mismatch: bool, threads: int | None = None, precision: str = "fp32"):
+               allow_transform_mismatch: bool, threads: int | None = None, precision: str = "fp32",
+               device: str = "0", ais_bench_mode: str = "auto"):
     backend = backend or "auto"
     _check_inputs(labels, input_dir, allow_missing)
     try:
@@ -109,6 +112,7 @@ def _run_model(model_file: Path, facts: ModelFacts, labels: LabelSet, *, input_d
             model_file, input_dir=input_dir, output=output_dir, output_dirname=dirname,
             outfmt=(outfmt or "TXT").upper(), batch_size=batch_size, backend=backend, force=force, progress=progress,
             allow_transform_mismatch=allow_transform_mismatch, threads=threads, precision=precision,
+            device=device, ais_bench_mode=ais_bench_mode,
         )
     except ToolMissingError as e:
         if model_file.suffix.lower() != ".om":

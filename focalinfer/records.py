@@ -260,6 +260,7 @@ class InferRecord:
     files_written: int = 0
     files_kept: int = 0
     tool_version: str | None = None
+    ais_bench_generation: str | None = None  # 2023 | 2024 (docs/contract.md, "Generations"); None off ais_bench
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -3,7 +3,6 @@ ais_bench's command line) and report what was written."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -12,10 +11,11 @@ from pathlib import Path
 from focalinfer import __version__, layout
 from focalinfer.backend import plan_backend
 from focalinfer.backend.table import check_backend
-from focalinfer.backend.ais_bench import choose_mode, cli_argv, run_cli
+from focalinfer.backend.ais_bench import AisBenchSetup, cli_argv, run_cli
+from focalinfer.backend.ais_bench import resolve as resolve_ais_bench
 from focalinfer.defaults import WORK_DIR
 from focalinfer.errors import FocalinferError, UsageError
-from focalinfer.infer import outdir
+from focalinfer.infer import outdir, report
 from focalinfer.infer.checks import InputFiles, check_om_inputs, dynamic_batch_gear, input_files_of
 from focalinfer.infer.engine import InferJob, run_devices, run_job
 from focalinfer.infer.provenance import InputSet, check_transform, model_name_of, read_input_set
@@ -38,17 +38,14 @@ class InferResult:
     files_written: int  # output files written by this run
     files_kept: int = 0  # output files a previous, interrupted run had finished
     device_dirs: list[Path] = field(default_factory=list)
+    pure_inference: bool = False  # no inputs: generated data, no images (issue 20)
+    ais_bench_generation: str | None = None  # 2023 | 2024 when ais_bench ran (issue 20)
 
     @property
     def images_per_s(self) -> float | None:
-        """Real images over the timed runs (padding slots excluded; None for a resumed or multi-device run)."""
-        if self.summary_path is None:
-            return None
-        try:
-            info = json.loads(self.summary_path.read_text())
-        except (OSError, ValueError):
-            return None
-        return layout.real_images_per_s(info, self.batch_size) if isinstance(info, dict) else None
+        """Real images over the timed runs (padding slots excluded, devices added; None for pure inference
+        or a resumed run)."""
+        return report.images_per_s(self)
 
 
 def parse_devices(device: str | int) -> list[int]:
@@ -116,18 +113,23 @@ def run_inference(
     output = os.fspath(output)
     dirname = output_dirname or layout.timestamp_dirname()
     output_dir = os.path.join(output, dirname)
+    # issue 20: ais_bench's mode and generation, found once; a path it would refuse stops the run here
+    ais = None
+    if Path(model_file).suffix.lower() == ".om":
+        ais = resolve_ais_bench(model_file, ais_bench_mode)
+        ais.check_paths(model_file, input_dir, output, dirname)
     ensure_writable_dir(output, "--output folder")
 
     choice = plan_backend(model_file, backend, batch_size=batch_size, threads=threads)
     backend = choice.backend
-    mode = python = gear = None
+    gear = None
     if backend == "ais_bench":
         atc_record = AtcRecord.for_om(model_file)
         if inputs is not None:
             check_om_inputs(model_file, input_files, input_dir, atc_record)
         gear = dynamic_batch_gear(model_file, atc_record, batch_size)
-        mode, python = choose_mode(model_file, ais_bench_mode)
     record = _record(model_file, model_name, backend, batch_size, outfmt, inputs)
+    record.ais_bench_generation = ais.generation if ais else None  # issue 20
     claimed = outdir.claim(output_dir, record, force)
     try:
         settings = dict(model_file=model_file, backend=backend, files=inputs.files if inputs else None,
@@ -136,10 +138,11 @@ def run_inference(
                         args=list(sys.argv), input_files=input_files,
                         input_dir=None if input_dir is None else os.fspath(input_dir), precision=precision,
                         micro_batch=choice.micro_batch)
-        result = _dispatch(mode, python, input_dir, devices, settings, gear)
+        result = _dispatch(ais, input_dir, devices, settings, gear)
     except FocalinferError:
         outdir.release(output_dir, claimed)  # a run that failed before writing leaves no claim behind
         raise
+    result.pure_inference, result.ais_bench_generation = input_dir is None, record.ais_bench_generation  # issue 20
     outdir.finish(output_dir, record, result.batch_size, result.files_written, result.files_kept)
     return result
 
@@ -168,9 +171,9 @@ def _reduced_precision_backend(model_file: str, backend: str, precision: str) ->
     return "openvino"
 
 
-def _dispatch(mode, python, input_dir, devices, settings, gear) -> InferResult:
-    if mode == "cli":
-        return _run_ais_bench_cli(python, input_dir, devices, settings, gear)
+def _dispatch(ais: AisBenchSetup | None, input_dir, devices, settings, gear) -> InferResult:
+    if ais is not None and ais.mode == "cli":
+        return _run_ais_bench_cli(ais, input_dir, devices, settings, gear)
     if len(devices) == 1:
         return _run_in_process(devices[0], settings)
     return _run_devices(devices, settings)
@@ -200,7 +203,7 @@ def _run_devices(devices: list[int], settings: dict) -> InferResult:
     dirname = settings.pop("dirname")
     progress = settings.pop("progress")
     jobs = [
-        InferJob(device=dev, files=share, dirname=os.path.join(dirname, f"device{dev}"), threads=threads,
+        InferJob(device=dev, files=share, dirname=os.path.join(dirname, layout.device_dir_name(dev)), threads=threads,
                  progress=False, **settings)
         for dev, share in zip(devices, shares)
     ]
@@ -217,17 +220,18 @@ def _run_devices(devices: list[int], settings: dict) -> InferResult:
     )
 
 
-def _run_ais_bench_cli(python: str, input_dir, devices: list[int], settings: dict, gear: int | None) -> InferResult:
+def _run_ais_bench_cli(ais: AisBenchSetup, input_dir, devices: list[int], settings: dict, gear: int | None) -> InferResult:
 
     if settings["threads"]:
         print("[INFO] --threads applies to onnxruntime only; ais_bench ignores it", flush=True)
     device = ",".join(str(d) for d in devices)
-    argv = cli_argv(python, settings["model_file"], None if input_dir is None else os.fspath(input_dir),
+    argv = cli_argv(ais.python, settings["model_file"], None if input_dir is None else os.fspath(input_dir),
                     settings["output"], settings["dirname"], settings["outfmt"], settings["batch_size"],
-                    device, settings["loop"], settings["warmup"], settings["pure_data_type"], dym_batch=gear)
-    logged_throughput, logged_batch = run_cli(argv)
+                    device, settings["loop"], settings["warmup"], settings["pure_data_type"], dym_batch=gear,
+                    generation=ais.generation)
+    logged_throughput, logged_batch = run_cli(argv)  # with several devices: their total
     output_dir = Path(settings["output"]) / settings["dirname"]
-    device_dirs = [output_dir / f"device{d}" for d in devices] if len(devices) > 1 else []
+    device_dirs = [output_dir / name for name in ais.device_dir_names(devices)]  # issue 20: either layout
     result_dirs = device_dirs or [output_dir]
     written = sum(
         1 for d in result_dirs if d.is_dir() for f in d.iterdir() if layout.OUTPUT_NAME.match(f.name)
