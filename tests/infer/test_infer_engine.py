@@ -100,6 +100,22 @@ def outputs_of(directory: Path) -> dict[str, Path]:
 # --- the contract's pieces ---------------------------------------------------------------
 
 
+def test_device_folders_of_both_generations(tmp_path):
+    """device<D> (2023) and device<D>_<i> (2024, i = the --device position) are both a run's device folders."""
+    run = tmp_path / "r"
+    for name in ("device1", "device0", "device4_0", "device2_1", "device7_10", "devicex", "device_1"):
+        (run / name).mkdir(parents=True)
+    (run / "device9").write_text("")  # a file is not a device folder
+    assert [p.name for p in contract.device_dirs(run)] == ["device0", "device1", "device4_0", "device2_1", "device7_10"]
+    assert contract.device_dir_names([4, 2], indexed=True) == ["device4_0", "device2_1"]
+    assert contract.device_dir_names([4, 2], indexed=False) == ["device4", "device2"]
+    (run / "device2_1" / "img_0.txt").write_text("1.0 \n")
+    contract.summary_beside(run / "device2_1").write_text("{}")
+    (run / "device2_1" / "notes.md").write_text("")
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in contract.result_files(run)) == \
+        ["r/device2_1/img_0.txt", "r/device2_1_summary.json"]
+
+
 def test_natural_sort_and_batch_plan():
     files = [f"d/x_{i}.bin" for i in (10, 2, 1, 33, 3)] + ["d/X_4.BIN"]
     assert contract.natural_sorted(files) == ["d/x_1.bin", "d/x_2.bin", "d/x_3.bin", "d/X_4.BIN",
