@@ -15,6 +15,7 @@ from focalinfer import __version__
 from focalinfer.backend.table import BACKENDS
 from focalinfer.defaults import DATABIN_DIR, DEFAULT_MODEL, DEFAULT_SOC, OM_DIR, RESULT_JSON, WORK_DIR
 from focalinfer.errors import FocalinferError
+from focalinfer.layout import SUMMARY_SUFFIX
 
 
 # What each command leaves behind when interrupted, so the Ctrl-C line tells the truth.
@@ -424,7 +425,7 @@ def doctor_command(as_json):
 @click.option("--input", "input_dir", type=click.Path(path_type=str),
               help="Folder of .bin/.npy files; without it, pure inference on generated data.")
 @click.option("--output", default=WORK_DIR + "/", show_default=True, type=click.Path(path_type=str),
-              help="Folder that receives the result folder and its <dirname>_summary.json.")
+              help=f"Folder that receives the result folder and its <dirname>{SUMMARY_SUFFIX}.")
 @click.option("--output-dirname", help="Results go to <output>/<dirname> (default: a timestamp).")
 @click.option("--outfmt", default="TXT", show_default=True, type=click.Choice(["TXT", "NPY", "BIN"], case_sensitive=False),
               help="Output file format, as ais_bench's --outfmt.")

@@ -30,7 +30,7 @@ from focalinfer.util import ensure_writable_dir, sha256_file
 @dataclass
 class InferResult:
     output_dir: Path  # <output>/<dirname>; with several devices the device<N> folders are inside
-    summary_path: Path | None  # <output>/<dirname>_summary.json (None with several devices)
+    summary_path: Path | None  # layout.summary_path(output, dirname) (None with several devices)
     backend: str
     batch_size: int
     outfmt: str
