@@ -6,7 +6,10 @@ Inputs: the .bin/.npy files of a directory, natural-sorted; consecutive files fi
 (files per batch = input tensor bytes / first file's bytes); the last batch is padded with its
 own first file and the padding's outputs are not written. Outputs: one file per sample and per
 model output, ``<input name up to the first '.'>_<output index>.<fmt>``; a summary JSON beside
-the output directory; two ``[INFO]`` lines in the log.
+the output directory (its name: :data:`SUMMARY_SUFFIX`, :func:`summary_path`, :func:`summary_beside`);
+two ``[INFO]`` lines in the log. Several devices write one folder each, ``device<D>`` or (the 2024
+generation) ``device<D>_<i>`` (:func:`device_dirs` reads both); pure inference writes
+``pure_infer_data_<i>.<fmt>``.
 """
 
 from __future__ import annotations

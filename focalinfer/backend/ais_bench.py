@@ -145,9 +145,9 @@ def cli_generation(python: str) -> str:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
         except (OSError, subprocess.TimeoutExpired) as e:
             raise ToolMissingError(f"{' '.join(argv)} did not run ({e}); check the ais_bench install") from None
-        if proc.returncode != 0:
+        if proc.returncode != 0:  # installed, but it does not start: say why, not "not installed"
             last = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
-            raise ToolMissingError(
+            raise FocalinferError(
                 f"{' '.join(argv)} failed (exit {proc.returncode}): {last}; source CANN's set_env.sh "
                 "(e.g. /usr/local/Ascend/ascend-toolkit/set_env.sh) first"
             )
@@ -256,6 +256,7 @@ class AisBenchRunner(Runner):
         InferSession = _session_class(model_file)
         self.model_file = Path(model_file)
         self.generation = session_generation(InferSession)
+        check_paths_for(self.generation, model=model_file)  # the 2024 session refuses it less clearly
         self.session = InferSession(device, str(model_file))
         self._input = _tensor_spec(self.single_input(model_file, self.session.get_inputs()))
         self._outputs = [_tensor_spec(o) for o in self.session.get_outputs()]

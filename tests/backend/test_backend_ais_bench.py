@@ -172,3 +172,17 @@ def test_the_2024_standin_refuses_what_focalinfer_refuses_first(standin_cli, ais
         assert not standin_cli.exists()  # refused while reading its arguments
     else:
         assert standin_cli.exists() and message is None  # 2023 takes the paths (and records the call)
+
+
+def test_an_ais_bench_that_does_not_start_is_one_line_saying_why(tmp_path, monkeypatch):
+    """An install whose runtime cannot load (CANN's environment not sourced) is not "not installed"."""
+    package = tmp_path / "ais_bench"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text("raise ImportError('libascendcl.so: cannot open shared object file')\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    with pytest.raises(FocalinferError) as error:
+        ais_bench.cli_generation(sys.executable)
+    message = str(error.value)
+    assert "\n" not in message and "--help failed (exit 1): ImportError: libascendcl.so" in message
+    assert "set_env.sh" in message and type(error.value) is FocalinferError
