@@ -18,6 +18,7 @@ from focalinfer.defaults import (
     PRECISION_MIN_TOP1, PRECISION_SAMPLES, RESULT_JSON, WORK_DIR,
 )
 from focalinfer.errors import FocalinferError
+from focalinfer.layout import SUMMARY_SUFFIX
 
 
 # What each command leaves behind when interrupted, so the Ctrl-C line tells the truth.
@@ -467,6 +468,10 @@ def inference_options(fn):
         click.option("--allow-transform-mismatch", is_flag=True,
                      help="Run on .bin files that another model's eval transform made (the manifest says which)."),
         click.option("--force", is_flag=True, help="Replace another model's outputs in the result folder."),
+        click.option("--device", default="0", show_default=True,
+                     help="Device id, or a comma list: one process each (ais_bench's --device)."),
+        click.option("--ais-bench-mode", default="auto", show_default=True, type=click.Choice(["auto", "api", "cli"]),
+                     help="ais_bench through its Python API (resumable) or `python3 -m ais_bench`."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -481,18 +486,15 @@ def inference_options(fn):
 @click.option("--input", "input_dir", type=click.Path(path_type=str),
               help="Folder of .bin/.npy files; without it, pure inference on generated data.")
 @click.option("--output", default=WORK_DIR + "/", show_default=True, type=click.Path(path_type=str),
-              help="Folder that receives the result folder and its <dirname>_summary.json.")
+              help=f"Folder that receives the result folder and its <dirname>{SUMMARY_SUFFIX}.")
 @click.option("--output-dirname", help="Results go to <output>/<dirname> (default: a timestamp).")
 @click.option("--outfmt", default="TXT", show_default=True, type=click.Choice(["TXT", "NPY", "BIN"], case_sensitive=False),
               help="Output file format, as ais_bench's --outfmt.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Needed for a dynamic-batch model; must match a static one.")
-@click.option("--device", default="0", show_default=True, help="Device id, or a comma list: one process each.")
 @click.option("--loop", default=1, show_default=True, type=click.IntRange(min=1), help="Runs per batch (pure inference: runs).")
 @click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=0), help="Untimed runs first.")
 @click.option("--pure-data-type", default="zero", show_default=True, type=click.Choice(["zero", "random"]),
               help="Data for pure inference.")
-@click.option("--ais-bench-mode", default="auto", show_default=True, type=click.Choice(["auto", "api", "cli"]),
-              help="ais_bench through its Python API (resumable) or `python3 -m ais_bench`.")
 @inference_options
 @verbosity_options
 @user_errors
@@ -507,10 +509,10 @@ def infer_command(model_file, input_dir, output, output_dirname, outfmt, batch_s
         force=force, progress=_progress(), pure_data_type=pure_data_type, ais_bench_mode=ais_bench_mode,
         allow_transform_mismatch=allow_transform_mismatch, precision=precision,
     )
+    from focalinfer.infer.report import speed_text
+
     kept = f", {result.files_kept} kept from an earlier run" if result.files_kept else ""
-    real = result.images_per_s
-    speed = (f", {real:.1f} images/s" if real else "") + (
-        f", {result.throughput:.1f} samples/s by ais_bench's formula (padding counted)" if result.throughput else "")
+    speed = speed_text(result)  # issue 20: no images/s without images; devices added
     click.echo(f"infer: {result.files_written} files written to {result.output_dir} "
                f"({result.backend}, batch {result.batch_size}{speed}{kept})")
     if result.summary_path:
@@ -550,7 +552,7 @@ def infer_command(model_file, input_dir, output, output_dirname, outfmt, batch_s
 @user_errors
 def eval_command(labels, om, onnx, results, input_dir, output, output_dirname, batch_size, outfmt, output_dtype,
                  num_classes, model_name, backend, threads, precision, allow_missing, allow_bad_labels,
-                 allow_transform_mismatch, force):
+                 allow_transform_mismatch, force, device, ais_bench_mode):
     """Top-1/Top-5 of a model's outputs against val_label.txt, joined by image name, into result.json."""
     from focalinfer.errors import UsageError
     from focalinfer.pipeline import evaluate
@@ -562,8 +564,9 @@ def eval_command(labels, om, onnx, results, input_dir, output, output_dirname, b
         raise UsageError(f"--om {om}: expected an .om file (ATC output); use --onnx for an ONNX model")
     if onnx and not onnx.lower().endswith(".onnx"):
         raise UsageError(f"--onnx {onnx}: expected an .onnx file; use --om for an Ascend .om")
-    if results and (output_dirname or force):
-        raise UsageError("--output-dirname and --force apply to the inference --om / --onnx runs; --results only reads")
+    if results and (output_dirname or force or device != "0" or ais_bench_mode != "auto"):
+        raise UsageError("--output-dirname, --force, --device and --ais-bench-mode apply to the inference --om / --onnx "
+                         "runs; --results only reads")
     result, path = evaluate(
         labels, results_dir=results, model_file=om or onnx, input_dir=input_dir, output=output,
         output_dirname=output_dirname, outfmt=outfmt, batch_size=batch_size, model=model_name,
@@ -571,6 +574,7 @@ def eval_command(labels, om, onnx, results, input_dir, output, output_dirname, b
         backend=backend if (om or onnx) else None, allow_missing=allow_missing,
         allow_bad_labels=allow_bad_labels, force=force, progress=_progress(),
         allow_transform_mismatch=allow_transform_mismatch, threads=threads, precision=precision,
+        device=device, ais_bench_mode=ais_bench_mode,
     )
     for note in result.warnings:
         click.echo(f"warning: {note}", err=True)

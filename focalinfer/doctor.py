@@ -34,11 +34,26 @@ def _version(module: str) -> str | None:
         return None
 
 
+def ais_bench_generation(importable: bool, cli_python: str | None) -> tuple[str | None, str | None]:
+    """(generation, why unknown): asked the way infer asks it, the API's session first."""
+    from focalinfer.backend.ais_bench import api_generation, cli_generation
+    from focalinfer.errors import FocalinferError
+
+    try:
+        if importable:
+            return api_generation(), None
+        return (cli_generation(cli_python), None) if cli_python else (None, None)
+    except FocalinferError as e:
+        return None, str(e)
+
+
 def doctor_report() -> dict:
     from focalinfer.backend.ais_bench import api_available, find_cli_python
     from focalinfer.machine import cpu_count
 
     atc = shutil.which("atc")
+    importable, cli_python = api_available(), find_cli_python()
+    generation, generation_problem = ais_bench_generation(importable, cli_python)
     ld_paths = [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(":") if "ascend" in p.lower()]
     report = {
         "python": f"{sys.executable} ({platform.python_version()})",
@@ -46,9 +61,11 @@ def doctor_report() -> dict:
         "cann_env": {name: os.environ.get(name) for name in CANN_VARS},
         "ld_library_path_ascend": ld_paths,
         "ais_bench": {
-            "importable": api_available(),
-            "cli_python": find_cli_python(),
+            "importable": importable,
+            "cli_python": cli_python,
             "version": _version("ais_bench"),
+            "generation": generation,
+            "generation_problem": generation_problem,
         },
         "cpu_count": cpu_count(),
     }
@@ -74,6 +91,7 @@ def doctor_report() -> dict:
 
 
 def format_doctor(report: dict) -> str:
+    from focalinfer.backend.ais_bench import GENERATION_NOTES
     from focalinfer.backend.openvino import INSTALL_HINT
 
     atc = report["atc"]
@@ -90,7 +108,9 @@ def format_doctor(report: dict) -> str:
     lines.append(f"LD_LIBRARY_PATH Ascend entries: {', '.join(report['ld_library_path_ascend']) or 'none'}")
     if ais["importable"] or ais["cli_python"]:
         where = "importable here" if ais["importable"] else f"runs with {ais['cli_python']} -m ais_bench"
-        lines.append(f"ais_bench: {ais['version'] or 'version unknown'}, {where}")
+        generation = (f"{ais['generation']} generation ({GENERATION_NOTES[ais['generation']]})" if ais["generation"]
+                      else f"generation unknown ({ais['generation_problem']})")
+        lines.append(f"ais_bench: {ais['version'] or 'version unknown'}, {where}, {generation}")
     else:
         lines.append("ais_bench: not installed (.om models cannot run here; use --backend onnxruntime with the ONNX)")
     lines.append(f"onnxruntime: {ort['version']} ({', '.join(ort['providers'])})" if ort else "onnxruntime: not installed")

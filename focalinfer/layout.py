@@ -6,7 +6,10 @@ Inputs: the .bin/.npy files of a directory, natural-sorted; consecutive files fi
 (files per batch = input tensor bytes / first file's bytes); the last batch is padded with its
 own first file and the padding's outputs are not written. Outputs: one file per sample and per
 model output, ``<input name up to the first '.'>_<output index>.<fmt>``; a summary JSON beside
-the output directory; two ``[INFO]`` lines in the log.
+the output directory (its name: :data:`SUMMARY_SUFFIX`, :func:`summary_path`, :func:`summary_beside`);
+two ``[INFO]`` lines in the log. Several devices write one folder each, ``device<D>`` or (the 2024
+generation) ``device<D>_<i>`` (:func:`device_dirs` reads both); pure inference writes
+``pure_infer_data_<i>.<fmt>``.
 """
 
 from __future__ import annotations
@@ -30,10 +33,16 @@ OUTFMTS = ("TXT", "NPY", "BIN")
 PERCENTILE = 99
 # Output files this contract writes: used to recognise a result directory's contents.
 OUTPUT_NAME = re.compile(r"^(?P<stem>.+)_(?P<index>\d+)\.(?P<ext>txt|npy|bin)$", re.IGNORECASE)
-# ais_bench --device 0,1 writes one <dirname>/device<N>/ folder per device.
-DEVICE_DIR = re.compile(r"^device\d+$")
+# ais_bench --device 0,1 writes one folder per device into <dirname>: device<D>/ (2023 generation) or
+# device<D>_<i>/ (2024, i = the device's position in the --device list). Both are read alike.
+DEVICE_DIR = re.compile(r"^device(?P<device>\d+)(?:_(?P<index>\d+))?$")
+# The summary ais_bench writes beside a result folder: <folder><SUMMARY_SUFFIX>.
+SUMMARY_SUFFIX = "_summary.json"
 # Older ais_bench releases wrote the summary inside the result folder under this name.
 OLD_SUMMARY_NAME = "sumary.json"
+# Pure inference (no --input) with --output writes each output of the last run, whole, as
+# <PURE_STEM>_<output index>.<fmt> into the result folder.
+PURE_STEM = "pure_infer_data"
 
 
 def natural_key(text: str) -> list:
@@ -164,18 +173,49 @@ def split_for_devices(files: Sequence[str], devices: int) -> list[list[str]]:
     return [list(files[i:i + size]) for i in range(0, len(files), size)]
 
 
+def device_dir_name(device: int, index: int | None = None) -> str:
+    """``device<D>`` (2023 generation, and focalinfer's own runs) or ``device<D>_<i>`` (2024)."""
+    return f"device{device}" if index is None else f"device{device}_{index}"
+
+
+def device_dir_names(devices: Sequence[int], indexed: bool) -> list[str]:
+    """The folders a multi-device run writes, in --device order (``indexed``: the 2024 names)."""
+    return [device_dir_name(d, i if indexed else None) for i, d in enumerate(devices)]
+
+
+def device_dirs(output_dir: str | os.PathLike) -> list[Path]:
+    """The device folders inside a result folder, either layout, in --device order when indexed."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return []
+    return sorted((p for p in output_dir.iterdir() if p.is_dir() and DEVICE_DIR.match(p.name)), key=_device_order)
+
+
+def _device_order(path: Path) -> tuple[int, int]:
+    """device<D>_<i> by i (the --device order), device<D> by D."""
+    match = DEVICE_DIR.match(path.name)
+    index = match.group("index")
+    return (int(index) if index is not None else -1, int(match.group("device")))
+
+
 def timestamp_dirname(now: float | None = None) -> str:
     return time.strftime("%Y_%m_%d-%H_%M_%S", time.localtime(now))
 
 
 def summary_path(output: str, dirname: str) -> str:
-    return os.path.join(output, dirname) + "_summary.json"
+    return os.path.join(output, dirname) + SUMMARY_SUFFIX
+
+
+def summary_beside(result_dir: str | os.PathLike) -> Path:
+    """``<dir>_summary.json``: where ais_bench puts the summary of ``result_dir`` (a device folder too)."""
+    result_dir = Path(result_dir)
+    return result_dir.with_name(result_dir.name + SUMMARY_SUFFIX)
 
 
 def find_summary(output_dir: str | os.PathLike) -> Path | None:
-    """``<dir>_summary.json`` beside the directory, or an older release's ``sumary.json`` inside."""
+    """The summary beside the directory, or an older release's ``sumary.json`` inside."""
     output_dir = Path(output_dir)
-    for candidate in (output_dir.with_name(output_dir.name + "_summary.json"), output_dir / OLD_SUMMARY_NAME):
+    for candidate in (summary_beside(output_dir), output_dir / OLD_SUMMARY_NAME):
         if candidate.is_file():
             return candidate
     return None
@@ -212,10 +252,10 @@ def real_images_per_s(info: dict, batch: int | None) -> float | None:
 
 def result_files(output_dir: Path) -> list[Path]:
     """Every file the contract writes for ``output_dir``: outputs (device folders too) and summaries."""
-    dirs = [output_dir] + sorted(p for p in output_dir.glob("device*") if p.is_dir() and DEVICE_DIR.match(p.name))
+    dirs = [output_dir] + device_dirs(output_dir)
     found = [f for d in dirs for f in d.iterdir() if f.is_file() and OUTPUT_NAME.match(f.name)]
-    summaries = [output_dir.with_name(output_dir.name + "_summary.json"), output_dir / OLD_SUMMARY_NAME]
-    summaries += [d.with_name(d.name + "_summary.json") for d in dirs[1:]]
+    summaries = [summary_beside(output_dir), output_dir / OLD_SUMMARY_NAME]
+    summaries += [summary_beside(d) for d in dirs[1:]]
     return found + [s for s in summaries if s.is_file()]
 
 
@@ -298,6 +338,21 @@ def write_batch_outputs(
             write_bytes_atomic(out_path, sample_bytes(pieces[slot], outfmt))
             written[slot].append(out_path)
     return written
+
+
+def pure_output_name(output_index: int, outfmt: str) -> str:
+    return f"{PURE_STEM}_{output_index}.{outfmt.lower()}"
+
+
+def write_pure_outputs(outputs: Sequence[np.ndarray], output_dir: str, outfmt: str) -> list[str]:
+    """Pure inference's outputs as ais_bench writes them: each output of the last run, whole (every
+    batch row), as ``pure_infer_data_<i>.<fmt>``. Returns the paths."""
+    paths = []
+    for index, tensor in enumerate(outputs):
+        path = os.path.join(output_dir, pure_output_name(index, outfmt))
+        write_bytes_atomic(path, sample_bytes(np.asarray(tensor), outfmt))
+        paths.append(path)
+    return paths
 
 
 # --- summary and log ---------------------------------------------------------------------

@@ -32,6 +32,7 @@ def evaluate(
     output_dtype: str = "float32", backend: str | None = None, allow_missing: bool = False,
     allow_bad_labels: bool = False, force: bool = False, progress: bool = True, workers: int | None = None,
     allow_transform_mismatch: bool = False, threads: int | None = None, precision: str = "fp32",
+    device: str = "0", ais_bench_mode: str = "auto",
 ) -> tuple[EvalResult, Path]:
     """Score ``results_dir``, or first run ``model_file`` (.om → ais_bench, .onnx → the CPU backend
     ``backend`` names; 'auto' or None: the one measured fastest here) on ``input_dir`` into
@@ -56,7 +57,7 @@ def evaluate(
                 model_file, input_dir, output=output.parent, output_dirname=output_dirname or output.stem,
                 outfmt=(outfmt or "TXT").upper(), batch_size=batch_size, backend=backend or "auto",
                 threads=threads, allow_transform_mismatch=allow_transform_mismatch, precision=precision,
-                identity=identity,
+                device=device, ais_bench_mode=ais_bench_mode, identity=identity,
             )
             _check_inputs(labels, plan, allow_missing)
             run = execute(plan, force=force, progress=progress)

@@ -402,6 +402,7 @@ class InferRecord:
     precision: str | None = None        # fp32 | bf16 (CPU backends)
     micro_batch: int | None = None      # images per call when a batch ran as several calls
     plan: dict | None = None            # the run's InferPlan (focalinfer.infer.plan), as plain data
+    ais_bench_generation: str | None = None  # 2023 | 2024 (docs/contract.md, "Generations"); None off ais_bench
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -41,8 +41,20 @@ def no_atc(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
 
 
+@pytest.fixture(params=["2023", "2024"])
+def ais_bench_generation(request, monkeypatch):
+    """Which ais_bench generation the stand-in models (docs/contract.md, "Generations"): every test
+    that uses an ais_bench stand-in runs once against each."""
+    from focalinfer.backend import ais_bench
+
+    monkeypatch.setenv("STANDIN_AIS_BENCH_GENERATION", request.param)
+    ais_bench.forget_generations()
+    yield request.param
+    ais_bench.forget_generations()
+
+
 @pytest.fixture()
-def standin_cli(monkeypatch, tmp_path):
+def standin_cli(monkeypatch, tmp_path, ais_bench_generation):
     """ais_bench runnable as `python -m ais_bench` (PYTHONPATH) but not importable in this process."""
     calls = tmp_path / "calls.jsonl"
     monkeypatch.setenv("PYTHONPATH", str(STANDINS))
@@ -51,7 +63,7 @@ def standin_cli(monkeypatch, tmp_path):
 
 
 @pytest.fixture()
-def standin_api(monkeypatch):
+def standin_api(monkeypatch, ais_bench_generation):
     """The ais_bench stand-in importable in this process; forgotten afterwards."""
     monkeypatch.syspath_prepend(str(STANDINS))
     yield
@@ -76,8 +88,9 @@ def cpu_kind(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def _isolated_caches_and_backend_choice(request, monkeypatch, tmp_path_factory):
-    from focalinfer.backend import auto
+    from focalinfer.backend import ais_bench, auto
 
+    ais_bench.forget_generations()  # which ais_bench is installed may differ from test to test
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
     if request.node.get_closest_marker("real_backend_choice") is None:
         monkeypatch.setattr(auto, "installed", lambda: ["onnxruntime"])

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from focalinfer.atc_rules import keep_dtype_applies
 from focalinfer.defaults import DEFAULT_SOC, OM_DIR
 from focalinfer.atc.aipp import AIPP_ATC_FLAGS, aipp_cfg_path, aipp_config
 from focalinfer.errors import FocalinferError, RecordError, ToolMissingError, UsageError
@@ -358,9 +359,9 @@ def _resolve_precision(onnx_path: Path, onnx_sha256: str, out_abs: Path, precisi
         keep = Path(keep_dtype)
         if not keep.is_file():
             raise FocalinferError(f"{keep}: keep-dtype file not found; give a file of ONNX node names, one per line")
-        if precision_mode not in (None, "force_fp16", "allow_mix_precision"):
-            warning(f"ATC applies --keep_dtype under force_fp16 and allow_mix_precision, "
-                  f"not {precision_mode}")
+        if not keep_dtype_applies(precision_mode):
+            warning(f"ATC ignores --keep_dtype under --precision_mode={precision_mode}, which keeps every "
+                    "node's original dtype anyway")
         return precision_mode, keep.resolve()
     if keep_dtype is not None or precision_mode is not None:
         raise UsageError("--precision takes the mode and the keep list from the report; "

@@ -79,12 +79,13 @@ def _pure_inference(job: InferPlan, runner: Runner, spec: TensorSpec, batch_size
         runner.infer(data)
     runner.reset_times()
     for _ in range(job.loop):
-        runner.infer(data)
+        outputs = runner.infer(data)
+    written = layout.write_pure_outputs(outputs, job.output_dir, job.outfmt)  # what ais_bench writes
     summary = layout.build_summary({}, runner.compute_times_ms, batch_size, list(job.args))
     path = layout.summary_path(job.output, job.dirname)
     layout.write_summary(path, summary)
     _report(summary, batch_size)
-    return JobOutcome(job.output_dir, path, batch_size, summary["throughput"], 0, 0)
+    return JobOutcome(job.output_dir, path, batch_size, summary["throughput"], len(written), 0)
 
 
 class BatchReader:

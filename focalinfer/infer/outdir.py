@@ -83,8 +83,8 @@ def release(output_dir: str | os.PathLike, claimed: tuple[bool, bool]) -> None:
     if new_record:
         infer_record_path(output_dir).unlink(missing_ok=True)
     if created:
-        for device_dir in output_dir.glob("device*"):
-            if device_dir.is_dir() and not any(device_dir.iterdir()):
+        for device_dir in layout.device_dirs(output_dir):
+            if not any(device_dir.iterdir()):
                 device_dir.rmdir()
         if not any(output_dir.iterdir()):
             output_dir.rmdir()

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from focalinfer import __version__, layout
 from focalinfer.backend import RunnerSpec, check_backend, decide_backend
-from focalinfer.backend.ais_bench import choose_mode
+from focalinfer.backend.ais_bench import resolve as resolve_ais_bench
 from focalinfer.defaults import WORK_DIR
 from focalinfer.errors import FocalinferError, UsageError
 from focalinfer.infer.checks import InputFiles, check_om_inputs, dynamic_batch_gear, input_files_of
@@ -50,6 +50,7 @@ class InferPlan:
     preset: str | None = None
     ais_bench_mode: str | None = None     # api | cli (ais_bench only)
     ais_bench_python: str | None = None   # the interpreter that runs `-m ais_bench` (cli mode)
+    ais_bench_generation: str | None = None  # 2023 | 2024 (docs/contract.md, "Generations")
     gear: int | None = None               # a dynamic-batch .om's gear
     loop: int = 1
     warmup: int = 1
@@ -79,6 +80,7 @@ class InferPlan:
             manifest_sha256=self.manifest_sha256, inputs_sha256=self.inputs_sha256, preset=self.preset,
             dtype=self.input_files.dtype if self.files is not None else None, tool_version=self.tool_version,
             precision=self.runner.precision, micro_batch=self.runner.micro_batch, plan=self.as_dict(),
+            ais_bench_generation=self.ais_bench_generation,
         )
 
     def as_dict(self) -> dict:
@@ -136,13 +138,17 @@ def _input_set(input_dir, identity: ModelIdentity, allow_transform_mismatch: boo
 
 
 def _ais_bench_settings(identity: ModelIdentity, files: InputFiles | None, input_dir, batch_size: int | None,
-                        mode: str) -> dict:
+                        mode: str, output: str, dirname: str) -> dict:
+    """How this .om runs: the gear, ais_bench's mode and generation (found once); the inputs' dtype
+    and every path the generation would refuse are checked here, before anything is written."""
     atc: AtcRecord | None = identity.atc
     if files is not None:
         check_om_inputs(identity.path, files, input_dir, atc)
     gear = dynamic_batch_gear(identity.path, atc, batch_size)
-    mode, python = choose_mode(identity.path, mode, identity.source_onnx)
-    return {"gear": gear, "ais_bench_mode": mode, "ais_bench_python": python}
+    ais = resolve_ais_bench(identity.path, mode, identity.source_onnx)
+    ais.check_paths(identity.path, input_dir, output, dirname)
+    return {"gear": gear, "ais_bench_mode": ais.mode, "ais_bench_python": ais.python,
+            "ais_bench_generation": ais.generation}
 
 
 def plan_inference(
@@ -164,17 +170,18 @@ def plan_inference(
     if input_dir is not None:
         inputs, files = _input_set(input_dir, identity, allow_transform_mismatch)
     output = os.fspath(output)
-    ensure_writable_dir(output, "--output folder")
+    dirname = output_dirname or layout.timestamp_dirname()
     choice = decide_backend(model_file, backend, batch_size=batch_size, threads=threads, precision=precision,
                             graph_sha256=identity.sha256)
     extra = {}
     if choice.backend == "ais_bench":
-        extra = _ais_bench_settings(identity, files, input_dir, batch_size, ais_bench_mode)
+        extra = _ais_bench_settings(identity, files, input_dir, batch_size, ais_bench_mode, output, dirname)
+    ensure_writable_dir(output, "--output folder")
     manifest = inputs.manifest if inputs else None
     return InferPlan(
         model=identity,
         runner=RunnerSpec(choice.backend, model_file, devices[0], threads, precision, choice.micro_batch),
-        devices=tuple(devices), output=output, dirname=output_dirname or layout.timestamp_dirname(),
+        devices=tuple(devices), output=output, dirname=dirname,
         outfmt=outfmt, batch_size=batch_size, files=tuple(inputs.files) if inputs else None,
         input_dir=None if input_dir is None else os.fspath(input_dir),
         input_files=files or InputFiles(FLOAT32, None, None),

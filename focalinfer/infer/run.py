@@ -3,16 +3,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from focalinfer import layout
-from focalinfer.backend.ais_bench import cli_argv, run_cli
+from focalinfer.backend.ais_bench import cli_argv, device_dir_names, run_cli
 from focalinfer.defaults import WORK_DIR
 from focalinfer.errors import FocalinferError
-from focalinfer.infer import outdir
+from focalinfer.infer import outdir, report
 from focalinfer.infer.engine import run_devices, run_job
 from focalinfer.infer.plan import InferPlan, plan_inference
 from focalinfer.log import info
@@ -35,15 +34,19 @@ class InferResult:
     record: InferRecord | None = None  # the infer record written beside the folder
 
     @property
+    def pure_inference(self) -> bool:
+        """No inputs: generated data, no images."""
+        return self.plan is not None and self.plan.files is None
+
+    @property
+    def ais_bench_generation(self) -> str | None:
+        return self.plan.ais_bench_generation if self.plan else None
+
+    @property
     def images_per_s(self) -> float | None:
-        """Real images over the timed runs (padding slots excluded; None for a resumed or multi-device run)."""
-        if self.summary_path is None:
-            return None
-        try:
-            info_ = json.loads(self.summary_path.read_text())
-        except (OSError, ValueError):
-            return None
-        return layout.real_images_per_s(info_, self.batch_size) if isinstance(info_, dict) else None
+        """Real images over the timed runs (padding slots excluded, devices added; None for pure inference
+        or a resumed run)."""
+        return report.images_per_s(self)
 
 
 def run_inference(model_file, input_dir=None, output=WORK_DIR + "/", output_dirname=None, outfmt="TXT",
@@ -103,7 +106,7 @@ def _run_devices(plan: InferPlan, progress: bool) -> InferResult:
     devices = plan.devices
     shares = [None] * len(devices) if plan.files is None else layout.split_for_devices(plan.files, len(devices))
     threads = max(1, (plan.runner.threads or cpu_count()) // len(devices))
-    jobs = [plan.for_device(dev, share, os.path.join(plan.dirname, f"device{dev}"), threads)
+    jobs = [plan.for_device(dev, share, os.path.join(plan.dirname, layout.device_dir_name(dev)), threads)
             for dev, share in zip(devices, shares)]
     if len(jobs) < len(devices):
         info(f"{len(plan.files)} input files fill only {len(jobs)} of {len(devices)} devices")
@@ -124,10 +127,10 @@ def _run_ais_bench_cli(plan: InferPlan) -> InferResult:
     device = ",".join(str(d) for d in plan.devices)
     argv = cli_argv(plan.ais_bench_python, plan.model.path, plan.input_dir, plan.output, plan.dirname,
                     plan.outfmt, plan.batch_size, device, plan.loop, plan.warmup, plan.pure_data_type,
-                    dym_batch=plan.gear)
-    logged_throughput, logged_batch = run_cli(argv)
+                    dym_batch=plan.gear, generation=plan.ais_bench_generation)
+    logged_throughput, logged_batch = run_cli(argv)  # with several devices: their total
     output_dir = Path(plan.output_dir)
-    device_dirs = [output_dir / f"device{d}" for d in plan.devices] if len(plan.devices) > 1 else []
+    device_dirs = [output_dir / name for name in device_dir_names(plan.ais_bench_generation, list(plan.devices))]
     result_dirs = device_dirs or [output_dir]
     written = sum(
         1 for d in result_dirs if d.is_dir() for f in d.iterdir() if layout.OUTPUT_NAME.match(f.name)

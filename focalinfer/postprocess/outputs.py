@@ -2,7 +2,9 @@
 
 One file per sample and model output, ``<stem>_<output index>.<txt|npy|bin>``, whatever batch
 size produced them; only output 0 holds the logits. The run's summary is ``<dir>_summary.json``
-beside the directory (ais_bench) or ``sumary.json`` inside it (ais_infer before Nov 2022).
+beside the directory (ais_bench) or ``sumary.json`` inside it (ais_infer before Nov 2022). A
+multi-device run's folder holds one folder per device, ``device<D>`` (2023 generation) or
+``device<D>_<i>`` (2024), each with its summary beside it; both are read alike.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from focalinfer.errors import FocalinferError, UsageError
-from focalinfer.layout import DEVICE_DIR, OUTFMTS, OUTPUT_NAME, find_summary, real_images_per_s
+from focalinfer.layout import OUTFMTS, OUTPUT_NAME, device_dirs, find_summary, real_images_per_s
 from focalinfer.machine import cpu_count
 
 
@@ -72,16 +74,18 @@ def _scan_one(directory: Path) -> dict[str, dict[str, list[tuple[int, str]]]]:
 
 
 def _merge_device_dirs(directory: Path) -> dict[str, dict[str, list[tuple[int, str]]]]:
-    """ais_bench --device 0,1 writes ``<dir>/device<N>/``: one result set split over devices."""
+    """ais_bench --device 0,1 writes ``<dir>/device<D>/`` or ``<dir>/device<D>_<i>/``: one result set
+    split over devices."""
     merged: dict[str, dict[str, list[tuple[int, Path]]]] = {}
-    for sub in sorted(p for p in directory.iterdir() if p.is_dir() and DEVICE_DIR.match(p.name)):
+    for sub in device_dirs(directory):
         for ext, stems in _scan_one(sub).items():
             target = merged.setdefault(ext, {})
             for stem, files in stems.items():
                 if stem in target:
                     raise FocalinferError(
-                        f"{files[0][1]}: {stem} also has outputs in {os.path.dirname(target[stem][0][1])}; "
-                        "two device folders hold the same image, so the runs overlap — score one of them"
+                        f"{files[0][1]}: {stem} also has outputs in {os.path.dirname(target[stem][0][1])}; two "
+                        "device folders hold the same image, so the runs overlap (ais_bench of 2024 runs every "
+                        "input on every device unless --divide_input true) — score one device folder, or rerun"
                     )
                 target[stem] = files
     return merged
@@ -149,10 +153,9 @@ def scan_results(results_dir: str | os.PathLike, outfmt: str | None = None) -> R
 
 
 def _device_summaries(directory: Path) -> RunSummary | None:
-    """A multi-device run: ``device<N>_summary.json`` per device; the devices ran in parallel,
-    so their throughputs add up."""
-    parts = [read_run_summary(sub) for sub in sorted(directory.iterdir())
-             if sub.is_dir() and DEVICE_DIR.match(sub.name)]
+    """A multi-device run: a summary beside each device folder; the devices ran in parallel, so
+    their throughputs add up."""
+    parts = [read_run_summary(sub) for sub in device_dirs(directory)]
     parts = [p for p in parts if p is not None]
     if not parts:
         return None

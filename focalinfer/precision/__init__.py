@@ -16,8 +16,8 @@ from focalinfer.precision.emulate import MODES, analyse, precision_plan, round_f
 from focalinfer.precision.evaluate import Figures, Thresholds, score
 from focalinfer.precision.ranges import RangeLint, lint_nodes
 from focalinfer.precision.run import PrecisionResult, run_precision
-from focalinfer.precision.search import KEEP_MODES, Search, SearchResult
+from focalinfer.precision.search import Search, SearchResult
 
-__all__ = ["KEEP_MODES", "MODES", "Figures", "PrecisionResult", "RangeLint", "Samples", "Search", "SearchResult",
+__all__ = ["MODES", "Figures", "PrecisionResult", "RangeLint", "Samples", "Search", "SearchResult",
            "Thresholds", "analyse", "lint_nodes", "load_samples", "precision_plan", "round_fp16",
            "run_precision", "score"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from focalinfer.atc_rules import KEEP_ORIGIN_MODE
 from focalinfer.precision.emulate import ADVICE_MODES
 from focalinfer.precision.evaluate import Figures, Thresholds
 from focalinfer.precision.ranges import RangeLint, format_lint
@@ -11,7 +12,7 @@ from focalinfer.records import PrecisionRecord, keep_dtype_path
 from focalinfer.util import write_bytes_atomic
 
 # When none of the fallbacks passes: the mode with no fp16 at all.
-EXACT_FALLBACK = "must_keep_origin_dtype"
+EXACT_FALLBACK = KEEP_ORIGIN_MODE
 
 
 def atc_flags(verdict: str, mode: str, keep_file: Path | None, advice: dict[str, Figures],

@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from focalinfer.defaults import PRECISION_MAX_RUNS
+from focalinfer.atc_rules import keep_dtype_applies
 from focalinfer.metrics import row_cosine
 from focalinfer.precision.emulate import ADVICE_MODES, EXACT_OPS, GraphInfo, WeightStore, build_model, precision_plan
 from focalinfer.precision.evaluate import Evaluator, Figures, Thresholds, score
 from focalinfer.progress import progress_bar
 
-KEEP_MODES = ("force_fp16", "allow_mix_precision")  # the modes in which ATC reads --keep_dtype
 SHORT_LIST_FRACTION = 0.2
 SHORT_LIST_MIN = 8
 GROUPS = ("LayerNorm", "Softmax", "Exp", "Erf", "ReduceSum", "Div")
@@ -145,7 +145,7 @@ class Search:
             base = self.figures(stage="fp16")
             if self.thresholds.passed(base):
                 return self._result("fp16-safe", set(), base)
-            if self.mode not in KEEP_MODES:
+            if not keep_dtype_applies(self.mode):  # ATC would ignore a list: nothing to search for
                 return self._fp32(base, None)
             try:
                 self._search(lint_keep)

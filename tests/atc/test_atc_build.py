@@ -209,7 +209,7 @@ def test_standin_rejects_unknown_flags(onnx_path, tmp_path, fake_atc, monkeypatc
     assert "unknown flag --bogus_flag" in capsys.readouterr().err
 
 
-def test_om_feeds_the_ais_bench_standin(onnx_path, tmp_path, fake_atc, monkeypatch):
+def test_om_feeds_the_ais_bench_standin(onnx_path, tmp_path, fake_atc, monkeypatch, ais_bench_generation):
     """om → infer: the stand-in .om runs through `python -m ais_bench` (stand-in) end to end."""
     from focalinfer.infer import run_inference
 
@@ -248,6 +248,18 @@ def test_doctor(tmp_path, fake_atc):
     result = CliRunner().invoke(cli, ["doctor"])
     assert result.exit_code == 0 and f"atc: {real_atc} (CANN 7.0.RC1)" in result.output
     assert "onnxruntime:" in result.output and "CPUs:" in result.output
+
+
+def test_doctor_says_which_ais_bench_generation(standin_cli, ais_bench_generation):
+    from focalinfer.doctor import doctor_report
+
+    report = doctor_report()["ais_bench"]
+    assert (report["importable"], report["generation"], report["generation_problem"]) == \
+        (False, ais_bench_generation, None)
+    result = CliRunner().invoke(cli, ["doctor"])
+    line = next(ln for ln in result.output.splitlines() if ln.startswith("ais_bench:"))
+    assert f"-m ais_bench, {ais_bench_generation} generation (" in line
+    assert ("--divide_input" in line) == (ais_bench_generation == "2024")
 
 
 def test_an_unwritable_out_dir_is_one_line_before_any_work(onnx_path, tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from focalinfer.backend import MicroBatchRunner, Runner, open_runner
 from focalinfer.backend.torch import EagerRunner
 
-RUNNERS = ("onnxruntime", "openvino", "micro-batch", "eager", "ais_bench")
+RUNNERS = ("onnxruntime", "openvino", "micro-batch", "eager", "ais_bench-2023", "ais_bench-2024")
 
 
 @pytest.fixture(params=RUNNERS)
@@ -21,13 +21,32 @@ def runner(request, tiny_onnx, tmp_path, monkeypatch) -> Runner:
     elif kind == "micro-batch":
         made = open_runner(path, "onnxruntime", threads=1, micro_batch=2)
         assert isinstance(made, MicroBatchRunner)
-    elif kind == "ais_bench":
-        request.getfixturevalue("standin_api")
+    elif kind.startswith("ais_bench"):
+        _standin_api(monkeypatch, kind.partition("-")[2])
         made = _ais_bench_runner(path, tmp_path)
     else:
         made = open_runner(path, kind, threads=1)
     yield made
     made.close()
+    _forget_standin()
+
+
+def _standin_api(monkeypatch, generation: str) -> None:
+    """conftest's standin_api for one generation (that fixture is parametrised over both)."""
+    from conftest import STANDINS
+    from focalinfer.backend import ais_bench
+
+    monkeypatch.setenv("STANDIN_AIS_BENCH_GENERATION", generation)
+    monkeypatch.syspath_prepend(str(STANDINS))
+    ais_bench.forget_generations()
+    _forget_standin()
+
+
+def _forget_standin() -> None:
+    import sys
+
+    for name in [m for m in sys.modules if m == "ais_bench" or m.startswith("ais_bench.")]:
+        del sys.modules[name]
 
 
 def _ais_bench_runner(path, tmp_path) -> Runner:

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from focalinfer.cli import cli
 from focalinfer.errors import FocalinferError, ToolMissingError, UsageError
 from focalinfer import layout as contract
-from focalinfer.records import Manifest
+from focalinfer.records import InferRecord, Manifest
 from focalinfer.infer import InferResult, run_inference
 from focalinfer.metrics import parity_bound
 
@@ -103,6 +105,22 @@ def outputs_of(directory: Path) -> dict[str, Path]:
 
 
 # --- the contract's pieces ---------------------------------------------------------------
+
+
+def test_device_folders_of_both_generations(tmp_path):
+    """device<D> (2023) and device<D>_<i> (2024, i = the --device position) are both a run's device folders."""
+    run = tmp_path / "r"
+    for name in ("device1", "device0", "device4_0", "device2_1", "device7_10", "devicex", "device_1"):
+        (run / name).mkdir(parents=True)
+    (run / "device9").write_text("")  # a file is not a device folder
+    assert [p.name for p in contract.device_dirs(run)] == ["device0", "device1", "device4_0", "device2_1", "device7_10"]
+    assert contract.device_dir_names([4, 2], indexed=True) == ["device4_0", "device2_1"]
+    assert contract.device_dir_names([4, 2], indexed=False) == ["device4", "device2"]
+    (run / "device2_1" / "img_0.txt").write_text("1.0 \n")
+    contract.summary_beside(run / "device2_1").write_text("{}")
+    (run / "device2_1" / "notes.md").write_text("")
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in contract.result_files(run)) == \
+        ["r/device2_1/img_0.txt", "r/device2_1_summary.json"]
 
 
 def test_natural_sort_and_batch_plan():
@@ -238,8 +256,17 @@ def test_pure_inference_loop(models, tmp_path, capsys):
                            pure_data_type="random", progress=False)
     summary = json.loads((tmp_path / "pure_summary.json").read_text())
     assert summary["filesinfo"] == {} and summary["NPU_compute_time"]["count"] == 5
-    assert result.files_written == 0 and outputs_of(tmp_path / "pure") == {}
+    # What ais_bench writes for pure inference: the last run's output, whole (16 rows), and nothing else.
+    assert result.files_written == 1 and list(outputs_of(tmp_path / "pure")) == ["pure_infer_data_0.txt"]
+    from focalinfer.backend.onnxrt import make_session
+
+    data = np.random.default_rng(0).standard_normal((16, 3, H, W)).astype(np.float32)
+    (expected,) = make_session(str(models["paths"][16])).run(None, {"image": data})
+    written = (tmp_path / "pure" / "pure_infer_data_0.txt").read_bytes()
+    assert re.fullmatch(rb"((-?\d+\.\d{6} ){1000}\n){16}", written)
+    assert np.abs(np.loadtxt(written.splitlines()) - expected).max() <= 1e-5
     assert result.throughput == pytest.approx(1000 * 16 / np.mean(summary["npu_compute_time_list"]))
+    assert result.pure_inference and result.images_per_s is None
     assert "[INFO] throughput 1000*batchsize.mean(16)" in capsys.readouterr().out
 
 
@@ -296,18 +323,38 @@ def test_ais_bench_cli_matches_onnxruntime(models, tmp_path, om_model, standin_c
     assert result.throughput == pytest.approx(theirs_summary["throughput"])
 
 
-def test_ais_bench_cli_devices_and_pure(models, tmp_path, om_model, standin_cli):
+def test_ais_bench_cli_devices_and_pure(models, tmp_path, om_model, standin_cli, ais_bench_generation, capsys):
     result = run_inference(om_model, models["data"], output=tmp_path, output_dirname="multi", device="0,1",
                            outfmt="BIN", loop=2, warmup=0, progress=False, ais_bench_mode="cli")
     argv = json.loads(standin_cli.read_text().splitlines()[0])["argv"]
     assert argv[argv.index("--device") + 1] == "0,1" and argv[argv.index("--loop") + 1] == "2"
     assert argv[argv.index("--warmup_count") + 1] == "0" and "--batchsize" not in argv
-    assert result.device_dirs == [tmp_path / "multi" / "device0", tmp_path / "multi" / "device1"]
-    assert result.files_written == N_FILES
+    # 2024 runs every input on every device unless told to divide them; 2023 has no such flag.
+    assert ("--divide_input" in argv) == (ais_bench_generation == "2024")
+    names = {"2023": ["device0", "device1"], "2024": ["device0_0", "device1_1"]}[ais_bench_generation]
+    assert result.device_dirs == [tmp_path / "multi" / name for name in names]
+    assert result.files_written == N_FILES and result.ais_bench_generation == ais_bench_generation
+    written = [p.name for d in result.device_dirs for p in d.iterdir()]
+    assert sorted(written) == sorted(f"{n}_0.bin" for n in models["names"])  # each image once
+    # The throughput is ais_bench's total over the devices, not the last device's line.
+    log = capsys.readouterr().out
+    total = float(re.search(r"summary throughput:([\d.eE+-]+)", log).group(1))
+    device_lines = [float(t) for t in re.findall(r"device_\d throughput:([\d.eE+-]+)", log)]
+    assert len(device_lines) == 2 and result.throughput == pytest.approx(total) == pytest.approx(sum(device_lines))
+    assert InferRecord.read(result.output_dir).ais_bench_generation == ais_bench_generation
+
     pure = run_inference(om_model, None, output=tmp_path, output_dirname="pure", loop=3, progress=False)
     argv = json.loads(standin_cli.read_text().splitlines()[1])["argv"]
     assert "--input" not in argv and argv[argv.index("--loop") + 1] == "3"
     assert json.loads(pure.summary_path.read_text())["NPU_compute_time"]["count"] == 3
+    # ais_bench writes the run's output, whole: what focalinfer's own pure inference writes too.
+    ours = run_inference(models["paths"][4], None, output=tmp_path, output_dirname="pure_cpu", loop=3, progress=False)
+    assert [p.name for p in pure.output_dir.iterdir()] == [p.name for p in ours.output_dir.iterdir()] == \
+        ["pure_infer_data_0.txt"]
+    assert pure.files_written == ours.files_written == 1 and pure.pure_inference and pure.images_per_s is None
+    theirs_rows = np.loadtxt((pure.output_dir / "pure_infer_data_0.txt").read_bytes().splitlines())
+    our_rows = np.loadtxt((ours.output_dir / "pure_infer_data_0.txt").read_bytes().splitlines())
+    assert theirs_rows.shape == our_rows.shape == (4, 1000) and np.abs(theirs_rows - our_rows).max() <= 1e-6
 
 
 def test_ais_bench_api_mode_resumes(models, tmp_path, om_model, monkeypatch, standin_api):
@@ -335,6 +382,44 @@ def test_ais_bench_api_mode_resumes(models, tmp_path, om_model, monkeypatch, sta
         assert runner.input_spec().shape == (4, 3, H, W) and runner.input_spec().dtype == np.float32
         runner.infer(np.zeros((4, 3, H, W), np.float32))
         assert len(runner.compute_times_ms) == 1
+
+
+def test_a_path_the_2024_generation_refuses_is_refused_first(models, tmp_path, standin_cli, ais_bench_generation):
+    spaced = tmp_path / "my models"
+    spaced.mkdir()
+    om = spaced / "tiny_bs4.om"
+    shutil.copy(models["paths"][4], om)
+    out = tmp_path / "out"
+    if ais_bench_generation == "2023":  # takes any path
+        assert run_inference(om, models["data"], output=out, output_dirname="r", progress=False).files_written == N_FILES
+        return
+    res = CliRunner().invoke(cli, ["infer", "--model-file", str(om), "--input", str(models["data"]), "--output",
+                                   str(out), "--device", "0,1", "--quiet"])
+    assert res.exit_code == 1 and res.output.count("\n") == 1
+    assert res.output.startswith(f"focalinfer: error: {om}: ais_bench (2024 generation") and "without spaces" in res.output
+    assert not standin_cli.exists() and not out.exists()  # nothing started, nothing written
+
+
+def test_api_mode_checks_the_model_path_the_2024_session_checks(models, tmp_path, om_model, standin_api,
+                                                                 ais_bench_generation):
+    link = tmp_path / "link_bs4.om"
+    link.symlink_to(om_model)
+    if ais_bench_generation == "2023":
+        assert run_inference(link, models["data"], output=tmp_path, output_dirname="r", progress=False).files_written
+        return
+    with pytest.raises(FocalinferError, match=rf"^{re.escape(str(link))}: .*symbolic link; pass the real path"):
+        run_inference(link, models["data"], output=tmp_path, output_dirname="r", progress=False)
+    assert not (tmp_path / "r").exists()
+
+
+def test_api_mode_uses_the_devices_own_times(models, tmp_path, om_model, standin_api, ais_bench_generation,
+                                             monkeypatch):
+    monkeypatch.setenv("STANDIN_DEVICE_MS", "5")  # what the device says, whatever the host's clock says
+    result = run_inference(om_model, models["data"], output=tmp_path, output_dirname="api", progress=False)
+    summary = json.loads(result.summary_path.read_text())
+    assert summary["npu_compute_time_list"] == [5.0] * 10 and result.throughput == pytest.approx(800.0)
+    assert result.images_per_s == pytest.approx(N_FILES / 0.050)
+    assert InferRecord.read(result.output_dir).ais_bench_generation == ais_bench_generation
 
 
 # --- bad input ---------------------------------------------------------------------------

@@ -520,7 +520,7 @@ def test_eval_has_the_flags_its_messages_name(chain, tmp_path):
 
 
 @pytest.fixture()
-def standins(tmp_path, monkeypatch):
+def standins(tmp_path, monkeypatch, ais_bench_generation):
     """`atc` (tests/standins/atc_standin.py) on PATH and `python -m ais_bench` on PYTHONPATH."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

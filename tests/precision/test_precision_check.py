@@ -127,6 +127,28 @@ def test_keep_list_reaches_fp32_under_allow_mix_precision(tmp_path, inputs):
     assert Thresholds().passed(emulated_vs_fp32(model, inputs, result.record.keep_dtype, "allow_mix_precision"))
 
 
+def test_allow_fp32_to_fp16_searches_a_keep_list_as_atc_reads_one(tmp_path, inputs):
+    """ATC reads --keep_dtype under allow_fp32_to_fp16 too (atc_rules): the Cube op that overflows there,
+    q·k, is found and kept, and that list alone makes the mode pass."""
+    model = planted.attention_overflow_net()
+    _, result = check(tmp_path, inputs, model, mode="allow_fp32_to_fp16")
+    record = result.record
+    assert (record.verdict, record.keep_dtype) == ("keep-dtype", ["attn/qk/MatMul"]) and result.safe
+    assert record.atc_flags[0] == "--precision_mode=allow_fp32_to_fp16" and record.atc_flags[1].startswith("--keep_dtype=")
+    assert not Thresholds().passed(emulated_vs_fp32(model, inputs, [], "allow_fp32_to_fp16"))
+    assert Thresholds().passed(emulated_vs_fp32(model, inputs, record.keep_dtype, "allow_fp32_to_fp16"))
+
+
+def test_the_keep_dtype_rule_is_atcs():
+    from focalinfer.atc_rules import keep_dtype_applies
+
+    for mode in (None, "force_fp16", "allow_mix_precision", "allow_fp32_to_fp16", "force_fp32"):
+        assert keep_dtype_applies(mode), mode
+    assert not keep_dtype_applies("must_keep_origin_dtype")
+    assert not keep_dtype_applies("force_fp16", precision_mode_v2="origin")
+    assert keep_dtype_applies(None, precision_mode_v2="fp16")
+
+
 def test_allow_fp32_to_fp16_keeps_the_layernorm_exact(tmp_path, inputs):
     _, result = check(tmp_path, inputs, planted.layernorm_overflow_net(), mode="allow_fp32_to_fp16")
     assert result.record.verdict == "fp16-safe"

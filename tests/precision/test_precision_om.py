@@ -42,6 +42,18 @@ def test_keep_dtype_file_goes_to_every_atc_command(tmp_path, net, no_atc):
         build_om(net, "1", out_dir=tmp_path / "om", keep_dtype=tmp_path / "nope.cfg", dry_run=True)
 
 
+def test_keep_dtype_note_only_where_atc_ignores_the_list(tmp_path, net, no_atc, capsys):
+    """ATC reads --keep_dtype under every precision mode but must_keep_origin_dtype (atc_rules)."""
+    keep = tmp_path / "keep.cfg"
+    keep.write_text("norm/Pow\n")
+    for mode in ("allow_fp32_to_fp16", "force_fp32", "allow_mix_precision"):
+        (build,) = build_om(net, [1], out_dir=tmp_path / "om", keep_dtype=keep, precision_mode=mode, dry_run=True)
+        assert flag(build.argv, "keep_dtype") == str(keep.resolve())
+    assert "note" not in capsys.readouterr().err
+    build_om(net, [1], out_dir=tmp_path / "om", keep_dtype=keep, precision_mode="must_keep_origin_dtype", dry_run=True)
+    assert "ATC ignores --keep_dtype under --precision_mode=must_keep_origin_dtype" in capsys.readouterr().err
+
+
 def test_keep_dtype_replaces_the_registry_list(tmp_path, net, no_atc, monkeypatch):
     import focalinfer.atc.build as atc
 

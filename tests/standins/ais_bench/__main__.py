@@ -3,9 +3,18 @@
 Accepts exactly the flags docs/contract.md documents (anything else exits 2) and writes the
 outputs the spec describes: natural-sorted inputs, files per batch from tensor/file size, padded
 last batch without padding outputs, <stem>_<i>.<fmt> per sample, <dirname>_summary.json, the two
-[INFO] lines, device<N> folders for a device list. Files are read as the model input's dtype
-(uint8 for an AIPP .om). --dymBatch picks a dynamic-batch .om's gear; a static .om refuses it, a
-dynamic one needs it.
+[INFO] lines; pure inference writes pure_infer_data_<i>.<fmt> (the last run's outputs, whole).
+Files are read as the model input's dtype (uint8 for an AIPP .om). --dymBatch picks a
+dynamic-batch .om's gear; a static .om refuses it, a dynamic one needs it.
+
+STANDIN_AIS_BENCH_GENERATION picks the generation (spec, "Generations"). With a device list:
+2023 splits the inputs into contiguous chunks of ceil(n/devices) into <dirname>/device<D>/ with
+<dirname>/device<D>_summary.json; 2024 runs every input on every device unless --divide_input
+true (then list_share: 7 over 3 → 3, 2, 2), into <dirname>/device<D>_<i>/ and
+device<D>_<i>_summary.json. Both log one `i:… device_… throughput:…` line per device, then
+`summary throughput:<sum>`. 2024 also refuses (exit 2, one [ERROR] line) a path with a character
+outside [_A-Za-z0-9/.-], a symbolic link, a group/other-writable --model or --input, and an
+absolute --output_dirname.
 """
 
 import argparse
@@ -18,7 +27,7 @@ import time
 
 import numpy as np
 
-from ais_bench.infer.interface import NOT_DYNAMIC, InferSession
+from ais_bench.infer.interface import GENERATION, NOT_DYNAMIC, InferSession, durations_ms, illegal_path, reset_times
 
 
 class StrictParser(argparse.ArgumentParser):
@@ -44,12 +53,33 @@ def parse_args(argv):
     p.add_argument("--display_all_summary", default="False")
     p.add_argument("--debug", default="False")
     p.add_argument("--acl_json_path")
+    if GENERATION == "2024":
+        p.add_argument("--divide_input", type=str2bool, default=False)
     args = p.parse_args(argv)
     if args.output_dirname is not None and args.output is None:
         p.error("--output_dirname needs --output")
     if not args.model.endswith(".om"):
         p.error("--model must be an .om")
+    check_paths(p, args)
     return args
+
+
+def str2bool(text):
+    if text.lower() in ("true", "1", "yes", "t", "y"):
+        return True
+    if text.lower() in ("false", "0", "no", "f", "n"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text} is not a boolean")
+
+
+def check_paths(p, args):
+    for flag, path, read in (("--model", args.model, True), ("--input", args.input, True),
+                             ("--output", args.output, False), ("--output_dirname", args.output_dirname, False)):
+        problem = None if path is None else illegal_path(path, read)
+        if problem:
+            p.error(f"argument {flag}: path {path} {problem}. Please check.")
+    if GENERATION == "2024" and args.output_dirname is not None and os.path.isabs(args.output_dirname):
+        p.error(f"argument --output_dirname: {args.output_dirname} must not be an absolute path")
 
 
 def info(message):
@@ -111,13 +141,18 @@ def run(args, device, files, output_prefix):
         per = tensor_bytes // size
         batches = [files[i:i + per] for i in range(0, len(files), per)]
     data = np.zeros(shape, desc.dtype)
+    if args.pure_data_type == "random":
+        data = np.random.default_rng().standard_normal(shape).astype(desc.dtype)
     for _ in range(args.warmup_count):
         session.infer([data if batches[0] is None else load(batches[0], per, shape, desc.dtype)], mode=mode)
-    session.reset_sumaryinfo()
+    reset_times(session)
     session.loop = args.loop
     for index, chunk in enumerate(batches):
         feed = data if chunk is None else load(chunk, per, shape, desc.dtype)
         outputs = session.infer([feed], mode=mode)
+        if chunk is None and output_prefix is not None:
+            for out_i, out in enumerate(outputs):  # pure inference: each output of the run, whole
+                save(os.path.join(output_prefix, f"pure_infer_data_{out_i}.{args.outfmt.lower()}"), out, args.outfmt)
         if chunk is None or output_prefix is None:
             continue
         for out_i, out in enumerate(outputs):
@@ -128,7 +163,7 @@ def run(args, device, files, output_prefix):
                 entry = filesinfo.setdefault(index * per + j, {"infiles": [path], "outfiles": []})
                 entry["outfiles"].append(out_path)
                 save(out_path, pieces[j], args.outfmt)
-    times = session.sumary().exec_time_list
+    times = durations_ms(session)
     mean = float(np.mean(times)) if times else 0.0
     throughput = 1000 * batchsize / mean if mean else 0
     summary = {"filesinfo": filesinfo, "NPU_compute_time": stats(times), "H2D_latency": stats([]),
@@ -172,13 +207,30 @@ def main(argv):
             os.makedirs(prefix, exist_ok=True)
         run(args, devices[0], files, prefix)
         return
-    share = None if files is None else math.ceil(len(files) / len(devices))
     total = 0.0
-    for k, device in enumerate(devices):
-        prefix = os.path.join(args.output, dirname, f"device{device}")
+    for k, (device, share) in enumerate(zip(devices, shares(files, len(devices), args))):
+        name = f"device{device}" if GENERATION == "2023" else f"device{device}_{k}"
+        prefix = os.path.join(args.output, dirname, name)
         os.makedirs(prefix, exist_ok=True)
-        total += run(args, device, None if files is None else files[k * share:(k + 1) * share], prefix)
+        start = time.time()
+        throughput = run(args, device, share, prefix)
+        info(f"i:{k} device_{device} throughput:{throughput} start_time:{start} end_time:{time.time()}")
+        total += throughput
     info(f"summary throughput:{total}")
+
+
+def shares(files, count, args):
+    """Each device's files: 2023 always splits (ceil chunks); 2024 only with --divide_input true."""
+    if files is None:
+        return [None] * count
+    if GENERATION == "2023":
+        size = math.ceil(len(files) / count)
+        return [files[k * size:(k + 1) * size] for k in range(count)]
+    if not args.divide_input:
+        return [files] * count
+    base, extra = divmod(len(files), count)  # list_share: the first `extra` devices take one more
+    bounds = [k * base + min(k, extra) for k in range(count + 1)]
+    return [files[bounds[k]:bounds[k + 1]] for k in range(count)]
 
 
 if __name__ == "__main__":

@@ -5,8 +5,18 @@ A dynamic-batch fake .om (gears in its `standin.dynamic_batch_size` metadata) re
 batch, as aclruntime does, and runs only at a gear chosen with `set_dynamic_batchsize` or
 `infer(..., mode='dymbatch')`; a static one refuses both. Feeds must have the input's dtype
 (uint8 for an AIPP .om) and shape.
+
+STANDIN_AIS_BENCH_GENERATION (read at import) picks the generation modelled: 2023 (default) has
+`sumary()` / `reset_sumaryinfo()` and durations in `exec_time_list`; 2024 has `summary()` /
+`reset_summaryinfo()`, (start, end) pairs, and refuses a model path with a character outside
+[_A-Za-z0-9/.-], a symbolic link or a group/other-writable file. STANDIN_DEVICE_MS makes the device
+report that many ms per run (as a real NPU reports its own time, unrelated to the host's clock);
+STANDIN_NO_DEVICE_TIMES=1 makes it report none.
 """
 
+import os
+import re
+import stat
 import time
 
 import numpy as np
@@ -14,6 +24,23 @@ import numpy as np
 DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8",
           "tensor(int64)": "int64", "tensor(int32)": "int32"}
 NOT_DYNAMIC = "[STANDIN ais_bench] the dynamic_batch_size parameter is not specified for model conversion"
+GENERATION = os.environ.get("STANDIN_AIS_BENCH_GENERATION", "2023")
+if GENERATION not in ("2023", "2024"):
+    raise RuntimeError(f"[STANDIN ais_bench] STANDIN_AIS_BENCH_GENERATION={GENERATION!r}: 2023 or 2024")
+_ILLEGAL = re.compile(r"[^_A-Za-z0-9/.-]")
+
+
+def illegal_path(path, read):
+    """Why the 2024 generation's path check refuses ``path``, or None (2023 refuses nothing)."""
+    if GENERATION != "2024":
+        return None
+    if _ILLEGAL.search(path):
+        return "contains illegal characters"
+    if os.path.islink(path):
+        return "is a soft link, not supported"
+    if read and os.path.exists(path) and os.stat(path).st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return "is group writable, or is others writable"
+    return None
 
 
 class _Desc:
@@ -30,10 +57,13 @@ class _Summary:
         self.exec_time_list = list(times)
 
 
-class InferSession:
+class _Session:
     def __init__(self, device_id, model_path, acl_json_path=None, debug=False, loop=1):
         import onnxruntime as ort
 
+        problem = illegal_path(str(model_path), read=True)
+        if problem:
+            raise RuntimeError(f"om path:{model_path} is illegal ({problem}). Please check.")
         if not isinstance(device_id, int) or not 0 <= device_id <= 255:
             raise RuntimeError(f"[STANDIN ais_bench] bad device id {device_id!r}")
         if not str(model_path).endswith(".om"):
@@ -75,16 +105,47 @@ class InferSession:
         if list(feed.shape) != want or feed.dtype != desc.dtype:
             raise RuntimeError(f"[STANDIN ais_bench] feed {feed.shape} {feed.dtype} != model input {want} {desc.dtype}")
         for _ in range(self.loop):
-            start = time.perf_counter()
+            start = time.perf_counter() * 1000
             outputs = self.session.run(None, {desc.name: feed})
-            self._times.append((time.perf_counter() - start) * 1000)
+            end = time.perf_counter() * 1000
+            if os.environ.get("STANDIN_DEVICE_MS"):
+                end = start + float(os.environ["STANDIN_DEVICE_MS"])
+            if not os.environ.get("STANDIN_NO_DEVICE_TIMES"):
+                self._times.append((start, end))
         return outputs
 
+    def finalize(self):
+        self.session = None
+
+
+class Session2023(_Session):
     def sumary(self):
-        return _Summary(self._times)
+        return _Summary(end - start for start, end in self._times)
 
     def reset_sumaryinfo(self):
         self._times = []
 
-    def finalize(self):
-        self.session = None
+
+class Session2024(_Session):
+    def summary(self):
+        return _Summary(self._times)
+
+    def reset_summaryinfo(self):
+        self._times = []
+
+
+InferSession = Session2024 if GENERATION == "2024" else Session2023
+
+
+def durations_ms(session):
+    """The session's device times as durations, in either generation's form."""
+    if GENERATION == "2024":
+        return [end - start for start, end in session.summary().exec_time_list]
+    return list(session.sumary().exec_time_list)
+
+
+def reset_times(session):
+    if GENERATION == "2024":
+        session.reset_summaryinfo()
+    else:
+        session.reset_sumaryinfo()
