@@ -634,6 +634,35 @@ def compare_command(reference, candidate, json_out, worst, min_cosine, outfmt, r
         raise FocalinferError(f"{candidate} disagrees with {reference}: {report.summary['verdict']}")
 
 
+@cli.command("report")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
+@click.option("--out", default="report.html", show_default=True, type=click.Path(dir_okay=False, path_type=str),
+              help="The report file to write.")
+@click.option("--format", "fmt", default="html", show_default=True, type=click.Choice(["html", "md"]),
+              help="html: one self-contained page; md: the same content as Markdown (for CI logs).")
+@click.option("--max-drop", type=click.FloatRange(min=0), metavar="PTS",
+              help="Gate: a run fails when its Acc@1 is more than PTS points below the first run's.")
+@click.option("--min-ratio", type=click.FloatRange(min=0), metavar="R",
+              help="Gate: a run fails when its Acc@1 is below R × the first run's (MLPerf: 0.99).")
+@click.option("--precision", "precision_report", type=click.Path(path_type=str),
+              help="The precision check's precision.json (default: <ONNX folder>/precision/ when it matches).")
+@click.option("--bench", "bench_json", type=click.Path(dir_okay=False, path_type=str),
+              help="A `bench all --json` file: its images/s per batch size join the plot.")
+@click.option("--title", help="The page title (default: the model's name).")
+@user_errors
+def report_command(runs, out, fmt, max_drop, min_ratio, precision_report, bench_json, title):
+    """One report of result.json RUNS (the first is the reference): accuracy, Δ and gate, flips, speed, provenance."""
+    from focalinfer.metrics.paired import Gate
+    from focalinfer.report import build_report
+
+    result = build_report(runs, out, fmt=fmt, gate=Gate(max_drop, min_ratio), precision=precision_report,
+                          bench=bench_json, title=title)
+    click.echo(f"report: {result.path} ({result.runs} runs, reference {runs[0]})")
+    if result.gate_failures:
+        raise FocalinferError(f"{result.gate_failures[0]}" + (f" (and {len(result.gate_failures) - 1} more runs)"
+                                                              if len(result.gate_failures) > 1 else ""))
+
+
 @bench.command("eval")
 @click.option("--count", default=50_000, show_default=True, type=click.IntRange(min=1), help="TXT outputs to generate.")
 @click.option("--baseline-count", default=2000, show_default=True, type=click.IntRange(min=1),

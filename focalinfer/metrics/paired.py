@@ -1,8 +1,8 @@
-"""Two runs scored on the same images: ΔAcc with its paired interval and p-value, and the gate.
+"""Two runs scored on the same images: ΔAcc with its paired interval and p-value, the flips, and the gate.
 
 A is the reference (the fp32 run), B the candidate (the .om). Used by ``compare --labels``,
 ``eval --reference`` and ``focalinfer report``, so the three say the same thing about the
-same two runs.
+same two runs. Per-image rows look like result.json's ``images`` entries: {label, top5, hit@1, hit@5}.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from focalinfer.errors import FocalinferError
 from focalinfer.metrics.stats import mcnemar_exact_p, newcombe_paired_interval
 
 PAIRED_METHOD = "Newcombe's method 10 (paired Wilson), 95 %; p: exact McNemar (two-sided binomial on the flips)"
@@ -69,3 +70,34 @@ class Gate:
             line = f"gate passed: {what} {acc_a:.3f} → {acc_b:.3f} ({-drop:+.3f} points, ratio {ratio:.4f}; {self.describe()})"
         return {"passed": not failures, "max_drop": self.max_drop, "min_ratio": self.min_ratio,
                 "drop": drop, "ratio": ratio, "failures": failures, "line": line}
+
+
+FLIP_KEYS = ("right_in_a_wrong_in_b", "wrong_in_a_right_in_b")
+
+
+def _flip(name: str, a: dict, b: dict) -> dict:
+    return {"image": name, "label": a["label"], "top1_a": a["top5"][0], "top1_b": b["top5"][0]}
+
+
+def paired_block(images_a: dict, images_b: dict, gate: Gate) -> dict:
+    """The comparison of B with A over the images both have, with the same label in both."""
+    common = [name for name in images_a if name in images_b and images_a[name]["label"] == images_b[name]["label"]]
+    if not common:
+        raise FocalinferError("the two runs share no scored image with the same label; compare runs over the same "
+                              "images and label file")
+    a = [images_a[n] for n in common]
+    b = [images_b[n] for n in common]
+    hits = {k: (np.array([r[k] for r in a]), np.array([r[k] for r in b])) for k in ("hit@1", "hit@5")}
+    acc1, acc5 = paired_accuracy(*hits["hit@1"]), paired_accuracy(*hits["hit@5"])
+    lost = [_flip(n, ra, rb) for n, ra, rb in zip(common, a, b) if ra["hit@1"] and not rb["hit@1"]]
+    gained = [_flip(n, ra, rb) for n, ra, rb in zip(common, a, b) if rb["hit@1"] and not ra["hit@1"]]
+    return {
+        "count": len(common),
+        "only_in_a": sum(1 for n in images_a if n not in images_b),
+        "only_in_b": sum(1 for n in images_b if n not in images_a),
+        "top1_agreement": float(np.mean([ra["top5"][0] == rb["top5"][0] for ra, rb in zip(a, b)])),
+        "Acc@1": acc1, "Acc@5": acc5,
+        "flips": {FLIP_KEYS[0]: lost, FLIP_KEYS[1]: gained},
+        "gate": gate.check(acc1["acc_a"], acc1["acc_b"]) if gate.active else None,
+        "method": PAIRED_METHOD,
+    }

@@ -8,44 +8,9 @@
 
 from __future__ import annotations
 
-import os
-
-import numpy as np
-
-from focalinfer.errors import FocalinferError
-from focalinfer.metrics.paired import PAIRED_METHOD, Gate, paired_accuracy
+from focalinfer.metrics.paired import FLIP_KEYS, Gate, paired_block
 from focalinfer.records import EvalRecord
 from focalinfer.util import sha256_file
-
-FLIP_KEYS = ("right_in_a_wrong_in_b", "wrong_in_a_right_in_b")
-
-
-def _flip(name: str, a: dict, b: dict) -> dict:
-    return {"image": name, "label": a["label"], "top1_a": a["top5"][0], "top1_b": b["top5"][0]}
-
-
-def paired_block(images_a: dict, images_b: dict, gate: Gate) -> dict:
-    """The comparison of B with A over the images both have, with the same label in both."""
-    common = [name for name in images_a if name in images_b and images_a[name]["label"] == images_b[name]["label"]]
-    if not common:
-        raise FocalinferError("the two runs share no scored image with the same label; compare runs over the same "
-                              "images and label file")
-    a = [images_a[n] for n in common]
-    b = [images_b[n] for n in common]
-    hits = {k: (np.array([r[k] for r in a]), np.array([r[k] for r in b])) for k in ("hit@1", "hit@5")}
-    acc1, acc5 = paired_accuracy(*hits["hit@1"]), paired_accuracy(*hits["hit@5"])
-    lost = [_flip(n, ra, rb) for n, ra, rb in zip(common, a, b) if ra["hit@1"] and not rb["hit@1"]]
-    gained = [_flip(n, ra, rb) for n, ra, rb in zip(common, a, b) if rb["hit@1"] and not ra["hit@1"]]
-    return {
-        "count": len(common),
-        "only_in_a": sum(1 for n in images_a if n not in images_b),
-        "only_in_b": sum(1 for n in images_b if n not in images_a),
-        "top1_agreement": float(np.mean([ra["top5"][0] == rb["top5"][0] for ra, rb in zip(a, b)])),
-        "Acc@1": acc1, "Acc@5": acc5,
-        "flips": {FLIP_KEYS[0]: lost, FLIP_KEYS[1]: gained},
-        "gate": gate.check(acc1["acc_a"], acc1["acc_b"]) if gate.active else None,
-        "method": PAIRED_METHOD,
-    }
 
 
 def _delta_text(what: str, figures: dict) -> str:
@@ -85,7 +50,3 @@ def gate_failure(block: dict | None) -> str | None:
     """The gate's one failure line, None when it passed or did not run."""
     gate = (block or {}).get("gate")
     return gate["line"] if gate and not gate["passed"] else None
-
-
-def reference_name(path: str | os.PathLike) -> str:
-    return os.path.basename(os.fspath(path))
