@@ -30,10 +30,12 @@ nav a { color: var(--accent); margin-right: 14px; text-decoration: none; }
 .verdict.muted { background: #eef2f7; color: var(--muted); border-left: 5px solid var(--line); }
 p { margin: 6px 0 10px; }
 p.muted, .note { color: var(--muted); font-size: 13px; }
+p.good { color: var(--good); font-weight: 600; } p.bad { color: var(--bad); font-weight: 600; }
+.tablewrap { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; margin: 8px 0 14px; font-size: 13.5px; }
 caption { caption-side: top; text-align: left; color: var(--muted); font-size: 13px; padding-bottom: 4px; }
 th, td { padding: 5px 10px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
-th { background: #f0f4f8; font-weight: 600; white-space: nowrap; }
+th { background: #f0f4f8; font-weight: 600; }
 td.good { color: var(--good); font-weight: 600; } td.bad { color: var(--bad); font-weight: 600; }
 td.muted { color: var(--muted); }
 td code, p code { font-size: 12.5px; }
@@ -63,9 +65,10 @@ def _cell(value, tag: str = "td") -> str:
 
 def _html_table(table: Table) -> str:
     caption = f"<caption>{escape(table.caption)}</caption>" if table.caption else ""
-    head = "".join(_cell(h, "th") for h in table.headers)
+    head = ("<thead><tr>" + "".join(_cell(h, "th") for h in table.headers) + "</tr></thead>"
+            if any(table.headers) else "")
     body = "".join("<tr>" + "".join(_cell(c) for c in row) + "</tr>" for row in table.rows)
-    return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="tablewrap"><table>{caption}{head}<tbody>{body}</tbody></table></div>'
 
 
 def _html_block(block) -> str:

@@ -23,6 +23,12 @@ def _interval(ci) -> str:
     return "–" if not ci else f"{ci[0]:.2f} – {ci[1]:.2f}"
 
 
+def _delta(figures: dict) -> Cell:
+    lo, hi = figures["delta_ci95"]
+    return Cell(f"{figures['delta']:+.3f} ({lo:+.2f} to {hi:+.2f})", "bad" if figures["delta"] < 0 else None,
+                "Δ in points, 95 % interval in brackets")
+
+
 def accuracy_of(run: Run) -> dict:
     """Acc@1/Acc@5 with intervals (computed from the images for a result.json older than them)."""
     s, images = run.summary, run.record.images
@@ -86,16 +92,15 @@ def against_section(runs: list[Run], compared: list[tuple[Run, dict]], gate: Gat
     if not compared:
         return Section("Against the reference", [Paragraph("One run only: nothing to compare with.", "muted")],
                        "reference")
-    headers = ["run", "common images", "top-1 agreement", "ΔAcc@1 (points)", "95 % interval", "p (McNemar)",
-               "ΔAcc@5 (points)", "95 % interval", "p", "right→wrong", "wrong→right", "gate"]
+    headers = ["run", "images", "top-1 agree", "ΔAcc@1 (95 % interval)", "p (McNemar)",
+               "ΔAcc@5 (95 % interval)", "p", "flips: right → wrong / wrong → right", "gate"]
     rows = []
     for run, block in compared:
         one, five = block["Acc@1"], block["Acc@5"]
         rows.append([
-            run.name, str(block["count"]), f"{100 * block['top1_agreement']:.2f} %",
-            Cell(f"{one['delta']:+.3f}", "bad" if one["delta"] < 0 else None), _interval(one["delta_ci95"]),
-            f"{one['p_value']:.3g}", f"{five['delta']:+.3f}", _interval(five["delta_ci95"]), f"{five['p_value']:.3g}",
-            str(len(block["flips"][FLIP_KEYS[0]])), str(len(block["flips"][FLIP_KEYS[1]])), _gate_cell(block),
+            run.name, str(block["count"]), f"{100 * block['top1_agreement']:.2f} %", _delta(one),
+            f"{one['p_value']:.3g}", _delta(five), f"{five['p_value']:.3g}",
+            f'{len(block["flips"][FLIP_KEYS[0]])} / {len(block["flips"][FLIP_KEYS[1]])}', _gate_cell(block),
         ])
     text = (f"Reference: {runs[0].name}. Δ = run − reference over the images both scored; interval: {PAIRED_METHOD}. "
             f"Gate: {gate.describe()}" + (" (MLPerf asks for a ratio ≥ 0.99)." if gate.active else
@@ -179,8 +184,8 @@ def precision_section(record: PrecisionRecord | None) -> Section:
             ["ONNX", f"{record.onnx} (sha256 {record.onnx_sha256[:12]}…)"]]
     fp16 = (record.emulated or {}).get("fp16") or {}
     for key, value in fp16.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            rows.append([f"fp16 vs fp32: {key}", f"{value:.6g}"])
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "samples":
+            rows.append([f"emulated fp16 vs fp32: {key.replace('_', ' ')}", f"{value:.6g}"])
     keep = record.keep_dtype
     keep_text = Paragraph(f"Keep list ({len(keep)} nodes kept fp32): " + (", ".join(keep) if keep else "empty"))
     return Section("Precision check", [Table(["", ""], rows), keep_text], "precision")

@@ -71,7 +71,7 @@ def test_the_page_says_what_a_person_asks(report_runs, html_report):
                  "val_label.txt", "focalinfer 0.1.0"):
         assert text in html, text
     assert f"{sorted(labels)[LOST[0]]}.jpg" in html
-    assert "-8.333" in html and ">FAIL<" in html
+    assert "-8.333 (" in html and ">FAIL<" in html
 
 
 def test_markdown_has_the_same_content_without_pictures(report_runs):
@@ -81,7 +81,7 @@ def test_markdown_has_the_same_content_without_pictures(report_runs):
     assert res.exit_code == 0, res.output   # no gate given: the report only informs
     md = out.read_text()
     assert md.startswith("# focalinfer report — bench-tiny")
-    assert "## Against the reference" in md and "| result_om.json | 24 |" in md
+    assert "## Against the reference" in md and "| result_om.json | 24 | 83.33 % | -8.333 (" in md
     assert f"- {sorted(labels)[LOST[0]]}.jpg — label" in md
     assert "data:image" not in md and "<" not in md.replace("<ONNX folder>", "")
 
