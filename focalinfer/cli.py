@@ -470,6 +470,18 @@ def infer_command(model_file, input_dir, output, output_dirname, outfmt, batch_s
 # --- eval stage ---
 
 
+def gate_options(when: str, reference: str):
+    """--max-drop / --min-ratio: the accuracy gate of eval, compare and report (docs/eval.md)."""
+
+    def decorate(fn):
+        fn = click.option("--min-ratio", type=click.FloatRange(min=0), metavar="R",
+                          help=f"{when} when Acc@1 is below R × {reference} (MLPerf: 0.99).")(fn)
+        return click.option("--max-drop", type=click.FloatRange(min=0), metavar="PTS",
+                            help=f"{when} when Acc@1 is more than PTS points below {reference}.")(fn)
+
+    return decorate
+
+
 @cli.command("eval")
 @click.option("--labels", required=True, type=click.Path(dir_okay=False, path_type=str),
               help="val_label.txt: '<image file name> <class index>' per line (the class is the last field).")
@@ -506,10 +518,7 @@ def infer_command(model_file, input_dir, output, output_dirname, outfmt, batch_s
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--reference", type=click.Path(dir_okay=False, path_type=str),
               help="An earlier result.json (e.g. the CPU fp32 run): ΔAcc with its interval and p-value, the flips.")
-@click.option("--max-drop", type=click.FloatRange(min=0), metavar="PTS",
-              help="With --reference: exit 1 when Acc@1 is more than PTS points below the reference's.")
-@click.option("--min-ratio", type=click.FloatRange(min=0), metavar="R",
-              help="With --reference: exit 1 when Acc@1 is below R × the reference's (MLPerf: 0.99).")
+@gate_options("With --reference: exit 1", "the reference's")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=str),
               help="Append a row in timm's results-table columns (+ backend, precision, batch, images/s).")
 @click.option("--real-labels", type=click.Path(dir_okay=False, path_type=str),
@@ -599,10 +608,7 @@ def _gate_exit(block) -> None:
 @click.option("--allow-missing", is_flag=True, help="Exit 0 even when some images have outputs on one side only.")
 @click.option("--labels", type=click.Path(dir_okay=False, path_type=str),
               help="val_label.txt: flips each way, ΔAcc@1/ΔAcc@5 with a paired interval and McNemar's p-value.")
-@click.option("--max-drop", type=click.FloatRange(min=0), metavar="PTS",
-              help="With --labels: exit 1 when CANDIDATE's Acc@1 is more than PTS points below REFERENCE's.")
-@click.option("--min-ratio", type=click.FloatRange(min=0), metavar="R",
-              help="With --labels: exit 1 when CANDIDATE's Acc@1 is below R × REFERENCE's (MLPerf: 0.99).")
+@gate_options("With --labels: exit 1", "REFERENCE's")
 @user_errors
 def compare_command(reference, candidate, json_out, worst, min_cosine, outfmt, reference_dtype, candidate_dtype,
                     allow_missing, labels, max_drop, min_ratio):
@@ -640,10 +646,7 @@ def compare_command(reference, candidate, json_out, worst, min_cosine, outfmt, r
               help="The report file to write.")
 @click.option("--format", "fmt", default="html", show_default=True, type=click.Choice(["html", "md"]),
               help="html: one self-contained page; md: the same content as Markdown (for CI logs).")
-@click.option("--max-drop", type=click.FloatRange(min=0), metavar="PTS",
-              help="Gate: a run fails when its Acc@1 is more than PTS points below the first run's.")
-@click.option("--min-ratio", type=click.FloatRange(min=0), metavar="R",
-              help="Gate: a run fails when its Acc@1 is below R × the first run's (MLPerf: 0.99).")
+@gate_options("Gate: a run fails (exit 1)", "the first run's")
 @click.option("--precision", "precision_report", type=click.Path(path_type=str),
               help="The precision check's precision.json (default: <ONNX folder>/precision/ when it matches).")
 @click.option("--bench", "bench_json", type=click.Path(dir_okay=False, path_type=str),
