@@ -250,18 +250,35 @@ def score_results(
                       per_class=classes)
 
 
+_encode = json.JSONEncoder(separators=(", ", ": ")).encode
+
+
+def _scalar_like(value) -> bool:
+    return not isinstance(value, (dict, list)) or (isinstance(value, list) and not any(
+        isinstance(v, (dict, list)) for v in value))
+
+
+def _pretty(value, pad: str = "  ", expand: bool = False) -> str:
+    """JSON with one entry per line down to objects of plain values, which stay on one line."""
+    inner = pad + "  "
+    if isinstance(value, dict) and value and (expand or not all(map(_scalar_like, value.values()))):
+        items = ",\n".join(f"{inner}{_encode(k)}: {_pretty(v, inner)}" for k, v in value.items())
+        return f"{{\n{items}\n{pad}}}"
+    if isinstance(value, list) and value and not all(map(_scalar_like, value)):
+        items = ",\n".join(f"{inner}{_pretty(v, inner)}" for v in value)
+        return f"[\n{items}\n{pad}]"
+    return _encode(value)
+
+
 def result_json_bytes(result: EvalResult) -> bytes:
-    """result.json with one image per line: readable, and ~10× faster than json.dumps(indent=...)."""
-    summary = json.dumps(result.summary, indent=2).replace("\n", "\n  ")
+    """result.json with one image (and one class) per line: readable, and ~10× faster than json.dumps(indent=...)."""
     issues = json.dumps(result.issues, indent=None, separators=(", ", ": "))
-    encode = json.JSONEncoder(separators=(", ", ": ")).encode
-    image_lines = ",\n".join(f"    {encode(name)}: {encode(entry)}" for name, entry in result.images.items())
-    class_lines = ",\n".join(f"    {encode(name)}: {encode(entry)}" for name, entry in result.per_class.items())
-    extra = "".join(f',\n  {encode(key)}: {json.dumps(value, indent=2).replace(chr(10), chr(10) + "  ")}'
-                    for key, value in result.extra.items())
+    image_lines = ",\n".join(f"    {_encode(name)}: {_encode(entry)}" for name, entry in result.images.items())
+    class_lines = ",\n".join(f"    {_encode(name)}: {_encode(entry)}" for name, entry in result.per_class.items())
+    extra = "".join(f",\n  {_encode(key)}: {_pretty(value, expand=True)}" for key, value in result.extra.items())
     body = (
         "{\n"
-        f'  "summary": {summary},\n'
+        f'  "summary": {_pretty(result.summary, expand=True)},\n'
         f'  "images": {{\n{image_lines}\n  }},\n'
         f'  "issues": {issues},\n'
         f'  "per_class": {{\n{class_lines}\n  }}{extra}\n'
