@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 
 import pytest
 
@@ -92,3 +93,35 @@ def test_a_file_that_is_not_a_result_is_one_line(tmp_path):
     res = run("report", bogus, "--out", tmp_path / "r.html")
     assert res.exit_code == 1 and "not a JSON object" in error_line(res)
     assert not (tmp_path / "r.html").exists()
+
+
+def test_a_result_json_from_before_these_figures_still_reports(report_runs, tmp_path):
+    _, reference, _, _, _ = report_runs
+    data = json.loads(reference.read_text())
+    new = ("Acc@1_ci95", "Acc@5_ci95", "ci_method", "mean_confidence", "ece", "ece_bins", "calibration_note",
+           "calibration_table", "classes_scored", "worst_classes", "precision_mode")
+    old = {"summary": {k: v for k, v in data["summary"].items() if k not in new}, "images": data["images"],
+           "issues": data["issues"]}
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    out = tmp_path / "old.md"
+    res = run("report", path, "--out", out, "--format", "md")
+    assert res.exit_code == 0, res.output
+    md = out.read_text()
+    lo, hi = data["summary"]["Acc@1_ci95"]
+    assert f"| {lo:.2f} – {hi:.2f} |" in md              # the interval, computed from the images
+    assert "carry no per-class table" in md
+
+
+def test_flipped_images_without_their_source_say_so(report_runs, tmp_path):
+    work, reference, om, _, _ = report_runs
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(work / "images", moved)
+    shutil.rmtree(work / "images")
+    try:
+        out = tmp_path / "r.html"
+        run("report", reference, om, "--out", out)
+        html = out.read_text()
+        assert "data:image/jpeg" not in html and html.count("source image not on this machine") == len(LOST + GAINED)
+    finally:
+        shutil.copytree(moved, work / "images")
