@@ -29,7 +29,10 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # The limits at 0 and n are exactly 0 and 1; computed, they can miss by a rounding error.
+    lower = 0.0 if successes <= 0 else max(0.0, centre - half)
+    upper = 1.0 if successes >= n else min(1.0, centre + half)
+    return lower, upper
 
 
 def mcnemar_exact_p(b: int, c: int) -> float:

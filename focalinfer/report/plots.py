@@ -35,8 +35,8 @@ def accuracy_plot(names: list[str], figures: list[dict]) -> bytes | None:
     rows = list(range(len(names)))[::-1]
     for offset, key, colour in ((0.13, "Acc@1", PALETTE[0]), (-0.13, "Acc@5", PALETTE[1])):
         values = [f[key] for f in figures]
-        lows = [f[key] - f[f"{key}_ci95"][0] for f in figures]
-        highs = [f[f"{key}_ci95"][1] - f[key] for f in figures]
+        lows = [max(0.0, f[key] - f[f"{key}_ci95"][0]) for f in figures]
+        highs = [max(0.0, f[f"{key}_ci95"][1] - f[key]) for f in figures]
         ax.errorbar(values, [r + offset for r in rows], xerr=[lows, highs], fmt="o", color=colour, capsize=4,
                     label=f"{key} (95 % interval)")
     ax.set_yticks(rows, names)

@@ -28,6 +28,12 @@ def test_wilson_interval_of_nothing_is_everything():
     assert wilson_interval(0, 0) == (0.0, 1.0)
 
 
+@pytest.mark.parametrize("n", [1, 3, 24, 48, 1000, 50_000])
+def test_wilson_interval_ends_exactly_at_0_and_1(n):
+    # Computed, centre − half at 0 hits can come out as +1e-17: the interval would then miss its estimate.
+    assert wilson_interval(0, n)[0] == 0.0 and wilson_interval(n, n)[1] == 1.0
+
+
 @pytest.mark.parametrize("b, c", [(0, 0), (0, 1), (1, 0), (6, 16), (16, 6), (5, 5), (12, 13), (0, 30),
                                   (150, 210), (2400, 2600), (24_000, 25_000)])
 def test_mcnemar_exact_p_is_scipy_binomtest_on_the_discordant_pairs(b, c):
