@@ -137,7 +137,8 @@ demo: setup
 	$(FI) compare $(DEMO_DIR)/result_bs1 $(DEMO_DIR)/result_bs$(DEMO_BS) --min-cosine 0.99999 \
 		--labels $(DEMO)/images/val_label.txt --max-drop 0.5
 	$(FI) report $(DEMO_DIR)/result_bs$(DEMO_BS).json $(DEMO_DIR)/result_bs1.json --out $(DEMO_DIR)/report.html \
-		--precision $(DEMO_DIR)/precision/precision.json --max-drop 0.5
+		--precision $(DEMO_DIR)/precision/precision.json --max-drop 0.5 \
+		--title "focalinfer demo: $(MODEL) on synthetic images with untrained weights (the accuracy checks the pipeline only)"
 	@echo "== demo artefacts:"
 	@echo "   images + labels   $(DEMO)/images/ (val_label.txt; shared by every model's demo)"
 	@echo "   weights           $(DEMO_DIR)/$(MODEL).pth   (synthetic, NOT trained)"

@@ -103,8 +103,9 @@ def test_the_demo_gates_its_runs_and_ends_with_their_report(fake_venv):
     d = "demo/focal-fast-s"
     assert f"--reference {d}/result_bs16.json --max-drop 0.5" in lines[-3] and f"--csv {d}/results.csv" in lines[-3]
     assert "--labels demo/images/val_label.txt --max-drop 0.5" in lines[-2]
-    assert lines[-1].split()[2:] == [f"{d}/result_bs16.json", f"{d}/result_bs1.json", "--out", f"{d}/report.html",
-                                     "--precision", f"{d}/precision/precision.json", "--max-drop", "0.5"]
+    assert lines[-1].split()[2:10] == [f"{d}/result_bs16.json", f"{d}/result_bs1.json", "--out", f"{d}/report.html",
+                                       "--precision", f"{d}/precision/precision.json", "--max-drop", "0.5"]
+    assert '--title "focalinfer demo: focal-fast-s on synthetic images with untrained weights' in lines[-1]
     assert demo.stdout.rstrip().endswith(f'echo "== the report of these runs: {d}/report.html"')
 
 

@@ -67,7 +67,8 @@ class Gate:
         if failures:
             line = "gate FAILED: " + "; ".join(failures)
         else:
-            line = f"gate passed: {what} {acc_a:.3f} → {acc_b:.3f} ({-drop:+.3f} points, ratio {ratio:.4f}; {self.describe()})"
+            line = (f"gate passed: {what} {acc_a:.3f} → {acc_b:.3f} ({acc_b - acc_a:+.3f} points, ratio {ratio:.4f}; "
+                    f"{self.describe()})")
         return {"passed": not failures, "max_drop": self.max_drop, "min_ratio": self.min_ratio,
                 "drop": drop, "ratio": ratio, "failures": failures, "line": line}
 

@@ -44,9 +44,11 @@ def _verdict(runs, compared, gate: Gate) -> Paragraph:
         failed = [(run, block) for run, block in compared if not block["gate"]["passed"]]
         if failed:
             run, block = failed[0]
-            return Paragraph(f"{len(failed)} of {len(compared)} runs FAIL the gate against {reference} — {run.name}: "
+            who = f"{run.name} fails" if len(compared) == 1 else f"{len(failed)} of {len(compared)} runs fail"
+            return Paragraph(f"{who} the gate against {reference} — {run.name}: "
                              f"{block['gate']['line'].removeprefix('gate FAILED: ')}", "bad")
-        return Paragraph(f"All {len(compared)} runs pass the gate against {reference} ({gate.describe()})", "good")
+        who = f"{compared[0][0].name} passes" if len(compared) == 1 else f"All {len(compared)} runs pass"
+        return Paragraph(f"{who} the gate against {reference} ({gate.describe()})", "good")
     worst = min(compared, key=lambda rb: rb[1]["Acc@1"]["delta"])
     one = worst[1]["Acc@1"]
     return Paragraph(f"Against {reference}: the largest ΔAcc@1 is {one['delta']:+.3f} points ({worst[0].name}, "

@@ -31,7 +31,7 @@ def accuracy_plot(names: list[str], figures: list[dict]) -> bytes | None:
     plt = _pyplot()
     if plt is None:
         return None
-    fig, ax = plt.subplots(figsize=(9.5, 0.55 * len(names) + 1.5))
+    fig, ax = plt.subplots(figsize=(9.5, 0.55 * len(names) + 1.7))
     rows = list(range(len(names)))[::-1]
     for offset, key, colour in ((0.13, "Acc@1", PALETTE[0]), (-0.13, "Acc@5", PALETTE[1])):
         values = [f[key] for f in figures]
@@ -43,7 +43,7 @@ def accuracy_plot(names: list[str], figures: list[dict]) -> bytes | None:
     ax.set_xlabel("accuracy (%)")
     ax.set_ylim(-0.6, len(names) - 0.4)
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
     return _png(fig, plt)
 
 

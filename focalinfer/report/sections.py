@@ -115,8 +115,10 @@ def _thumbs(run: Run, reference: Run, flips: list[dict], tone: str) -> list[Thum
     thumbs = []
     for flip in flips[:FLIPS_SHOWN]:
         stem = flip["image"].split(".", 1)[0]
+        mark = {True: "✓", False: "✗"}
         caption = [flip["image"], f"label {flip['label']}",
-                   f"{reference.name}: {flip['top1_a']}", f"{run.name}: {flip['top1_b']}"]
+                   f"{reference.name}: {flip['top1_a']} {mark[flip['top1_a'] == flip['label']]}",
+                   f"{run.name}: {flip['top1_b']} {mark[flip['top1_b'] == flip['label']]}"]
         thumbs.append(Thumb(thumbnail(run.sources.get(stem) or reference.sources.get(stem)), caption, tone))
     return thumbs
 
