@@ -34,11 +34,11 @@ DEMO        := demo
 # Per model: a demo of another MODEL never meets this one's .bin files, ONNX or results.
 DEMO_DIR    := $(DEMO)/$(MODEL)
 
-.PHONY: help setup demo test test-fast preprocess export precision om infer eval bench bench-preprocess clean
+.PHONY: help setup browser demo test test-fast preprocess export precision om infer eval bench bench-preprocess clean
 
 help:
 	@echo "make demo                      run the pipeline on generated sample data"
-	@echo "make test                      install and run the test suite"
+	@echo "make test                      install and run the test suite (installs Chromium for the report's browser test)"
 	@echo "make preprocess export om BS=16 DATA=ImageNet/val CKPT=model.pth   the NPU path"
 	@echo "make eval BACKEND=auto         score on CPU (onnxruntime or OpenVINO, measured fastest here)"
 	@echo "make preprocess om infer AIPP=1   uint8 files, normalised on the NPU (AIPP)"
@@ -52,15 +52,29 @@ help:
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet torch==2.13.0
-	$(VENV)/bin/pip install --quiet -e '.[test,openvino]'
+	$(VENV)/bin/pip install --quiet -e '.[test,openvino,plot]'
 	touch $@
 
 setup: $(VENV)/.installed
 
-test: setup
+# The report's browser test (tests/report/test_report_render.py) loads report.html in headless
+# Chromium: Debian's package, installed when missing and apt-get can (as root, as CI runs).
+CHROMIUM    ?= /usr/bin/chromium
+browser:
+	@if [ ! -x $(CHROMIUM) ] && command -v apt-get >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "make browser: installing Debian's chromium for the report's browser test"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else \
+			echo "make browser: $(CHROMIUM) is missing and installing it needs root (apt-get install chromium);" \
+				"the report's browser test will be skipped"; \
+		fi; \
+	fi
+
+test: setup browser
 	$(VENV)/bin/python -m pytest -q
 
-test-fast: setup
+test-fast: setup browser
 	$(VENV)/bin/python -m pytest -q -m "not fullsize"
 
 preprocess: setup
@@ -114,11 +128,17 @@ demo: setup
 	$(FI) om --onnx $(DEMO_DIR)/$(MODEL).onnx --model $(MODEL) --batch-sizes 1,$(DEMO_BS) --out-dir $(DEMO_DIR)/om --dry-run \
 		--precision $(DEMO_DIR)/precision/precision.json
 	$(FI) om --onnx $(DEMO_DIR)/$(MODEL).onnx --model $(MODEL) --batch-sizes $(DEMO_BS) --out-dir $(DEMO_DIR)/om_aipp --aipp --dry-run
+	@rm -f $(DEMO_DIR)/results.csv
 	$(FI) eval --onnx $(DEMO_DIR)/$(MODEL).onnx --labels $(DEMO)/images/val_label.txt --input $(DEMO_DIR)/databin \
-		--output $(DEMO_DIR)/result_bs$(DEMO_BS).json --batch-size $(DEMO_BS)
+		--output $(DEMO_DIR)/result_bs$(DEMO_BS).json --batch-size $(DEMO_BS) --csv $(DEMO_DIR)/results.csv
 	$(FI) eval --onnx $(DEMO_DIR)/$(MODEL).onnx --labels $(DEMO)/images/val_label.txt --input $(DEMO_DIR)/databin \
-		--output $(DEMO_DIR)/result_bs1.json --batch-size 1
-	$(FI) compare $(DEMO_DIR)/result_bs1 $(DEMO_DIR)/result_bs$(DEMO_BS) --min-cosine 0.99999
+		--output $(DEMO_DIR)/result_bs1.json --batch-size 1 --csv $(DEMO_DIR)/results.csv \
+		--reference $(DEMO_DIR)/result_bs$(DEMO_BS).json --max-drop 0.5
+	$(FI) compare $(DEMO_DIR)/result_bs1 $(DEMO_DIR)/result_bs$(DEMO_BS) --min-cosine 0.99999 \
+		--labels $(DEMO)/images/val_label.txt --max-drop 0.5
+	$(FI) report $(DEMO_DIR)/result_bs$(DEMO_BS).json $(DEMO_DIR)/result_bs1.json --out $(DEMO_DIR)/report.html \
+		--precision $(DEMO_DIR)/precision/precision.json --max-drop 0.5 \
+		--title "focalinfer demo: $(MODEL) on synthetic images with untrained weights (the accuracy checks the pipeline only)"
 	@echo "== demo artefacts:"
 	@echo "   images + labels   $(DEMO)/images/ (val_label.txt; shared by every model's demo)"
 	@echo "   weights           $(DEMO_DIR)/$(MODEL).pth   (synthetic, NOT trained)"
@@ -127,6 +147,8 @@ demo: setup
 	@echo "   fp16 check        $(DEMO_DIR)/precision/precision.json (emulated ATC fp16 vs fp32; synthetic weights)"
 	@echo "   ATC commands      $(DEMO_DIR)/om/, $(DEMO_DIR)/om_aipp/ (with --aipp and its cfg; dry run: no CANN here)"
 	@echo "   outputs, scores   $(DEMO_DIR)/result_bs$(DEMO_BS)/, $(DEMO_DIR)/result_bs$(DEMO_BS).json, $(DEMO_DIR)/result_bs1.json"
+	@echo "   results table     $(DEMO_DIR)/results.csv (timm's columns)"
+	@echo "== the report of these runs: $(DEMO_DIR)/report.html"
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

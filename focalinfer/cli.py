@@ -522,6 +522,18 @@ def infer_command(model_file, input_dir, output, output_dirname, outfmt, batch_s
 # --- eval stage ---
 
 
+def gate_options(when: str, reference: str):
+    """--max-drop / --min-ratio: the accuracy gate of eval, compare and report (docs/eval.md)."""
+
+    def decorate(fn):
+        fn = click.option("--min-ratio", type=click.FloatRange(min=0), metavar="R",
+                          help=f"{when} when Acc@1 is below R × {reference} (MLPerf: 0.99).")(fn)
+        return click.option("--max-drop", type=click.FloatRange(min=0), metavar="PTS",
+                            help=f"{when} when Acc@1 is more than PTS points below {reference}.")(fn)
+
+    return decorate
+
+
 @cli.command("eval")
 @click.option("--labels", required=True, type=click.Path(dir_okay=False, path_type=str),
               help="val_label.txt: '<image file name> <class index>' per line (the class is the last field).")
@@ -547,12 +559,20 @@ def infer_command(model_file, input_dir, output, output_dirname, outfmt, batch_s
               help="Go on, and exit 0, when labelled images have no input file or no (valid) output.")
 @click.option("--allow-bad-labels", is_flag=True,
               help="Score without label lines that do not parse or name a class the model lacks (else exit 1).")
+@click.option("--reference", type=click.Path(dir_okay=False, path_type=str),
+              help="An earlier result.json (e.g. the CPU fp32 run): ΔAcc with its interval and p-value, the flips.")
+@gate_options("With --reference: exit 1", "the reference's")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=str),
+              help="Append a row in timm's results-table columns (+ backend, precision, batch, images/s).")
+@click.option("--real-labels", type=click.Path(dir_okay=False, path_type=str),
+              help="ImageNet-ReaL's real.json: ReaL accuracy beside the original.")
 @inference_options
 @verbosity_options
 @user_errors
 def eval_command(labels, om, onnx, results, input_dir, output, output_dirname, batch_size, outfmt, output_dtype,
                  num_classes, model_name, backend, threads, precision, allow_missing, allow_bad_labels,
-                 allow_transform_mismatch, force, device, ais_bench_mode):
+                 allow_transform_mismatch, force, device, ais_bench_mode, reference, max_drop, min_ratio, csv_path,
+                 real_labels):
     """Top-1/Top-5 of a model's outputs against val_label.txt, joined by image name, into result.json."""
     from focalinfer.errors import UsageError
     from focalinfer.pipeline import evaluate
@@ -567,6 +587,7 @@ def eval_command(labels, om, onnx, results, input_dir, output, output_dirname, b
     if results and (output_dirname or force or device != "0" or ais_bench_mode != "auto"):
         raise UsageError("--output-dirname, --force, --device and --ais-bench-mode apply to the inference --om / --onnx "
                          "runs; --results only reads")
+    amend = _eval_extras(reference, max_drop, min_ratio, csv_path, real_labels)
     result, path = evaluate(
         labels, results_dir=results, model_file=om or onnx, input_dir=input_dir, output=output,
         output_dirname=output_dirname, outfmt=outfmt, batch_size=batch_size, model=model_name,
@@ -574,12 +595,49 @@ def eval_command(labels, om, onnx, results, input_dir, output, output_dirname, b
         backend=backend if (om or onnx) else None, allow_missing=allow_missing,
         allow_bad_labels=allow_bad_labels, force=force, progress=_progress(),
         allow_transform_mismatch=allow_transform_mismatch, threads=threads, precision=precision,
-        device=device, ais_bench_mode=ais_bench_mode,
+        device=device, ais_bench_mode=ais_bench_mode, amend=amend,
     )
     for note in result.warnings:
         click.echo(f"warning: {note}", err=True)
+    for line in result.detail_lines():
+        click.echo(line)
     click.echo(result.summary_line(path))
+    _finish_eval_extras(result, csv_path)
     require_complete(result, allow_missing)
+    _gate_exit(result.extra.get("reference"))
+
+
+def _eval_extras(reference, max_drop, min_ratio, csv_path, real_labels):
+    """Check eval's --reference / gate / --csv / --real-labels before any work; the step adding their figures."""
+    from focalinfer.errors import UsageError
+    from focalinfer.metrics.paired import Gate
+    from focalinfer.postprocess.amend import result_amender
+    from focalinfer.postprocess.results_csv import check_results_csv
+    from focalinfer.util import ensure_writable_file
+
+    gate = Gate(max_drop, min_ratio)
+    if gate.active and not reference:
+        raise UsageError("--max-drop and --min-ratio gate a run against an earlier one: add --reference RESULT.json")
+    if csv_path:
+        ensure_writable_file(csv_path, "results CSV")
+        check_results_csv(csv_path)
+    return result_amender(real_labels, reference, gate)
+
+
+def _finish_eval_extras(result, csv_path) -> None:
+    if csv_path:
+        from focalinfer.postprocess.results_csv import append_results_csv
+
+        click.echo(f"csv: a row added to {append_results_csv(csv_path, result.summary)}")
+
+
+def _gate_exit(block) -> None:
+    """Exit 1 with the gate's one line when it failed."""
+    from focalinfer.postprocess.paired import gate_failure
+
+    failure = gate_failure(block)
+    if failure:
+        raise FocalinferError(failure)
 
 
 @cli.command("compare")
@@ -596,26 +654,66 @@ def eval_command(labels, om, onnx, results, input_dir, output, output_dirname, b
 @click.option("--candidate-dtype", default="float32", show_default=True, type=click.Choice(["float32", "float16"]),
               help="What CANDIDATE's BIN outputs hold (an fp16-output .om writes float16).")
 @click.option("--allow-missing", is_flag=True, help="Exit 0 even when some images have outputs on one side only.")
+@click.option("--labels", type=click.Path(dir_okay=False, path_type=str),
+              help="val_label.txt: flips each way, ΔAcc@1/ΔAcc@5 with a paired interval and McNemar's p-value.")
+@gate_options("With --labels: exit 1", "REFERENCE's")
 @verbosity_options
 @user_errors
 def compare_command(reference, candidate, json_out, worst, min_cosine, outfmt, reference_dtype, candidate_dtype,
-                    allow_missing):
+                    allow_missing, labels, max_drop, min_ratio):
     """Per-image agreement of two result folders (REFERENCE first, e.g. ONNX fp32, then the OM's)."""
     from focalinfer.errors import FocalinferError
     from focalinfer.postprocess.compare import compare_results
+    from focalinfer.errors import UsageError
+    from focalinfer.metrics.paired import Gate
+    from focalinfer.postprocess.paired import gate_failure
     from focalinfer.util import ensure_writable_file, write_json_atomic
 
+    gate = Gate(max_drop, min_ratio)
+    if gate.active and not labels:
+        raise UsageError("--max-drop and --min-ratio gate Acc@1, which needs the labels: add --labels val_label.txt")
     if json_out:
         ensure_writable_file(json_out, "compare report")
     report = compare_results(reference, candidate, worst=worst, min_cosine=min_cosine,
                              reference_outfmt=outfmt, candidate_outfmt=outfmt, reference_dtype=reference_dtype,
-                             candidate_dtype=candidate_dtype, allow_missing=allow_missing)
+                             candidate_dtype=candidate_dtype, allow_missing=allow_missing, labels_file=labels,
+                             gate=gate)
     click.echo(report.format_table())
     if json_out:
         write_json_atomic(json_out, report.as_dict())
         click.echo(f"report: {json_out}")
     if not report.passed:
+        gate_line = gate_failure(report.accuracy)
+        if gate_line and report.summary["verdict"] == gate_line:
+            raise FocalinferError(gate_line)
         raise FocalinferError(f"{candidate} disagrees with {reference}: {report.summary['verdict']}")
+
+
+@cli.command("report")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
+@click.option("--out", default="report.html", show_default=True, type=click.Path(dir_okay=False, path_type=str),
+              help="The report file to write.")
+@click.option("--format", "fmt", default="html", show_default=True, type=click.Choice(["html", "md"]),
+              help="html: one self-contained page; md: the same content as Markdown (for CI logs).")
+@gate_options("Gate: a run fails (exit 1)", "the first run's")
+@click.option("--precision", "precision_report", type=click.Path(path_type=str),
+              help="The precision check's precision.json (default: <ONNX folder>/precision/ when it matches).")
+@click.option("--bench", "bench_json", type=click.Path(dir_okay=False, path_type=str),
+              help="A `bench all --json` file: its images/s per batch size join the plot.")
+@click.option("--title", help="The page title (default: the model's name).")
+@verbosity_options
+@user_errors
+def report_command(runs, out, fmt, max_drop, min_ratio, precision_report, bench_json, title):
+    """One report of result.json RUNS (the first is the reference): accuracy, Δ and gate, flips, speed, provenance."""
+    from focalinfer.metrics.paired import Gate
+    from focalinfer.report import build_report
+
+    result = build_report(runs, out, fmt=fmt, gate=Gate(max_drop, min_ratio), precision=precision_report,
+                          bench=bench_json, title=title)
+    click.echo(f"report: {result.path} ({result.runs} runs, reference {runs[0]})")
+    if result.gate_failures:
+        raise FocalinferError(f"{result.gate_failures[0]}" + (f" (and {len(result.gate_failures) - 1} more runs)"
+                                                              if len(result.gate_failures) > 1 else ""))
 
 
 @bench.command("eval")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 from focalinfer import layout
 from focalinfer.defaults import DATABIN_DIR, RESULT_JSON
@@ -32,13 +33,14 @@ def evaluate(
     output_dtype: str = "float32", backend: str | None = None, allow_missing: bool = False,
     allow_bad_labels: bool = False, force: bool = False, progress: bool = True, workers: int | None = None,
     allow_transform_mismatch: bool = False, threads: int | None = None, precision: str = "fp32",
-    device: str = "0", ais_bench_mode: str = "auto",
+    device: str = "0", ais_bench_mode: str = "auto", amend: Callable[[EvalResult], None] | None = None,
 ) -> tuple[EvalResult, Path]:
     """Score ``results_dir``, or first run ``model_file`` (.om → ais_bench, .onnx → the CPU backend
     ``backend`` names; 'auto' or None: the one measured fastest here) on ``input_dir`` into
     ``<output dir>/<output_dirname or output stem>/``; write result.json to ``output``.
 
     ``model`` / ``num_classes`` / ``batch_size`` that contradict what the records say are errors.
+    ``amend`` adds figures to the scored result before result.json is written (eval's --reference, --real-labels).
     """
     if (results_dir is None) == (model_file is None):
         raise UsageError("pass exactly one of a model file (--om / --onnx) or --results DIR")
@@ -70,6 +72,8 @@ def evaluate(
         output_dtype=output_dtype, allow_bad_labels=allow_bad_labels, run=fields, workers=workers,
     )
     result.warnings[:0] = facts.notes
+    if amend is not None:
+        amend(result)
     return result, write_result(result, output)
 
 

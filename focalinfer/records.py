@@ -7,6 +7,7 @@
 | :class:`AtcRecord` | om | ``<out-dir>/<stem>_bs<N>.atc.json`` | om (rebuilds), infer (which ONNX) |
 | :class:`InferRecord` | infer | ``<output>/<dirname>.focalinfer.json`` (beside the folder) | infer (resume), eval |
 | :class:`PrecisionRecord` | precision | ``<out>/precision.json`` (+ ``keep_dtype.cfg``) | om (``--precision``) |
+| :class:`EvalRecord` | eval | ``result.json`` (``--output``) | eval (``--reference``), report |
 
 A stage finds another stage's record only through the path functions here and reads it only
 through these classes, so no stage spells another's file names or keys.
@@ -173,6 +174,18 @@ class ExportRecord:
 # --- om (ATC) -----------------------------------------------------------------------------
 
 
+# What ATC compiles with when its argv names no --precision_mode (docs/precision.md).
+ATC_DEFAULT_PRECISION_MODE = "force_fp16"
+
+
+def _precision_mode_flag(argv: list) -> str | None:
+    """The value of ``--precision_mode=`` in an atc argv, None when it names none."""
+    for flag in argv:
+        if isinstance(flag, str) and flag.startswith("--precision_mode="):
+            return flag.partition("=")[2]
+    return None
+
+
 def atc_record_path(prefix: str | os.PathLike) -> Path:
     """The sidecar of ATC output prefix ``<out-dir>/<stem>_bs<N>``."""
     prefix = Path(prefix)
@@ -202,6 +215,11 @@ class AtcRecord:
 
     def write(self, path: str | os.PathLike) -> None:
         write_json_atomic(path, asdict(self))
+
+    @property
+    def precision_mode(self) -> str:
+        """The --precision_mode the .om was built with (ATC's default when the argv names none)."""
+        return _precision_mode_flag(self.argv) or ATC_DEFAULT_PRECISION_MODE
 
     @classmethod
     def for_om(cls, om_path: str | os.PathLike) -> "AtcRecord | None":
@@ -471,10 +489,7 @@ class PrecisionRecord:
     @property
     def precision_mode(self) -> str:
         """The --precision_mode its ATC flags name (the emulated mode when they name none)."""
-        for flag in self.atc_flags:
-            if flag.startswith("--precision_mode="):
-                return flag.partition("=")[2]
-        return self.mode
+        return _precision_mode_flag(self.atc_flags) or self.mode
 
     def check_onnx(self, onnx_path: str | os.PathLike, onnx_sha256: str, report: str | os.PathLike = "") -> None:
         """Refuse a report made for another ONNX than ``onnx_path`` (hash ``onnx_sha256``)."""
@@ -491,3 +506,41 @@ class PrecisionRecord:
         extra = data.pop("extra")
         write_json_atomic(path, {"format": 1, **data, **extra})
         return path
+
+
+# --- eval ---------------------------------------------------------------------------------
+
+
+@dataclass
+class EvalRecord:
+    """A result.json: eval's summary, its per-image rows ({label, top5, hit@1, hit@5}), issues,
+    per-class table, and whatever else eval added (e.g. ``reference``)."""
+
+    path: Path
+    summary: dict
+    images: dict
+    issues: dict = field(default_factory=dict)
+    per_class: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> "EvalRecord":
+        """The result.json at ``path``; a one-line error when it is absent or not eval's."""
+        path = Path(path)
+        data = _read_json(path, "the result file")
+        if data is None:
+            raise FocalinferError(f"{path}: no result.json there; run `focalinfer eval --output {path}` first")
+        summary, images = data.get("summary"), data.get("images")
+        if not isinstance(summary, dict) or not isinstance(images, dict) or "Acc@1" not in summary:
+            raise FocalinferError(f"{path}: not a focalinfer result.json (no summary with Acc@1, or no images); "
+                                  "pass the file `focalinfer eval --output` wrote")
+        known = ("summary", "images", "issues", "per_class")
+        return cls(path, summary, images, data.get("issues") or {}, data.get("per_class") or {},
+                   {k: v for k, v in data.items() if k not in known})
+
+    @property
+    def label(self) -> str:
+        """A short name of the run for tables: backend, batch size and the file."""
+        s = self.summary
+        parts = [s.get("backend"), f"bs {s['batch_size']}" if s.get("batch_size") else None]
+        return f"{self.path.name} ({', '.join(p for p in parts if p)})" if any(parts) else self.path.name

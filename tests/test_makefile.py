@@ -93,3 +93,44 @@ def test_precision_report_reaches_om_and_the_demo_checks_before_om(fake_venv, tm
     assert steps.index("export") < steps.index("precision") < steps.index("om")
     first_om = next(line for line in lines if line.split()[1] == "om")
     assert "--precision demo/focal-fast-s/precision/precision.json" in first_om
+
+
+def test_the_demo_gates_its_runs_and_ends_with_their_report(fake_venv):
+    demo = make(fake_venv, "-n", "demo")
+    assert demo.returncode == 0, demo.stderr
+    lines = [line for line in re.sub(r"\\\n\s*", " ", demo.stdout).splitlines() if line.startswith(str(fake_venv))]
+    assert [line.split()[1] for line in lines][-3:] == ["eval", "compare", "report"]
+    d = "demo/focal-fast-s"
+    assert f"--reference {d}/result_bs16.json --max-drop 0.5" in lines[-3] and f"--csv {d}/results.csv" in lines[-3]
+    assert "--labels demo/images/val_label.txt --max-drop 0.5" in lines[-2]
+    assert lines[-1].split()[2:10] == [f"{d}/result_bs16.json", f"{d}/result_bs1.json", "--out", f"{d}/report.html",
+                                       "--precision", f"{d}/precision/precision.json", "--max-drop", "0.5"]
+    assert '--title "focalinfer demo: focal-fast-s on synthetic images with untrained weights' in lines[-1]
+    assert demo.stdout.rstrip().endswith(f'echo "== the report of these runs: {d}/report.html"')
+
+
+def test_make_test_installs_chromium_with_apt_get_only_when_missing(tmp_path):
+    """`browser` (a prerequisite of `make test`): apt-get install chromium when it is missing and we are root."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("sh", "make", "sed", "id"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    calls = tmp_path / "apt.txt"
+    apt = bin_dir / "apt-get"
+    apt.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    apt.chmod(0o755)
+    present = tmp_path / "chromium"
+    present.write_text("#!/bin/sh\n")
+    present.chmod(0o755)
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path)}
+    base = ["make", "--no-print-directory", "-C", str(ROOT), "browser"]
+    done = subprocess.run(base + [f"CHROMIUM={present}"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and not calls.exists()
+    done = subprocess.run(base + [f"CHROMIUM={tmp_path / 'absent'}"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    if os.geteuid() == 0:
+        assert calls.read_text().splitlines() == ["update -qq", "install -y -qq chromium"]
+    else:
+        assert not calls.exists() and "needs root" in done.stdout
+    assert re.search(r"^test: setup browser$", (ROOT / "Makefile").read_text(), re.M)

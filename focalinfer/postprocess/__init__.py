@@ -2,7 +2,9 @@
 
 - ``score_results(results_dir, labels_file, ...) -> EvalResult`` and ``write_result`` /
   ``require_complete`` (``focalinfer.pipeline.evaluate`` runs inference first, then this).
-- ``compare_results(reference_dir, candidate_dir, ...) -> CompareReport``.
+- ``compare_results(reference_dir, candidate_dir, ...) -> CompareReport`` (with labels: flips, ΔAcc, gate).
+- Beside Acc@1: ``accuracy`` (intervals, per-class, calibration), ``paired`` (against a reference
+  run), ``real_labels`` (ImageNet-ReaL), ``results_csv`` (eval --csv), ``amend`` (eval's extras).
 - Building blocks: ``read_labels``, ``scan_results``, ``read_logits``, ``topk_indices``.
 See docs/eval.md.
 """

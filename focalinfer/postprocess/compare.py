@@ -17,9 +17,14 @@ import numpy as np
 from focalinfer.defaults import COMPARE_MIN_COSINE
 
 from focalinfer.errors import FocalinferError
+from focalinfer.metrics.logits import compare_logits, row_metrics
+from focalinfer.metrics.paired import Gate
+from focalinfer.metrics.topk import topk_indices
+from focalinfer.postprocess.labels import read_labels
 from focalinfer.postprocess.model_facts import results_facts
 from focalinfer.postprocess.outputs import Logits, read_result_logits, scan_results
-from focalinfer.metrics.logits import compare_logits, row_metrics
+from focalinfer.postprocess.paired import gate_failure, paired_block, paired_lines
+from focalinfer.postprocess.scoring import BACKGROUND_CLASSES, TOPK, check_label_range
 
 ROW_FIELDS = ("cosine", "max_abs_err", "mean_rel_err", "top1_agree", "top5_agree", "top1_a", "top1_b")
 
@@ -34,6 +39,7 @@ class CompareReport:
     only_in_reference: list[str] = field(default_factory=list)
     only_in_candidate: list[str] = field(default_factory=list)
     invalid: dict[str, str] = field(default_factory=dict)   # stem -> "A: reason" / "B: reason"
+    accuracy: dict | None = None       # with --labels: flips, ΔAcc@1/ΔAcc@5, p-values, the gate
 
     @property
     def passed(self) -> bool:
@@ -48,6 +54,7 @@ class CompareReport:
             "only_in_reference": self.only_in_reference,
             "only_in_candidate": self.only_in_candidate,
             "invalid": self.invalid,
+            "accuracy": self.accuracy,
             "images": self.images,
         }
 
@@ -73,6 +80,8 @@ class CompareReport:
                     f"  {stem:<{width}}  {r['cosine']:>10.6f}  {r['max_abs_err']:>10.4g}  {r['mean_rel_err']:>9.3g}  "
                     f"{top1:<11} {'same' if r['top5_agree'] else 'differs'}"
                 )
+        if self.accuracy:
+            lines += [line for line in paired_lines(self.accuracy, "A", "B") if not line.startswith("  gate")]
         verdict = "PASS" if s["passed"] else "FAIL"
         lines.append(f"  {verdict}: {s['verdict']}")
         return "\n".join(lines)
@@ -103,16 +112,43 @@ def _missing_verdict(only_ref: list[str], only_cand: list[str], allow_missing: b
     return ", ".join(parts) + (" (allowed by --allow-missing)" if allow_missing else " (--allow-missing accepts this)")
 
 
+def _labelled_rows(stems: list[str], values, labels, offset: int) -> dict[str, dict]:
+    """result.json-style rows {label, top5, hit@1, hit@5} of the labelled ``stems``, keyed by image name."""
+    top = topk_indices(values, TOPK) - offset
+    rows = {}
+    for stem, top5 in zip(stems, top.tolist()):
+        label = labels.labels.get(stem)
+        if label is not None:
+            rows[label.image] = {"label": label.target, "top5": top5, "hit@1": top5[0] == label.target,
+                                 "hit@5": label.target in top5}
+    return rows
+
+
+def _accuracy(stems, ref_values, cand_values, labels_file, num_classes: int, gate: Gate) -> dict:
+    labels = read_labels(labels_file)
+    check_label_range(labels, num_classes, None)
+    labels.require_clean(False)
+    offset = 1 if num_classes == BACKGROUND_CLASSES else 0
+    rows_a = _labelled_rows(stems, ref_values, labels, offset)
+    if not rows_a:
+        raise FocalinferError(f"{labels_file}: no compared image is labelled (e.g. {stems[0]}); outputs are joined to "
+                              "labels by the image name up to its first '.'")
+    return paired_block(rows_a, _labelled_rows(stems, cand_values, labels, offset), gate)
+
+
 def compare_results(
     reference_dir: str | os.PathLike, candidate_dir: str | os.PathLike, *, worst: int = 10,
     min_cosine: float = COMPARE_MIN_COSINE, reference_outfmt: str | None = None,
     candidate_outfmt: str | None = None, reference_dtype: str = "float32", candidate_dtype: str = "float32",
-    allow_missing: bool = False, workers: int | None = None,
+    allow_missing: bool = False, workers: int | None = None, labels_file: str | os.PathLike | None = None,
+    gate: Gate = Gate(),
 ) -> CompareReport:
     """Join two result directories by output name and compare their logits image by image.
 
     Images present on one side only fail the comparison unless ``allow_missing``. The class
     count comes from the folders' infer records when they have them, else from A's outputs.
+    With ``labels_file``: the accuracy of each side on the compared images, the flips, the paired
+    deltas, and ``gate`` (which then decides too).
     """
     ref_dir = scan_results(reference_dir, reference_outfmt)
     cand_dir = scan_results(candidate_dir, candidate_outfmt)
@@ -142,16 +178,20 @@ def compare_results(
     order = np.lexsort((-columns["max_abs_err"], columns["cosine"]))
     worst_stems = [stems[i] for i in order[:max(0, worst)]]
 
+    accuracy = (_accuracy(stems, ref_values, cand_values, labels_file, ref.num_classes, gate)
+                if labels_file else None)
     only_ref = sorted(set(ref_dir.outputs) - set(cand_dir.outputs))
     only_cand = sorted(set(cand_dir.outputs) - set(ref_dir.outputs))
     low = int((columns["cosine"] < min_cosine).sum())
     one_side = _missing_verdict(only_ref, only_cand, allow_missing)
-    passed = low == 0 and not invalid and (allow_missing or not one_side)
+    gate_line = gate_failure(accuracy)
+    passed = low == 0 and not invalid and (allow_missing or not one_side) and not gate_line
     failures = [f"{low} images below cosine {min_cosine}" if low else None,
                 f"{len(invalid)} invalid outputs" if invalid else None,
-                one_side if one_side and not allow_missing else None]
+                one_side if one_side and not allow_missing else None, gate_line]
     verdict = (
-        f"every compared image has cosine ≥ {min_cosine}" + (f"; {one_side}" if one_side else "") if passed else
+        f"every compared image has cosine ≥ {min_cosine}" + (f"; {one_side}" if one_side else "")
+        + (f"; {accuracy['gate']['line']}" if accuracy and accuracy["gate"] else "") if passed else
         ", ".join(f for f in failures if f)
     )
     summary = {
@@ -170,4 +210,4 @@ def compare_results(
         "topk_rule": "torch.topk on CPU, as eval",
     }
     return CompareReport(str(ref_dir.path), str(cand_dir.path), summary, images, worst_stems,
-                         only_ref, only_cand, invalid)
+                         only_ref, only_cand, invalid, accuracy)

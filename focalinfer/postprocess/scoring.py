@@ -13,9 +13,13 @@ import numpy as np
 
 from focalinfer import __version__
 from focalinfer.errors import FocalinferError
+from focalinfer.postprocess.accuracy import accuracy_figures, detail_lines
 from focalinfer.postprocess.labels import LabelSet, read_labels
+from focalinfer.postprocess.paired import paired_lines
+from focalinfer.postprocess.real_labels import real_line
 from focalinfer.postprocess.outputs import Logits, ResultDir, read_result_logits, scan_results
 from focalinfer.metrics.topk import topk_indices
+from focalinfer.records import AtcRecord
 from focalinfer.util import sha256_file, write_bytes_atomic
 
 TOPK = 5
@@ -36,6 +40,8 @@ class EvalResult:
     images: dict[str, dict]
     issues: dict
     warnings: list[str] = field(default_factory=list)
+    per_class: dict[str, dict] = field(default_factory=dict)   # class -> {images, hit@1, hit@5, Acc@1, Acc@5}
+    extra: dict = field(default_factory=dict)                   # more top-level keys (e.g. eval --reference's)
 
     @property
     def incomplete(self) -> int:
@@ -56,8 +62,16 @@ class EvalResult:
         )
         return f"{line} -> {written_to}" if written_to else line
 
+    def detail_lines(self) -> list[str]:
+        """Intervals, calibration, the worst classes, ReaL and the reference, printed above the summary line."""
+        lines = detail_lines(self.summary) + [line for line in (real_line(self.summary),) if line]
+        if self.extra.get("reference"):
+            lines += paired_lines(self.extra["reference"], Path(self.extra["reference"]["file"]).name, "this run")
+        return lines
+
     def as_dict(self) -> dict:
-        return {"summary": self.summary, "images": self.images, "issues": self.issues}
+        return {"summary": self.summary, "images": self.images, "issues": self.issues, "per_class": self.per_class,
+                **self.extra}
 
 
 def speed_text(summary: dict) -> str | None:
@@ -138,6 +152,17 @@ def _run_facts(run: Mapping | None, meta) -> dict:
     return facts
 
 
+def precision_mode(facts: Mapping) -> str | None:
+    """How the run computed: an .om's ATC --precision_mode (from its build record), fp32 or bf16 on the CPU."""
+    model_file, backend = facts.get("model_file") or "", facts.get("backend") or ""
+    if model_file.lower().endswith(".om"):
+        record = AtcRecord.for_om(model_file) if Path(model_file).is_file() else None
+        return record.precision_mode if record else None
+    if not backend or backend.startswith("ais_bench"):
+        return None
+    return "bf16" if "bf16" in backend else "fp32"
+
+
 def score_results(
     results_dir: str | os.PathLike, labels_file: str | os.PathLike | LabelSet, *, outfmt: str | None = None,
     num_classes: int | None = None, classes_source: str | None = None, output_dtype: str = "float32",
@@ -175,6 +200,7 @@ def score_results(
     top = topk_indices(logits.values, TOPK, rows=rows)
     hit1 = top[:, 0] == targets
     hit5 = (top == targets[:, None]).any(axis=1)
+    figures, classes = accuracy_figures(targets - offset, hit1, hit5, logits.values, rows)
 
     top_labels = (top - offset).tolist()
     images = {}
@@ -191,7 +217,8 @@ def score_results(
         "missing": len(missing),
         "extra": len(extra),
         "invalid": len(invalid),
-        **_run_facts(run, meta),
+        **(facts := _run_facts(run, meta)),
+        "precision_mode": precision_mode(facts),
         "images_per_s": meta.images_per_s if meta else None,
         "ais_bench_throughput": meta.throughput if meta else None,
         "labels_file": str(labels.path),
@@ -206,6 +233,7 @@ def score_results(
         "malformed_labels": len(labels.malformed),
         "duplicate_labels": len(labels.duplicates),
         "appended_txt": len(logits.appended),
+        **figures,
         "summary_file": str(meta.path) if meta else None,
         "topk_rule": "torch.topk on CPU (first of the top-5 is the top-1)",
         "tool_version": __version__,
@@ -219,20 +247,42 @@ def score_results(
         "duplicate_labels": labels.duplicates,
         "appended_txt": logits.appended,
     }
-    return EvalResult(summary, images, issues, _warnings(labels, result, logits, extra, num_classes is None))
+    return EvalResult(summary, images, issues, _warnings(labels, result, logits, extra, num_classes is None),
+                      per_class=classes)
+
+
+_encode = json.JSONEncoder(separators=(", ", ": ")).encode
+
+
+def _scalar_like(value) -> bool:
+    return not isinstance(value, (dict, list)) or (isinstance(value, list) and not any(
+        isinstance(v, (dict, list)) for v in value))
+
+
+def _pretty(value, pad: str = "  ", expand: bool = False) -> str:
+    """JSON with one entry per line down to objects of plain values, which stay on one line."""
+    inner = pad + "  "
+    if isinstance(value, dict) and value and (expand or not all(map(_scalar_like, value.values()))):
+        items = ",\n".join(f"{inner}{_encode(k)}: {_pretty(v, inner)}" for k, v in value.items())
+        return f"{{\n{items}\n{pad}}}"
+    if isinstance(value, list) and value and not all(map(_scalar_like, value)):
+        items = ",\n".join(f"{inner}{_pretty(v, inner)}" for v in value)
+        return f"[\n{items}\n{pad}]"
+    return _encode(value)
 
 
 def result_json_bytes(result: EvalResult) -> bytes:
-    """result.json with one image per line: readable, and ~10× faster than json.dumps(indent=...)."""
-    summary = json.dumps(result.summary, indent=2).replace("\n", "\n  ")
+    """result.json with one image (and one class) per line: readable, and ~10× faster than json.dumps(indent=...)."""
     issues = json.dumps(result.issues, indent=None, separators=(", ", ": "))
-    encode = json.JSONEncoder(separators=(", ", ": ")).encode
-    image_lines = ",\n".join(f"    {encode(name)}: {encode(entry)}" for name, entry in result.images.items())
+    image_lines = ",\n".join(f"    {_encode(name)}: {_encode(entry)}" for name, entry in result.images.items())
+    class_lines = ",\n".join(f"    {_encode(name)}: {_encode(entry)}" for name, entry in result.per_class.items())
+    extra = "".join(f",\n  {_encode(key)}: {_pretty(value, expand=True)}" for key, value in result.extra.items())
     body = (
         "{\n"
-        f'  "summary": {summary},\n'
+        f'  "summary": {_pretty(result.summary, expand=True)},\n'
         f'  "images": {{\n{image_lines}\n  }},\n'
-        f'  "issues": {issues}\n'
+        f'  "issues": {issues},\n'
+        f'  "per_class": {{\n{class_lines}\n  }}{extra}\n'
         "}\n"
     )
     return body.encode()
