@@ -25,8 +25,9 @@ SAMPLES     ?= 64
 PYTHON      ?= python3
 VENV        := .venv
 FI          := $(VENV)/bin/focalinfer
-# uint8 files and AIPP .om files get their own folders: a folder never mixes dtypes.
-DATABIN     := $(WORK)/databin$(if $(filter uint8,$(DTYPE)),_uint8)
+# uint8 files and AIPP .om files get their own folders: a folder never mixes dtypes. A model with
+# another eval transform (evo-levit-256-384's 384 px) needs its own DATABIN=…, on every target.
+DATABIN     ?= $(WORK)/databin$(if $(filter uint8,$(DTYPE)),_uint8)
 ONNX        := $(WORK)/$(MODEL).onnx
 OM_DIR      := $(WORK)/om$(if $(AIPP),_aipp)
 OM          := $(OM_DIR)/$(MODEL)_$(if $(DYN_BATCH),dyn,bs$(BS)).om
@@ -46,7 +47,7 @@ help:
 	@echo "make om PRECISION=$(WORK)/precision/precision.json   build with the mode and keep list it found"
 	@echo "variables: MODEL=$(MODEL) DATA=$(DATA) LABELS=$(LABELS) CKPT=$(CKPT) BS=$(BS)"
 	@echo "           BATCH_SIZES=$(BATCH_SIZES) SOC=$(SOC) WORK=$(WORK) PRESET=$(PRESET) BACKEND=$(BACKEND)"
-	@echo "           AIPP=$(AIPP) DTYPE=$(DTYPE) DYN_BATCH=$(DYN_BATCH)"
+	@echo "           AIPP=$(AIPP) DTYPE=$(DTYPE) DYN_BATCH=$(DYN_BATCH) DATABIN=$(DATABIN)"
 
 # The venv is rebuilt whenever pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml

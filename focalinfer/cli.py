@@ -102,6 +102,9 @@ def preprocess(model, images, out, labels_out, workers, limit, preset, dtype, re
         click.echo(f"warning: {note}", err=True)
     if labels_out and result.labels_file is None:
         click.echo(f"note: {images} is a flat folder, so no labels were written; use ImageNet's val_label.txt", err=True)
+    if not labels_out and result.layout == "class-folders":
+        click.echo(f"note: {images} holds class folders, but no label file was written (eval needs one); "
+                   "rerun with --labels-out val_label.txt (the .bin files are reused)", err=True)
     click.echo(result.summary_line())
     if result.labels_file:
         click.echo(f"labels: {result.labels_file}")

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from focalinfer.errors import FocalinferError, first_line
+from focalinfer.preprocess.sources import JOURNAL
 from focalinfer.util import remove_atomic_temps, write_json_atomic
 
 
@@ -69,7 +70,7 @@ def take_over(out: Path, manifest: Path) -> list[str]:
 
 
 def _is_preprocess_output(target: str) -> bool:
-    return target.endswith(".bin") or target == "manifest.json"
+    return target.endswith(".bin") or target in ("manifest.json", JOURNAL)
 
 
 def guarded(manifest: Path, header: dict, work):
@@ -78,5 +79,8 @@ def guarded(manifest: Path, header: dict, work):
         return work()
     except BaseException as e:
         status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-        write_json_atomic(manifest, {**header, "status": status, "error": first_line(e, with_type=True)})
+        try:
+            write_json_atomic(manifest, {**header, "status": status, "error": first_line(e, with_type=True)})
+        except OSError:  # a full disk: 'running' stays, and the pid it names is gone once we exit
+            pass
         raise
