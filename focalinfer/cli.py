@@ -253,7 +253,7 @@ def inspect_cmd(checkpoint, as_json):
     aliases = f" ({info.aliases} of them alias another key's tensor, counted once)" if info.aliases else ""
     click.echo(f"{info.path}: layout {info.layout!r}, {info.keys} keys{aliases}, {info.parameters:,} parameters, "
                f"{info.tensors_bytes / 2**20:.1f} MiB of tensors")
-    click.echo(f"matches: {info.model or 'no registered model'}")
+    click.echo(info.describe_match())
 
 
 @cli.command("synthetic-checkpoint")
@@ -288,10 +288,12 @@ def synthetic_checkpoint(model, out, seed):
               help="Random inputs compared between onnxruntime and PyTorch.")
 @click.option("--parity-data", type=click.Path(path_type=str), default=None,
               help="Directory of preprocessed .bin files to compare on as well.")
+@click.option("--num-classes", type=click.IntRange(min=1),
+              help="Build the model with a head of N classes (a fine-tuned checkpoint; `inspect` says N).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @user_errors
 def export_command(model_name, checkpoint, out, batch_size, dynamic_batch, opset, no_rewrites,
-                   skip_rewrites, no_simplify, parity_samples, parity_data, force):
+                   skip_rewrites, no_simplify, parity_samples, parity_data, num_classes, force):
     """Export a checkpoint to ONNX with Ascend-friendly rewrites, check parity, lint it."""
     from focalinfer.export.exporter import export_onnx, format_summary
     from focalinfer.errors import UsageError
@@ -303,8 +305,10 @@ def export_command(model_name, checkpoint, out, batch_size, dynamic_batch, opset
     report = export_onnx(
         model_name, checkpoint, out, batch_size=1 if batch_size is None else batch_size, dynamic_batch=dynamic_batch,
         opset=opset, rewrites=not no_rewrites, skip_rewrites=skip_rewrites, simplify=not no_simplify,
-        parity_samples=parity_samples, parity_data=parity_data, force=force,
+        parity_samples=parity_samples, parity_data=parity_data, force=force, num_classes=num_classes,
     )
+    for note in report.notes:
+        click.echo(f"note: {note}", err=True)
     click.echo(format_summary(report))
 
 

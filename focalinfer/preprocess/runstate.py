@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from focalinfer.errors import FocalinferError, first_line
+from focalinfer.lock import pid_alive
 from focalinfer.preprocess.sources import JOURNAL
 from focalinfer.util import remove_atomic_temps, write_json_atomic
 
@@ -22,16 +23,6 @@ from focalinfer.util import remove_atomic_temps, write_json_atomic
 def running_state() -> dict:
     return {"status": "running", "pid": os.getpid(), "host": socket.gethostname(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def _read(manifest: Path) -> dict | None:
@@ -49,7 +40,7 @@ def take_over(out: Path, manifest: Path) -> list[str]:
     status, pid, host = old.get("status"), old.get("pid"), old.get("host")
     if status == "running" and isinstance(pid, int):
         here = host == socket.gethostname()
-        if here and pid != os.getpid() and _pid_alive(pid):
+        if here and pid != os.getpid() and pid_alive(pid):
             raise FocalinferError(
                 f"{out}: another preprocess (pid {pid}, started {old.get('started')}) is writing here; "
                 f"wait for it or use another --out (if no such run exists, delete {manifest})"

@@ -453,18 +453,6 @@ def test_cli_rejects_an_unknown_dtype(tmp_path):
 # --- issue 22: a full disk, the label-file hint, the make hint ---------------------------------
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A real 3 MB file system (tmpfs; mounting needs root, as the sessions and CI run)."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", str(mount)], check=True)
-
-
 def ten_photos(root: Path) -> Path:
     for k in range(10):
         save_jpeg(root / f"ILSVRC2012_val_{k:08d}.JPEG", noise_image(60 + k, 50, seed=k))
