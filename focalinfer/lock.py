@@ -48,9 +48,11 @@ def _alive(holder: dict) -> bool:
 
 
 @contextlib.contextmanager
-def output_lock(output: Path, what: str) -> Iterator[list[str]]:
-    """Hold ``output``'s lock for ``what`` (e.g. 'export'); yields notes about a dead holder."""
-    lock, notes = lock_path(output), []
+def output_lock(output: Path, what: str, lock: Path | None = None) -> Iterator[list[str]]:
+    """Hold ``output``'s lock for ``what`` (e.g. 'export'); yields notes about a dead holder.
+
+    ``lock``: the lock file when not ``.<output>.lock`` beside it (a folder's own, inside it)."""
+    lock, notes = lock or lock_path(output), []
     me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     for _ in range(2):  # a dead holder's lock is removed once, then taken
         try:
