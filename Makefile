@@ -35,11 +35,11 @@ DEMO        := demo
 # Per model: a demo of another MODEL never meets this one's .bin files, ONNX or results.
 DEMO_DIR    := $(DEMO)/$(MODEL)
 
-.PHONY: help setup demo test test-fast preprocess export precision om infer eval bench bench-preprocess clean
+.PHONY: help setup demo test test-fast test-slow preprocess export precision om infer eval bench bench-preprocess clean
 
 help:
 	@echo "make demo                      run the pipeline on generated sample data"
-	@echo "make test                      install and run the test suite"
+	@echo "make test                      install and run the test suite (make test-slow: 100-moment crash runs)"
 	@echo "make preprocess export om BS=16 DATA=ImageNet/val CKPT=model.pth   the NPU path"
 	@echo "make eval BACKEND=auto         score on CPU (onnxruntime or OpenVINO, measured fastest here)"
 	@echo "make preprocess om infer AIPP=1   uint8 files, normalised on the NPU (AIPP)"
@@ -58,11 +58,15 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
+# `slow`: the 100-moment crash-consistency runs; `make test` runs their 10-moment versions.
 test: setup
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -m "not slow"
 
 test-fast: setup
-	$(VENV)/bin/python -m pytest -q -m "not fullsize"
+	$(VENV)/bin/python -m pytest -q -m "not fullsize and not slow"
+
+test-slow: setup
+	$(VENV)/bin/python -m pytest -q -m slow
 
 preprocess: setup
 	$(FI) preprocess --model $(MODEL) --images $(DATA) --out $(DATABIN) --labels-out $(LABELS) \

@@ -93,3 +93,11 @@ def test_precision_report_reaches_om_and_the_demo_checks_before_om(fake_venv, tm
     assert steps.index("export") < steps.index("precision") < steps.index("om")
     first_om = next(line for line in lines if line.split()[1] == "om")
     assert "--precision demo/focal-fast-s/precision/precision.json" in first_om
+
+
+def test_make_test_leaves_the_slow_crash_runs_out(fake_venv):
+    plan = make(fake_venv, "-n", "test", "test-fast", "test-slow")
+    assert plan.returncode == 0, plan.stderr
+    lines = [line for line in plan.stdout.splitlines() if "pytest" in line]
+    assert [line.split("pytest -q", 1)[1].strip() for line in lines] == \
+        ['-m "not slow"', '-m "not fullsize and not slow"', "-m slow"]
