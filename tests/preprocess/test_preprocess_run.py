@@ -11,9 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +24,6 @@ from focalinfer.preprocess import preprocess
 from focalinfer.preprocess.transform import ImageTransform, crop_offsets, resized_size
 from focalinfer.registry import get_model_spec
 
-ROOT = Path(__file__).resolve().parents[2]
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
@@ -498,36 +494,3 @@ def test_class_folders_without_labels_out_say_no_label_file_was_written(tmp_path
            "--labels-out val_label.txt (the .bin files are reused)" in result.output
     flat = run_cli("preprocess", "--images", root / "n01", "--out", tmp_path / "flat", "--quiet")
     assert "no label file" not in flat.output
-
-
-def fake_venv(tmp_path: Path) -> Path:
-    """A venv for make whose focalinfer is this worktree's."""
-    venv = tmp_path / "venv"
-    (venv / "bin").mkdir(parents=True)
-    script = venv / "bin" / "focalinfer"
-    script.write_text(f'#!/bin/sh\nPYTHONPATH={ROOT} exec {sys.executable} -m focalinfer.cli "$@"\n')
-    script.chmod(0o755)
-    (venv / ".installed").touch()
-    return venv
-
-
-@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
-def test_make_names_its_variable_when_a_second_model_needs_another_folder(tmp_path):
-    images = ten_photos(tmp_path / "img")
-    venv = fake_venv(tmp_path)
-    work = tmp_path / "work"
-
-    def make(*args):
-        env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL")}
-        return subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), "-o", f"{venv}/.installed",
-                               f"VENV={venv}", "preprocess", f"DATA={images}", f"WORK={work}", "WORKERS=1", *args],
-                              env=env, capture_output=True, text=True, timeout=300)
-
-    assert make("MODEL=van-b0").returncode == 0
-    second = make("MODEL=evo-levit-128s-384")
-    assert second.returncode != 0
-    hint = f"(with make: DATABIN={work}/databin_evo-levit-128s-384 on this and the later make targets)"
-    assert hint in second.stderr
-    third = make("MODEL=evo-levit-128s-384", f"DATABIN={work}/databin_evo-levit-128s-384")
-    assert third.returncode == 0, third.stderr
-    assert len(list((work / "databin_evo-levit-128s-384").glob("*.bin"))) == 10
