@@ -206,7 +206,9 @@ def _remove_stale_temps(out: Path) -> list[str]:
 
 def _check_space(out: Path, model) -> None:
     """The ONNX holds every weight once more: refuse before tracing when the disk cannot take it."""
-    needed = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    from focalinfer.models.checkpoint import distinct_tensors
+
+    needed = sum(t.numel() * t.element_size() for t in distinct_tensors(model.state_dict()).values())
     free = shutil.disk_usage(out.parent).free
     if needed > free:
         raise FocalinferError(
