@@ -134,31 +134,38 @@ def preprocess(
 
     manifest = _manifest_header(model, preset, transform, dtype, found)
     plan = _plan(found, out, manifest.bytes_per_file, old)
+    plan.notes[:0] = notes
     workers = max(1, min(workers or cpu_count(), len(plan.todo) or 1))
     _check_space(out, plan.todo, manifest.bytes_per_file, workers)
+    with disk_full_says_so(out, plan.todo, manifest.bytes_per_file):
+        return _convert(plan, out, manifest, transform, dtype, workers, progress, labels_out)
+
+
+def _convert(plan: _Plan, out: Path, manifest: Manifest, transform, dtype, workers, progress,
+             labels_out) -> PreprocessResult:
+    """Write the .bin files the plan lists (recording each), the label file, then the complete manifest."""
+    found = plan.found
     header = {"format": MANIFEST_FORMAT, **manifest.as_dict()}
     journal = start_journal(out, list(plan.records.values()))
     write_json_atomic(manifest_path(out), {**header, **running_state()})
-    with disk_full_says_so(out, plan.todo, manifest.bytes_per_file):
-        reasons = guarded(manifest_path(out), header,
-                          lambda: _run_all(plan, out, transform, dtype, workers, progress, journal))
-        skipped = [(_rel(i, found), r) for i, r in zip(plan.todo, reasons) if r is not None]
-        skipped_sources = {i.source for i, r in zip(plan.todo, reasons) if r is not None}
-        ok_items = [i for i in found.items if i.source not in skipped_sources]
-        labels_file = _write_labels(ok_items, found, labels_out)
-        result = PreprocessResult(
-            out_dir=out,
-            manifest=manifest_path(out),
-            labels_file=labels_file,
-            found=len(found.items),
-            written=len(plan.todo) - len(skipped),
-            reused=len(found.items) - len(plan.todo),
-            skipped=skipped,
-            ignored=found.ignored,
-            warnings=notes + plan.notes + found.warnings,
-            layout=found.layout,
-        )
-        _final_manifest(manifest, result, ok_items, found, plan.records).write(out)
+    reasons = guarded(manifest_path(out), header,
+                      lambda: _run_all(plan, out, transform, dtype, workers, progress, journal))
+    skipped = [(_rel(i, found), r) for i, r in zip(plan.todo, reasons) if r is not None]
+    skipped_sources = {i.source for i, r in zip(plan.todo, reasons) if r is not None}
+    ok_items = [i for i in found.items if i.source not in skipped_sources]
+    result = PreprocessResult(
+        out_dir=out,
+        manifest=manifest_path(out),
+        labels_file=_write_labels(ok_items, found, labels_out),
+        found=len(found.items),
+        written=len(plan.todo) - len(skipped),
+        reused=len(found.items) - len(plan.todo),
+        skipped=skipped,
+        ignored=found.ignored,
+        warnings=plan.notes + found.warnings,
+        layout=found.layout,
+    )
+    _final_manifest(manifest, result, ok_items, found, plan.records).write(out)
     journal.unlink()
     return result
 
