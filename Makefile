@@ -25,8 +25,9 @@ SAMPLES     ?= $(call default_of,PRECISION_SAMPLES)
 PYTHON      ?= python3
 VENV        := .venv
 FI          := $(VENV)/bin/focalinfer
-# uint8 files and AIPP .om files get their own folders: a folder never mixes dtypes.
-DATABIN     := $(WORK)/databin$(if $(filter uint8,$(DTYPE)),_uint8)
+# uint8 files and AIPP .om files get their own folders: a folder never mixes dtypes. A model with
+# another eval transform (evo-levit-256-384's 384 px) needs its own DATABIN=…, on every target.
+DATABIN     ?= $(WORK)/databin$(if $(filter uint8,$(DTYPE)),_uint8)
 ONNX        := $(WORK)/$(MODEL).onnx
 OM_DIR      := $(WORK)/om$(if $(AIPP),_aipp)
 OM          := $(OM_DIR)/$(MODEL)_$(if $(DYN_BATCH),dyn,bs$(BS)).om
@@ -34,11 +35,12 @@ DEMO        := demo
 # Per model: a demo of another MODEL never meets this one's .bin files, ONNX or results.
 DEMO_DIR    := $(DEMO)/$(MODEL)
 
-.PHONY: help setup browser demo test test-fast preprocess export precision om infer eval bench bench-preprocess clean
+.PHONY: help setup browser demo test test-fast test-slow preprocess export precision om infer eval bench bench-preprocess clean
 
 help:
 	@echo "make demo                      run the pipeline on generated sample data"
-	@echo "make test                      install and run the test suite (installs Chromium for the report's browser test)"
+	@echo "make test                      install and run the test suite (installs Chromium for the report's browser test;"
+	@echo "                               make test-slow: the 100-moment crash runs)"
 	@echo "make preprocess export om BS=16 DATA=ImageNet/val CKPT=model.pth   the NPU path"
 	@echo "make eval BACKEND=auto         score on CPU (onnxruntime or OpenVINO, measured fastest here)"
 	@echo "make preprocess om infer AIPP=1   uint8 files, normalised on the NPU (AIPP)"
@@ -46,7 +48,7 @@ help:
 	@echo "make om PRECISION=$(WORK)/precision/precision.json   build with the mode and keep list it found"
 	@echo "variables: MODEL=$(MODEL) DATA=$(DATA) LABELS=$(LABELS) CKPT=$(CKPT) BS=$(BS)"
 	@echo "           BATCH_SIZES=$(BATCH_SIZES) SOC=$(SOC) WORK=$(WORK) PRESET=$(PRESET) BACKEND=$(BACKEND)"
-	@echo "           AIPP=$(AIPP) DTYPE=$(DTYPE) DYN_BATCH=$(DYN_BATCH)"
+	@echo "           AIPP=$(AIPP) DTYPE=$(DTYPE) DYN_BATCH=$(DYN_BATCH) DATABIN=$(DATABIN)"
 
 # The venv is rebuilt whenever pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -71,11 +73,15 @@ browser:
 		fi; \
 	fi
 
+# `slow`: the 100-moment crash-consistency runs; `make test` runs their 10-moment versions.
 test: setup browser
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -m "not slow"
 
 test-fast: setup browser
-	$(VENV)/bin/python -m pytest -q -m "not fullsize"
+	$(VENV)/bin/python -m pytest -q -m "not fullsize and not slow"
+
+test-slow: setup
+	$(VENV)/bin/python -m pytest -q -m slow
 
 preprocess: setup
 	$(FI) preprocess --model $(MODEL) --images $(DATA) --out $(DATABIN) --labels-out $(LABELS) \

@@ -129,6 +129,9 @@ def preprocess(model, images, out, labels_out, workers, limit, preset, dtype, re
         click.echo(f"warning: {note}", err=True)
     if labels_out and result.labels_file is None:
         click.echo(f"note: {images} is a flat folder, so no labels were written; use ImageNet's val_label.txt", err=True)
+    if not labels_out and result.layout == "class-folders":
+        click.echo(f"note: {images} holds class folders, but no label file was written (eval needs one); "
+                   "rerun with --labels-out val_label.txt (the .bin files are reused)", err=True)
     click.echo(result.summary_line())
     if result.labels_file:
         click.echo(f"labels: {result.labels_file}")
@@ -283,7 +286,7 @@ def inspect_cmd(checkpoint, as_json):
     aliases = f" ({info.aliases} of them alias another key's tensor, counted once)" if info.aliases else ""
     click.echo(f"{info.path}: layout {info.layout!r}, {info.keys} keys{aliases}, {info.parameters:,} parameters, "
                f"{info.tensors_bytes / 2**20:.1f} MiB of tensors")
-    click.echo(f"matches: {info.model or 'no registered model'}")
+    click.echo(info.describe_match())
 
 
 @cli.command("synthetic-checkpoint")
@@ -319,11 +322,13 @@ def synthetic_checkpoint(model, out, seed):
               help="Random inputs compared between onnxruntime and PyTorch.")
 @click.option("--parity-data", type=click.Path(path_type=str), default=None,
               help="Directory of preprocessed .bin files to compare on as well.")
+@click.option("--num-classes", type=click.IntRange(min=1),
+              help="Build the model with a head of N classes (a fine-tuned checkpoint; `inspect` says N).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @verbosity_options
 @user_errors
 def export_command(model_name, checkpoint, out, batch_size, dynamic_batch, opset, no_rewrites,
-                   skip_rewrites, no_simplify, parity_samples, parity_data, force):
+                   skip_rewrites, no_simplify, parity_samples, parity_data, num_classes, force):
     """Export a checkpoint to ONNX with Ascend-friendly rewrites, check parity, lint it."""
     from focalinfer.export.exporter import export_onnx, format_summary
     from focalinfer.errors import UsageError
@@ -335,8 +340,10 @@ def export_command(model_name, checkpoint, out, batch_size, dynamic_batch, opset
     report = export_onnx(
         model_name, checkpoint, out, batch_size=1 if batch_size is None else batch_size, dynamic_batch=dynamic_batch,
         opset=opset, rewrites=not no_rewrites, skip_rewrites=skip_rewrites, simplify=not no_simplify,
-        parity_samples=parity_samples, parity_data=parity_data, force=force,
+        parity_samples=parity_samples, parity_data=parity_data, force=force, num_classes=num_classes,
     )
+    for note in report.notes:
+        click.echo(f"note: {note}", err=True)
     click.echo(format_summary(report))
 
 

@@ -93,8 +93,8 @@ def ensure_writable_dir(path: str | Path, what: str = "output directory") -> Pat
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-probe-", delete=True)
-        probe.close()
+        # A file without a name (O_TMPFILE; elsewhere unlinked at once): a kill leaves nothing behind.
+        tempfile.TemporaryFile(dir=path, prefix=".write-probe-").close()
     except OSError as e:
         raise FocalinferError(
             f"{path}: {what} is not writable ({e.strerror or e}); choose another directory or fix its permissions"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -94,3 +95,15 @@ def _isolated_caches_and_backend_choice(request, monkeypatch, tmp_path_factory):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
     if request.node.get_closest_marker("real_backend_choice") is None:
         monkeypatch.setattr(auto, "installed", lambda: ["onnxruntime"])
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 3 MB file system (a tmpfs: mounting needs root, as the sessions and CI run), to fill."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)

@@ -1,4 +1,4 @@
-"""The Makefile's demo and om targets, run by make itself with a stand-in focalinfer."""
+"""The Makefile's targets, run by make itself with a stand-in focalinfer (or the real one, where said)."""
 
 from __future__ import annotations
 
@@ -6,31 +6,38 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+from focalinfer.samples import make_sample_set
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 
 
-@pytest.fixture
-def fake_venv(tmp_path) -> Path:
-    """A venv whose focalinfer only records its arguments; `-o .installed` keeps make from building it."""
-    venv = tmp_path / "venv"
+def venv_with(folder: Path, script: str) -> Path:
+    """A venv whose bin/focalinfer is ``script``; `-o .installed` keeps make from building it."""
+    venv = folder / "venv"
     (venv / "bin").mkdir(parents=True)
-    script = venv / "bin" / "focalinfer"
-    script.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "calls.txt"}\n')
-    script.chmod(0o755)
+    (venv / "bin" / "focalinfer").write_text(f"#!/bin/sh\n{script}\n")
+    (venv / "bin" / "focalinfer").chmod(0o755)
     (venv / ".installed").touch()
     return venv
 
 
-def make(venv: Path, *args: str, path: str | None = None) -> subprocess.CompletedProcess:
+@pytest.fixture
+def fake_venv(tmp_path) -> Path:
+    """A venv whose focalinfer only records its arguments."""
+    return venv_with(tmp_path, f'echo "$@" >> {tmp_path / "calls.txt"}')
+
+
+def make(venv: Path, *args: str, path: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": path or os.environ["PATH"]}
     env.pop("MAKEFLAGS", None)
     return subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), "-o", f"{venv}/.installed",
-                           f"VENV={venv}", *args], env=env, capture_output=True, text=True, timeout=60)
+                           f"VENV={venv}", *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def no_atc_path(tmp_path: Path) -> str:
@@ -134,3 +141,28 @@ def test_make_test_installs_chromium_with_apt_get_only_when_missing(tmp_path):
     else:
         assert not calls.exists() and "needs root" in done.stdout
     assert re.search(r"^test: setup browser$", (ROOT / "Makefile").read_text(), re.M)
+def test_make_test_leaves_the_slow_crash_runs_out(fake_venv):
+    plan = make(fake_venv, "-n", "test", "test-fast", "test-slow")
+    assert plan.returncode == 0, plan.stderr
+    lines = [line for line in plan.stdout.splitlines() if "pytest" in line]
+    assert [line.split("pytest -q", 1)[1].strip() for line in lines] == \
+        ['-m "not slow"', '-m "not fullsize and not slow"', "-m slow"]
+
+
+def test_make_names_its_variable_when_a_second_model_needs_another_folder(tmp_path):
+    """Issue 22: the refusal to mix transforms names DATABIN, which make exposes (not --out)."""
+    images = make_sample_set(tmp_path / "img", count=3)
+    venv = venv_with(tmp_path, f'PYTHONPATH={ROOT} exec {sys.executable} -m focalinfer.cli "$@"')
+    work = tmp_path / "work"
+
+    def preprocess(*args):
+        return make(venv, "preprocess", f"DATA={images}", f"WORK={work}", "WORKERS=1", *args, timeout=300)
+
+    assert preprocess("MODEL=van-b0").returncode == 0
+    second = preprocess("MODEL=evo-levit-128s-384")  # 384 px: another transform
+    assert second.returncode != 0
+    own = work / "databin_evo-levit-128s-384"
+    assert f"(with make: DATABIN={own} on this and the later make targets)" in second.stderr
+    third = preprocess("MODEL=evo-levit-128s-384", f"DATABIN={own}")
+    assert third.returncode == 0, third.stderr
+    assert len(list(own.glob("*.bin"))) == 3

@@ -27,9 +27,10 @@ from focalinfer.defaults import DEFAULT_SOC, OM_DIR
 from focalinfer.atc.aipp import AIPP_ATC_FLAGS, aipp_cfg_path, aipp_config
 from focalinfer.errors import FocalinferError, RecordError, ToolMissingError, UsageError
 from focalinfer.inputs import Normalization
+from focalinfer.lock import output_lock
 from focalinfer.log import info, warning
 from focalinfer.records import AtcRecord, ModelIdentity, PrecisionRecord, atc_record_path, identify_model
-from focalinfer.util import ensure_writable_dir, sha256_file, write_bytes_atomic
+from focalinfer.util import ensure_writable_dir, remove_atomic_temps, sha256_file, write_bytes_atomic
 
 __all__ = ["OnnxInput", "OmBuild", "read_onnx_input", "build_atc_argv", "build_om", "parse_batch_sizes",
            "parse_gears"]
@@ -278,7 +279,28 @@ def build_om(
     onnx_abs = onnx_path.resolve()
     out_abs = Path(out_dir).resolve()
     ensure_writable_dir(out_abs, "--out-dir")
+    with output_lock(out_abs, "om", lock=out_abs / ".om.lock") as notes:
+        for note in notes + _remove_stale_work(out_abs):
+            info(f"om: {note}")
+        return _build_all(onnx_path, onnx_input, onnx_abs, out_abs, sizes, gears, soc, model, precision_mode,
+                          op_precision_ini, dry_run, jobs, force, progress, aipp, preset, keep_dtype,
+                          precision_report)
 
+
+def _remove_stale_work(out_abs: Path) -> list[str]:
+    """What a killed om left (we hold the folder's lock: no live om writes there): temp files of its
+    records and option files, and atc's scratch folders."""
+    removed = remove_atomic_temps(out_abs, lambda target: target.endswith((".atc.json", ".ini", ".cfg")))
+    scratch = sorted(p for p in out_abs.glob(".atc-work-*") if p.is_dir())
+    for folder in scratch:
+        shutil.rmtree(folder, ignore_errors=True)
+    left = removed + [p.name for p in scratch]
+    return [f"{out_abs}: removed what a killed om left ({', '.join(left)})"] if left else []
+
+
+def _build_all(onnx_path, onnx_input, onnx_abs, out_abs, sizes, gears, soc, model, precision_mode,
+               op_precision_ini, dry_run, jobs, force, progress, aipp, preset, keep_dtype,
+               precision_report) -> list[OmBuild]:
     identity = identify_model(onnx_path)
     onnx_sha256 = identity.sha256
     precision_mode, keep = _resolve_precision(onnx_path, onnx_sha256, out_abs, precision_mode, keep_dtype,
@@ -424,6 +446,8 @@ def error_lines(log_text: str, limit: int = 10) -> list[str]:
 
 
 def _run_atc(build: OmBuild, onnx_path: Path, soc: str, fingerprint: dict, progress: bool) -> None:
+    # No record while atc runs: a killed rebuild must not leave one vouching for a half-written .om.
+    build.sidecar_path.unlink(missing_ok=True)
     workdir = build.prefix.parent / f".atc-work-{build.label}"
     workdir.mkdir(exist_ok=True)
     if progress:

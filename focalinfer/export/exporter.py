@@ -9,9 +9,11 @@ because tracing can freeze a batch count into the graph and only another batch s
 from __future__ import annotations
 
 import copy
+import errno
 import hashlib
 import io
 import math
+import shutil
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -26,11 +28,12 @@ from focalinfer.backend.onnxrt import OnnxRuntimeRunner, make_session
 from focalinfer.backend.torch import EagerRunner
 from focalinfer.metrics.logits import compare_logits
 from focalinfer.layout import natural_key
-from focalinfer.records import export_report_path
+from focalinfer.records import ExportRecord, classifier_classes, export_report_path
 from focalinfer.errors import FocalinferError, UsageError, first_line
 from focalinfer.export.lint import lint_onnx, op_histogram
 from focalinfer.export.rewrites import GENERIC_REWRITES
-from focalinfer.util import ensure_writable_dir, sha256_file, write_bytes_atomic, write_json_atomic
+from focalinfer.lock import output_lock
+from focalinfer.util import ensure_writable_dir, remove_atomic_temps, sha256_file, write_bytes_atomic, write_json_atomic
 
 MIN_OPSET, MAX_OPSET = 11, 17
 PARITY_SEED = 0
@@ -70,6 +73,8 @@ class ExportReport:
     warnings: list[str] = field(default_factory=list)
     versions: dict = field(default_factory=dict)
     seconds: float = 0.0
+    num_classes: int | None = None  # classes of output 0 (the head the model was built with)
+    notes: list[str] = field(default_factory=list)  # what this run found and cleaned up (a killed export's temps)
 
     @property
     def passed(self) -> bool:
@@ -101,40 +106,55 @@ def export_onnx(
     parity_samples: int = 4,
     parity_data: str | Path | None = None,
     force: bool = False,
+    num_classes: int | None = None,
 ) -> ExportReport:
     """Export ``model_name`` (a registry name or ModelSpec) with weights from ``checkpoint``.
 
     ``rewrites``: True = every generic and model-specific rewrite, False = none, or the names to
-    apply; ``skip_rewrites`` then switches named ones off. Writes ``out`` and ``<out>.report.json``;
+    apply; ``skip_rewrites`` then switches named ones off. ``num_classes`` builds the model with a
+    head of that many classes (a fine-tuned checkpoint). Writes ``out`` and ``<out>.report.json``;
     raises ParityError (after writing both) when the ONNX logits leave the parity bound.
+
+    One export per ``out`` at a time (a lock beside it); temp files a killed export left there
+    are removed before the work.
     """
-    started = time.perf_counter()
-    from focalinfer.models.checkpoint import load_model
     from focalinfer.registry import ModelSpec, get_model_spec
 
     spec = model_name if isinstance(model_name, ModelSpec) else get_model_spec(model_name)
     out = Path(out)
-    _check_arguments(out, batch_size, opset, parity_samples, parity_data, force)
+    _check_arguments(out, batch_size, opset, parity_samples, parity_data, force, num_classes)
     data_files = _parity_files(parity_data, spec.input_size) if parity_data is not None else []
+    with output_lock(out, "export") as notes:
+        notes += _remove_stale_temps(out)
+        return _export(spec, checkpoint, out, batch_size, dynamic_batch, opset, rewrites, skip_rewrites,
+                       simplify, parity_samples, data_files, num_classes, notes)
 
-    official = load_model(spec, checkpoint)
+
+def _export(spec, checkpoint, out: Path, batch_size, dynamic_batch, opset, rewrites, skip_rewrites, simplify,
+            parity_samples, data_files, num_classes, notes) -> ExportReport:
+    started = time.perf_counter()
+    from focalinfer.models.checkpoint import load_model
+
+    official = load_model(spec, checkpoint, **({"num_classes": num_classes} if num_classes else {}))
+    _check_space(out, official)
     rewritten = copy.deepcopy(official)
     shape = (3, spec.input_size, spec.input_size)
     applied = _apply_rewrites(rewritten, rewrites, skip_rewrites, torch.zeros((1, *shape)).normal_(
         generator=torch.Generator().manual_seed(PARITY_SEED)))
-    final_model, notes = _trace_to_onnx(rewritten, spec, batch_size, dynamic_batch, opset)
+    final_model, trace_notes = _trace_to_onnx(rewritten, spec, batch_size, dynamic_batch, opset)
     # Without rewrites the traced graph is the naive one; with them, trace the official path too.
     naive_model = _trace_to_onnx(official, spec, batch_size, dynamic_batch, opset)[0] if applied else final_model
     simplify_record = {"requested": simplify, "applied": False, "error": None}
     if simplify:
         final_model, simplify_record = _simplify_step(final_model, out)
         if simplify_record["error"]:
-            notes.append(f"onnxsim failed, the unsimplified graph was kept: {simplify_record['error']}")
+            trace_notes.append(f"onnxsim failed, the unsimplified graph was kept: {simplify_record['error']}")
 
     serialized = final_model.SerializeToString()
     lint = lint_onnx(final_model, expect_static=not dynamic_batch)
     parity = _check_parity(out, serialized, spec, official, rewritten if applied else None, batch_size,
                            dynamic_batch, parity_samples, data_files)
+    outputs = _io_description(final_model.graph.output, ())
     report = ExportReport(
         model=spec.name,
         onnx=str(out),
@@ -146,21 +166,22 @@ def export_onnx(
         batch_size=batch_size,
         dynamic_batch=dynamic_batch,
         inputs=_io_description(final_model.graph.input, final_model.graph.initializer),
-        outputs=_io_description(final_model.graph.output, ()),
+        outputs=outputs,
         rewrites=applied,
         naive=_graph_summary(naive_model),
         final=_graph_summary(final_model),
         simplify=simplify_record,
         parity=parity,
         lint=lint.as_dict(),
-        warnings=notes,
+        warnings=trace_notes,
         versions={"torch": torch.__version__, "onnx": onnx.__version__, **_runtime_versions()},
         seconds=round(time.perf_counter() - started, 1),
+        num_classes=classifier_classes(outputs) or num_classes or spec.num_classes,
+        notes=notes,
     )
     # Written only now, back to back: an export that crashed or was interrupted above leaves nothing.
     report_json = report.as_dict()
-    write_bytes_atomic(out, serialized)
-    write_json_atomic(report.report_path, report_json)
+    _write_both(out, serialized, report.report_path, report_json)
     if not report.passed:
         worst = parity["worst"]
         what = worst["error"] or (f"max abs diff {worst['max_abs_diff']:.3g} > bound {worst['bound']:.3g}")
@@ -173,9 +194,56 @@ def export_onnx(
     return report
 
 
+# --- the output: one writer, stale temps, disk space ----------------------------------------
+
+def _remove_stale_temps(out: Path) -> list[str]:
+    """The temp files of a killed export of this ``out`` (we hold its lock: no live run writes them)."""
+    ours = {out.name, report_path_for(out).name}
+    removed = remove_atomic_temps(out.parent, lambda target: target in ours)
+    return [f"{out.parent}: removed {len(removed)} temp files a killed export left ({', '.join(removed)})"] \
+        if removed else []
+
+
+def _check_space(out: Path, model) -> None:
+    """The ONNX holds every weight once more: refuse before tracing when the disk cannot take it."""
+    from focalinfer.models.checkpoint import distinct_tensors
+
+    needed = sum(t.numel() * t.element_size() for t in distinct_tensors(model.state_dict()).values())
+    free = shutil.disk_usage(out.parent).free
+    if needed > free:
+        raise FocalinferError(
+            f"{out.parent}: not enough free space for {out.name}: about {_size(needed)} (the model's "
+            f"weights), {_size(free)} free; free space or choose another --out"
+        )
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB" if n >= 1e6 else f"{n:,} bytes"
+
+
+def _write_both(out: Path, serialized: bytes, report_path: Path, report_json: dict) -> None:
+    """The ONNX, then its report; a full disk is one line saying which of the two were written."""
+    written = []
+    try:
+        write_bytes_atomic(out, serialized)
+        written.append(out.name)
+        write_json_atomic(report_path, report_json)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        state = (f"{out.name} was written but not its report: export again" if written else
+                 f"nothing was written{', the existing ' + out.name + ' is as it was' if out.exists() else ''}")
+        raise FocalinferError(
+            f"{out.parent}: the disk filled up ({e.strerror}) writing {out.name} ({_size(len(serialized))}) "
+            f"and its report; {state} after freeing that much"
+        ) from None
+
+
 # --- arguments -----------------------------------------------------------------------------
 
-def _check_arguments(out: Path, batch_size, opset, parity_samples, parity_data, force) -> None:
+def _check_arguments(out: Path, batch_size, opset, parity_samples, parity_data, force, num_classes=None) -> None:
+    if num_classes is not None and (not isinstance(num_classes, int) or num_classes <= 0):
+        raise UsageError(f"--num-classes must be a positive integer, got {num_classes!r}")
     if not isinstance(batch_size, int) or batch_size <= 0:
         raise UsageError(f"batch size must be a positive integer, got {batch_size!r}; pass --batch-size 1 or more")
     if not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
@@ -188,8 +256,18 @@ def _check_arguments(out: Path, batch_size, opset, parity_samples, parity_data, 
     if out.is_dir():
         raise UsageError(f"{out}: is a directory; pass the path of the .onnx file to write")
     if out.exists() and not force:
-        raise FocalinferError(f"{out}: already exists; pass --force to overwrite it")
+        raise FocalinferError(f"{out}: already exists{_unreported(out)}; pass --force to overwrite it")
     ensure_writable_dir(out.parent)
+
+
+def _unreported(out: Path) -> str:
+    """Why an existing ONNX has no report describing it, or "" when it has one."""
+    try:
+        if ExportRecord.read(out) is not None:
+            return ""
+    except FocalinferError:
+        pass
+    return " without a report that describes it (an export killed while writing?)"
 
 
 def _parity_files(directory: str | Path, input_size: int) -> list[Path]:
@@ -409,8 +487,9 @@ def format_summary(report: ExportReport) -> str:
     rewrites = ", ".join(r["name"] for r in report.rewrites) or "none"
     simplify = "onnxsim" if report.simplify["applied"] else (
         f"onnxsim FAILED ({report.simplify['error']})" if report.simplify["requested"] else "no onnxsim")
+    classes = f", {report.num_classes}-class head" if report.num_classes != _registered_classes(report.model) else ""
     lines = [
-        f"{report.onnx}: {report.model}, opset {report.opset}, {batch}, {report.file_size / 1e6:.1f} MB",
+        f"{report.onnx}: {report.model}{classes}, opset {report.opset}, {batch}, {report.file_size / 1e6:.1f} MB",
         f"  nodes: {report.naive['nodes']} naive -> {report.final['nodes']} final, without Constant nodes "
         f"{report.naive['compute_nodes']} -> {report.final['compute_nodes']} (rewrites: {rewrites}; {simplify})",
         f"  parity: max abs diff {parity['worst']['max_abs_diff']:.3g} vs bound {parity['worst']['bound']:.3g} "
@@ -424,6 +503,15 @@ def format_summary(report: ExportReport) -> str:
         lines.insert(-2, f"  PyTorch vs onnxruntime on {parity['data_files']} preprocessed images: top-1 agreement "
                          f"{100 * worst['top1_agreement']:.1f} %, top-5 {100 * worst['top5_agreement']:.1f} %")
     return "\n".join(lines)
+
+def _registered_classes(model: str) -> int | None:
+    from focalinfer.registry import get_model_spec
+
+    try:
+        return get_model_spec(model).num_classes
+    except UsageError:
+        return None
+
 
 def _graph_summary(model: onnx.ModelProto) -> dict:
     histogram = op_histogram(model)

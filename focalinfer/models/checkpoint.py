@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import collections
 import functools
+import io
+import pathlib
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,13 +54,17 @@ def _metadata_globals() -> list:
     """Harmless containers that training scripts save beside the weights.
 
     The official trainers store their arguments (DeiT/timm: ``argparse.Namespace``; Swin/Focal:
-    a yacs ``CfgNode``, a dict subclass) and numpy scalars in the checkpoint. Allowing exactly these
-    keeps ``weights_only=True``: a CfgNode is rebuilt as a plain OrderedDict, nothing is imported
-    from the file and no code runs.
+    a yacs ``CfgNode``, a dict subclass) and numpy scalars in the checkpoint, and ``args`` often
+    holds paths. Allowing exactly these keeps ``weights_only=True``: a CfgNode is rebuilt as a
+    plain OrderedDict, a path as a pure path (no file system access), nothing is imported from the
+    file and no code runs.
     """
     import numpy as np
 
     scalar = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar
+    paths = [(pure, f"{module}.{kind}Path") for kind, pure in (("Posix", pathlib.PurePosixPath),
+                                                               ("Windows", pathlib.PureWindowsPath))
+             for module in ("pathlib", "pathlib._local")]
     return [
         argparse.Namespace,
         (collections.OrderedDict, "yacs.config.CfgNode"),
@@ -65,6 +72,9 @@ def _metadata_globals() -> list:
         (scalar, "numpy._core.multiarray.scalar"),
         np.dtype,
         *(type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool")),
+        pathlib.PurePosixPath,
+        pathlib.PureWindowsPath,
+        *paths,
     ]
 
 
@@ -78,10 +88,14 @@ def _torch_load(path: Path):
         with torch.serialization.safe_globals(_metadata_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "Unsupported global" in str(e):  # a class or function inside: refuse, never import it
+        unsupported = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if unsupported:  # a class or function inside: refuse, never import it
+            name = unsupported.group(1)
+            where = find_global(path, name)
             raise CheckpointError(
-                f"{path}: contains pickled Python objects, not only tensors; focalinfer loads "
-                "weights only (weights_only=True) — re-save it with torch.save(model.state_dict())"
+                f"{path}: {f'key {where!r}' if where else 'it'} holds a pickled {name} object, not a tensor or "
+                "plain metadata; focalinfer loads weights only (weights_only=True) and does not import it — re-save "
+                "the weights with torch.save(model.state_dict(), path)"
             ) from None
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_reason(e)}); re-download or re-save it") from None
     except Exception as e:  # torch's unpickler fails on damaged files with any error type (KeyError: 101 …)
@@ -103,6 +117,94 @@ def _check_magic(path: Path) -> None:
             f"{path}: not a PyTorch checkpoint ({what}; torch.save writes a zip archive or a pickle); "
             "pass the official .pth file"
         )
+    if head.startswith(CHECKPOINT_MAGICS[0]):
+        _check_archive(path)
+
+
+def _check_archive(path: Path) -> None:
+    """A zip that torch.save did not write (it holds ``<name>/data.pkl``) is named as what it is."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError) as e:
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint: a damaged zip archive ({_reason(e)}; a truncated "
+            "download?); re-download or re-save it"
+        ) from None
+    if not any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
+        shown = ", ".join(names[:SHOW_KEYS]) + (f" (+{len(names) - SHOW_KEYS} more)" if len(names) > SHOW_KEYS else "")
+        raise CheckpointError(
+            f"{path}: a zip archive of {len(names)} other files ({shown or 'none'}), not a PyTorch checkpoint "
+            "(torch.save's archives hold <name>/data.pkl); pass the .pth file itself (unzip it first if it is inside)"
+        )
+
+
+class _Stub:
+    """Stands in for any global a pickle names, so its structure can be walked without importing
+    or running anything from the file."""
+
+    qualname = "?"
+
+    def __new__(cls, *args, **kwargs):  # NEWOBJ calls only this, REDUCE this and __init__
+        stub = object.__new__(cls)
+        stub.children = list(args)
+        return stub
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        self.children.append(state)
+
+    def __setitem__(self, key, value):
+        self.children.append({key: value})
+
+    def append(self, value):
+        self.children.append(value)
+
+    def extend(self, values):
+        self.children.extend(values)
+
+
+class _SkeletonUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        return type("Stub", (_Stub,), {"qualname": f"{module}.{name}"})
+
+    def persistent_load(self, pid):
+        return None  # tensor storages: not read
+
+
+def find_global(path: Path, name: str) -> str | None:
+    """The key path ('args.output_dir') of the first object of type ``name`` in a torch.save zip,
+    or None; the pickle is read with stubs only (see _Stub)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pkl = next(n for n in archive.namelist() if n == "data.pkl" or n.endswith("/data.pkl"))
+            tree = _SkeletonUnpickler(io.BytesIO(archive.read(pkl))).load()
+    except Exception:  # anything odd: the message names the type only
+        return None
+    return _key_path(tree, name)
+
+
+def _key_path(node, name: str, where: str = "", depth: int = 0) -> str | None:
+    """'args.output_dir', 'history[1]': where below ``node`` the first object of type ``name`` is."""
+    if depth > 50:
+        return None
+    if isinstance(node, _Stub):
+        if node.qualname == name:
+            return where or None
+        children = [(where, c) for c in node.children]  # a Namespace's state: its keys follow
+    elif isinstance(node, dict):
+        children = [(f"{where}.{k}" if where else str(k), v) for k, v in node.items()]
+    elif isinstance(node, (list, tuple)):
+        children = [(f"{where}[{i}]", v) for i, v in enumerate(node)]
+    else:
+        return None
+    for child_where, child in children:
+        found = _key_path(child, name, child_where, depth + 1)
+        if found:
+            return found
+    return None
 
 
 def _reason(e: BaseException) -> str:
@@ -166,6 +268,12 @@ def load_model(name_or_spec, path: str | Path, strict: bool = True, **build_kwar
             raise CheckpointError(f"{path}: {e}") from None
     report = compare_keys(state, model.state_dict())
     if strict and not report.ok:
+        head = head_classes(_shapes(state), _shapes(model.state_dict()))
+        if head is not None:
+            raise CheckpointError(
+                f"{path}: its classifier head has {head[0]} classes, {spec.name} as built has {head[1]} (a "
+                f"fine-tuned checkpoint?); pass --num-classes {head[0]} to build {spec.name} with a {head[0]}-class head"
+            )
         guess = guess_model(state)
         hint = (
             f"; this looks like {guess} — pass --model {guess}"
@@ -176,6 +284,27 @@ def load_model(name_or_spec, path: str | Path, strict: bool = True, **build_kwar
     _check_dtypes(path, state, model.state_dict())
     model.load_state_dict(state, strict=strict)
     return model.eval()
+
+
+def _shapes(state: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in state.items()}
+
+
+def head_classes(checkpoint: dict[str, tuple], model: dict[str, tuple]) -> tuple[int, int] | None:
+    """(the checkpoint's classes, the model's) when only the classifier head differs: the same
+    keys, and every mis-shaped tensor differs in its first dimension only, one count for another
+    (Evo-LeViT's four heads included). None for any other mismatch."""
+    if set(checkpoint) != set(model):
+        return None
+    pairs = set()
+    for key, shape in checkpoint.items():
+        want = model[key]
+        if shape == want:
+            continue
+        if len(shape) != len(want) or not shape or shape[1:] != want[1:]:
+            return None
+        pairs.add((shape[0], want[0]))
+    return pairs.pop() if len(pairs) == 1 else None
 
 
 def _check_dtypes(path, state, expected) -> None:
@@ -250,9 +379,20 @@ class CheckpointInfo:
     parameters: int  # elements of the distinct parameter tensors (the model's, when it matches)
     tensors_bytes: int  # bytes of the distinct tensor storages in the file
     model: str | None  # the registry model whose keys and shapes it matches
+    num_classes: int | None = None  # its classifier head's classes, when they are not the model's
+    model_classes: int | None = None  # the registered model's classes (set with num_classes)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
+
+    def describe_match(self) -> str:
+        """One line: the registered model it fits, and how to export it when its head differs."""
+        if self.model is None:
+            return "matches: no registered model"
+        if self.num_classes is None:
+            return f"matches: {self.model}"
+        return (f"matches: {self.model} with a {self.num_classes}-class head (registered: {self.model_classes} "
+                f"classes); export it with --model {self.model} --num-classes {self.num_classes}")
 
 
 def _tensor_identity(tensor: torch.Tensor):
@@ -300,6 +440,7 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
     param_keys = registry_parameter_keys(model) if model else None
     distinct = distinct_tensors(state)
     is_param = (lambda k, v: k in param_keys) if param_keys else _is_parameter_like
+    head = head_classes(_shapes(state), registry_key_shapes(model)) if model else None
     return CheckpointInfo(
         path=str(path),
         layout=layout,
@@ -308,4 +449,6 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
         parameters=sum(v.numel() for k, v in distinct.items() if is_param(k, v)),
         tensors_bytes=_storage_bytes(state),
         model=model,
+        num_classes=head[0] if head else None,
+        model_classes=head[1] if head else None,
     )

@@ -5,13 +5,15 @@ the name is everything before it, so names may hold spaces (preprocess ``--renam
 them). A UTF-8 BOM, tabs and CRLF line ends are fine. An output is named after its input up to
 the first '.', so a label's key is the name's basename up to its first '.'
 (``layout.name_stem``): ``ILSVRC2012_val_00000001.JPEG`` ↔ ``ILSVRC2012_val_00000001_0.txt``,
-``my cat.jpg`` ↔ ``my cat_0.txt``.
+``my cat.jpg`` ↔ ``my cat_0.txt``. Keys are in Unicode NFC, as preprocess names its files: a
+label file written on macOS (NFD: ``e`` + a combining accent) meets ``café.JPEG`` named elsewhere.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,7 +92,7 @@ def _parse_line(text: str) -> tuple[str, str, int] | str:
         return f"class index {target!r} (the last field) is not an integer"
     if value < 0:
         return f"class index {value} is negative"
-    stem = name_stem(image)
+    stem = unicodedata.normalize("NFC", name_stem(image))
     if not stem:
         return f"image name {image!r} has no stem before its first '.'"
     return image, stem, value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -15,9 +16,12 @@ from focalinfer.precision.evaluate import Evaluator, Thresholds
 from focalinfer.precision.ranges import RangeLint, lint_nodes, probe
 from focalinfer.precision.report import atc_flags, format_table, write_report
 from focalinfer.precision.search import Search, SearchResult
-from focalinfer.records import PrecisionRecord, keep_dtype_path
-from focalinfer.util import ensure_writable_dir, sha256_file
+from focalinfer import log
+from focalinfer.lock import output_lock
+from focalinfer.records import PrecisionRecord, keep_dtype_path, precision_report_path
+from focalinfer.util import ensure_writable_dir, remove_atomic_temps, sha256_file
 
+SCRATCH_PREFIX = ".precision-"  # the run's scratch folder in --out (the emulated graphs' weights)
 # Focal-fast-S runs at its best onnxruntime rate from batch 4 to 16 (docs/benchmarks.md).
 DEFAULT_BATCH = 8
 
@@ -45,8 +49,29 @@ def run_precision(onnx_path, input_dir, out, *, samples: int = PRECISION_SAMPLES
                   max_runs: int = PRECISION_MAX_RUNS, threads: int | None = None,
                   progress: bool = False) -> PrecisionResult:
     """Emulate ``mode`` on ``samples`` images of ``input_dir``, search a keep list, write ``out``."""
-    started = time.perf_counter()
     out = ensure_writable_dir(out, "precision output folder")
+    with output_lock(out, "precision", lock=out / ".precision.lock") as notes:
+        for note in notes + _remove_stale_work(out):
+            log.info(f"precision: {note}")
+        return _run(onnx_path, input_dir, out, samples, mode, min_cosine, min_top1, batch_size, max_runs, threads,
+                    progress)
+
+
+def _remove_stale_work(out: Path) -> list[str]:
+    """What a killed check left (we hold the folder's lock): its scratch folder of fp16 weights, and
+    temp files of its report."""
+    ours = {precision_report_path(out).name, keep_dtype_path(out).name}
+    removed = remove_atomic_temps(out, lambda target: target in ours)
+    scratch = sorted(p for p in out.glob(f"{SCRATCH_PREFIX}*") if p.is_dir())
+    for folder in scratch:
+        shutil.rmtree(folder, ignore_errors=True)
+    left = removed + [p.name for p in scratch]
+    return [f"{out}: removed what a killed precision check left ({', '.join(left)})"] if left else []
+
+
+def _run(onnx_path, input_dir, out: Path, samples, mode, min_cosine, min_top1, batch_size, max_runs, threads,
+         progress) -> PrecisionResult:
+    started = time.perf_counter()
     thresholds = _check_settings(mode, min_cosine, min_top1, max_runs)
     onnx_path = Path(onnx_path)
     model = _load_onnx(onnx_path)
@@ -56,7 +81,7 @@ def run_precision(onnx_path, input_dir, out, *, samples: int = PRECISION_SAMPLES
     data = load_samples(input_dir, samples, shape)
     batch = _batch_size(batch_size, batch_dim, len(data), onnx_path)
     timings = {"load": time.perf_counter() - started}
-    with tempfile.TemporaryDirectory(prefix=".precision-", dir=out) as work:
+    with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, dir=out) as work:
         weights = WeightStore(info, work)
         evaluator = Evaluator(data.array, input_name, batch, batch_dim is not None, Path(work), threads,
                               emulated_input=data.emulated_input)

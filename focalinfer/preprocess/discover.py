@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,12 +68,15 @@ def _take(path: Path, root: Path, images: list, ignored: list) -> None:
         ignored.append((rel, f"not an image file name ({', '.join(IMAGE_EXTENSIONS)})"))
 
 
-def _scan_top(root: Path, ignored: list) -> tuple[list[Path], list[Path]]:
+def _scan_top(root: Path, ignored: list, links: list) -> tuple[list[Path], list[Path]]:
     """(images at the top level, visible sub-folders); hidden sub-folders are listed as ignored."""
     images, folders = [], []
+    root_key = _folder_key(root)
     for path in sorted(root.iterdir()):
         if path.is_dir() and _is_hidden(path):
             ignored.append((path.name + "/", "hidden folder"))
+        elif path.is_dir() and _folder_key(path) == root_key:  # `self -> .`: the top folder again
+            _skip_link(path, root, ignored, links)
         elif path.is_dir():
             folders.append(path)
         else:
@@ -80,16 +84,47 @@ def _scan_top(root: Path, ignored: list) -> tuple[list[Path], list[Path]]:
     return images, folders
 
 
-def _walk(folder: Path, root: Path, ignored: list) -> list[Path]:
-    """Every image below ``folder``, in torchvision's order: sorted(os.walk(...)), then sorted names."""
+def _folder_key(path: Path) -> tuple[int, int]:
+    """What a folder is, however it is reached (through links or not)."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _skip_link(path: Path, root: Path, ignored: list, links: list) -> None:
+    """A link into a folder the walk already took: following it again would repeat (or, back
+    into an ancestor, never end) the walk."""
+    rel = str(path.relative_to(root))
+    target = os.readlink(path) if path.is_symlink() else "?"
+    ignored.append((rel + "/", f"link to a folder already walked ({target}): not followed"))
+    links.append(f"{rel} -> {target}")
+
+
+def _walk(folder: Path, root: Path, ignored: list, links: list) -> list[Path]:
+    """Every image below ``folder``, in torchvision's order: sorted(os.walk(...)), then sorted names.
+
+    Links are followed as ImageFolder follows them, but into each folder once: a link back into
+    a folder already walked (``up -> ..``, ``self -> .``) is skipped and listed in ``links``.
+    """
     images: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        here = Path(dirpath)
-        for name in sorted(d for d in dirnames if d.startswith(".")):
-            ignored.append((str((here / name).relative_to(root)) + "/", "hidden folder"))
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for name in sorted(filenames):
-            _take(here / name, root, images, ignored)
+    seen = {_folder_key(root)}
+    pending = [folder]
+    while pending:
+        here = pending.pop()
+        key = _folder_key(here)
+        if key in seen:
+            _skip_link(here, root, ignored, links)
+            continue
+        seen.add(key)
+        subfolders = []
+        for entry in sorted(os.scandir(here), key=lambda e: e.name):
+            path = Path(entry.path)
+            if not entry.is_dir():
+                _take(path, root, images, ignored)
+            elif entry.name.startswith("."):
+                ignored.append((str(path.relative_to(root)) + "/", "hidden folder"))
+            else:
+                subfolders.append(path)
+        pending += reversed(subfolders)  # depth first, in name order
     return sorted(images, key=lambda p: (str(p.parent), p.name))
 
 
@@ -101,8 +136,9 @@ def discover_images(root: str | Path, num_classes: int | None = None) -> ImageSe
     if not root.is_dir():
         raise FocalinferError(f"{root}: not a folder; pass --images with a folder of images or class sub-folders")
     ignored: list[tuple[str, str]] = []
-    top_images, folders = _scan_top(root, ignored)
-    per_folder = {folder: _walk(folder, root, ignored) for folder in folders}
+    links: list[str] = []
+    top_images, folders = _scan_top(root, ignored, links)
+    per_folder = {folder: _walk(folder, root, ignored, links) for folder in folders}
     with_images = [folder.name for folder in folders if per_folder[folder]]
     if top_images and with_images:
         raise FocalinferError(
@@ -112,13 +148,18 @@ def discover_images(root: str | Path, num_classes: int | None = None) -> ImageSe
     if top_images:
         ignored += [(folder.name + "/", "sub-folder with no images, beside the images of a flat folder")
                     for folder in folders]
-        items = [ImageItem(p, p.name, name_stem(p.name), None) for p in top_images]
+        items = [ImageItem(p, p.name, output_stem(p.name), None) for p in top_images]
         found = ImageSet(root, "flat", items, [], ignored)
     else:
         found = _class_folders(root, folders, per_folder, ignored, num_classes)
     if not found.items:
         raise FocalinferError(
             f"{root}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)}, flat or in class sub-folders)"
+        )
+    if links:
+        found.warnings.append(
+            f"{root}: {len(links)} folder links lead back into folders already walked (a symlink cycle or a "
+            f"second way in) and were not followed: {_names(links)}"
         )
     return found
 
@@ -131,7 +172,7 @@ def _class_folders(root: Path, folders: list[Path], per_folder: dict, ignored: l
     for folder, label in zip(folders, labels):
         if not per_folder[folder]:
             ignored.append((folder.name + "/", f"class folder with no images (class {label})"))
-        items += [ImageItem(p, p.name, name_stem(p.name), label) for p in per_folder[folder]]
+        items += [ImageItem(p, p.name, output_stem(p.name), label) for p in per_folder[folder]]
     return ImageSet(root, "class-folders", items, classes, ignored, class_index, warnings)
 
 
@@ -168,30 +209,62 @@ def _names(names: list[str]) -> str:
     return ", ".join(names[:SHOW]) + more
 
 
+def output_stem(name: str) -> str:
+    """The stem a .bin gets: ais_bench's (up to the first '.'), in Unicode NFC, as the label reader
+    keys names, so a label file typed on macOS (NFD) meets files named elsewhere (NFC)."""
+    return unicodedata.normalize("NFC", name_stem(name))
+
+
 def _renamed_stem(item: ImageItem) -> str:
-    return item.name.rsplit(".", 1)[0].replace(".", "_")
+    return unicodedata.normalize("NFC", item.name.rsplit(".", 1)[0].replace(".", "_"))
 
 
 def check_stems(images: ImageSet, rename: bool) -> ImageSet:
     """Unique, dot-free stems, or an error listing the offenders (``rename`` fixes them instead)."""
-    items = images.items
-    if rename:
-        items = [ImageItem(i.source, i.name, _renamed_stem(i), i.label) for i in items]
-        items = _prefix_colliding(items, images.root)
-        # The label file must name what eval will look for: the new stem, the old extension.
-        items = [ImageItem(i.source, i.stem + Path(i.name).suffix, i.stem, i.label) for i in items]
-    problems = [
-        f"{i.source.relative_to(images.root)} (ais_bench would name its outputs '{i.stem}_0')"
-        for i in items if i.name.count(".") > 1
-    ]
-    problems += _collisions(items, images.root)
+    renamed = _renamed(images.items, images.root)
+    items = renamed if rename else images.items
+    problems = _problems(items, images.root)
     if problems:
         more = f" (+{len(problems) - SHOW} more)" if len(problems) > SHOW else ""
         raise FocalinferError(
             f"{images.root}: {len(problems)} image names do not give unique dot-free output stems: "
-            f"{'; '.join(problems[:SHOW])}{more}; rename them or pass --rename"
+            f"{'; '.join(problems[:SHOW])}{more}; {_stem_fix(images, renamed, rename)}"
         )
-    return dataclasses.replace(images, items=items)
+    warnings = list(images.warnings)
+    changed = [(old, i) for i, old in zip(items, images.items) if i.stem != old.stem]
+    if changed and images.layout == "flat":  # no label file of ours: the user's must follow
+        shown = _names([f"{old.name} → {new.stem}.bin" for old, new in changed])
+        warnings.append(f"{images.root}: --rename gave {len(changed)} images new stems ({shown}); a label file must "
+                        f"name them so (e.g. {changed[0][1].name}): the manifest lists each source and its .bin")
+    return dataclasses.replace(images, items=items, warnings=warnings)
+
+
+def _problems(items: list[ImageItem], root: Path) -> list[str]:
+    problems = [
+        f"{i.source.relative_to(root)} (ais_bench would name its outputs '{i.stem}_0')"
+        for i in items if i.name.count(".") > 1
+    ]
+    return problems + _collisions(items, root)
+
+
+def _stem_fix(images: ImageSet, renamed: list[ImageItem], rename: bool) -> str:
+    """What to do: --rename only when it resolves every problem."""
+    if rename or _problems(renamed, images.root):
+        return "rename the files (--rename cannot make these unique)" if rename else \
+            "rename the files (--rename would not make them all unique)"
+    changes = [f"{old.source.relative_to(images.root)} → {new.stem}.bin"
+               for new, old in zip(renamed, images.items) if new.stem != old.stem]
+    return f"rename them, or pass --rename ({_names(changes)})"
+
+
+def _renamed(items: list[ImageItem], root: Path) -> list[ImageItem]:
+    """--rename: dots become '_', clashing stems get their folder path in front and, when they
+    still clash (one folder holding a.jpg and a.png), their extension behind."""
+    items = [ImageItem(i.source, i.name, _renamed_stem(i), i.label) for i in items]
+    items = _prefix_colliding(items, root)
+    items = _suffix_colliding(items)
+    # The label file must name what eval will look for: the new stem, the old extension.
+    return [ImageItem(i.source, i.stem + Path(i.name).suffix, i.stem, i.label) for i in items]
 
 
 def _collisions(items: list[ImageItem], root: Path) -> list[str]:
@@ -201,15 +274,29 @@ def _collisions(items: list[ImageItem], root: Path) -> list[str]:
     return [f"stem '{s}' shared by {' and '.join(paths)}" for s, paths in by_stem.items() if len(paths) > 1]
 
 
-def _prefix_colliding(items: list[ImageItem], root: Path) -> list[ImageItem]:
-    """Clashing stems get their folder path in front: n01/a.JPEG → n01_a, n01/x/a.JPEG → n01_x_a."""
+def _stem_counts(items: list[ImageItem]) -> dict[str, int]:
     counts = defaultdict(int)
     for i in items:
         counts[i.stem] += 1
+    return counts
+
+
+def _prefix_colliding(items: list[ImageItem], root: Path) -> list[ImageItem]:
+    """Clashing stems get their folder path in front: n01/a.JPEG → n01_a, n01/x/a.JPEG → n01_x_a."""
+    counts = _stem_counts(items)
     return [
         ImageItem(i.source, i.name, f"{_folder_prefix(i.source, root)}_{i.stem}", i.label)
         if counts[i.stem] > 1 and i.source.parent != root
         else i
+        for i in items
+    ]
+
+
+def _suffix_colliding(items: list[ImageItem]) -> list[ImageItem]:
+    """Stems still clashing get their extension behind: pic.webp → pic_webp, pic.tiff → pic_tiff."""
+    counts = _stem_counts(items)
+    return [
+        ImageItem(i.source, i.name, f"{i.stem}_{i.source.suffix[1:].lower()}", i.label) if counts[i.stem] > 1 else i
         for i in items
     ]
 

@@ -15,22 +15,14 @@ import time
 from pathlib import Path
 
 from focalinfer.errors import FocalinferError, first_line
+from focalinfer.lock import pid_alive
+from focalinfer.preprocess.sources import JOURNAL
 from focalinfer.util import remove_atomic_temps, write_json_atomic
 
 
 def running_state() -> dict:
     return {"status": "running", "pid": os.getpid(), "host": socket.gethostname(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def _read(manifest: Path) -> dict | None:
@@ -48,7 +40,7 @@ def take_over(out: Path, manifest: Path) -> list[str]:
     status, pid, host = old.get("status"), old.get("pid"), old.get("host")
     if status == "running" and isinstance(pid, int):
         here = host == socket.gethostname()
-        if here and pid != os.getpid() and _pid_alive(pid):
+        if here and pid != os.getpid() and pid_alive(pid):
             raise FocalinferError(
                 f"{out}: another preprocess (pid {pid}, started {old.get('started')}) is writing here; "
                 f"wait for it or use another --out (if no such run exists, delete {manifest})"
@@ -69,7 +61,7 @@ def take_over(out: Path, manifest: Path) -> list[str]:
 
 
 def _is_preprocess_output(target: str) -> bool:
-    return target.endswith(".bin") or target == "manifest.json"
+    return target.endswith(".bin") or target in ("manifest.json", JOURNAL)
 
 
 def guarded(manifest: Path, header: dict, work):
@@ -78,5 +70,8 @@ def guarded(manifest: Path, header: dict, work):
         return work()
     except BaseException as e:
         status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-        write_json_atomic(manifest, {**header, "status": status, "error": first_line(e, with_type=True)})
+        try:
+            write_json_atomic(manifest, {**header, "status": status, "error": first_line(e, with_type=True)})
+        except OSError:  # a full disk: 'running' stays, and the pid it names is gone once we exit
+            pass
         raise

@@ -12,6 +12,7 @@ the same float32 operations, gives identical bytes much faster.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +33,11 @@ def load_rgb(path) -> Image.Image:
     with open(path, "rb") as f:
         img = Image.open(f)
         return img.convert("RGB")
+
+
+def decode_rgb(data: bytes) -> Image.Image:
+    """:func:`load_rgb` of a file's bytes (preprocess reads each image once, to decode and hash it)."""
+    return Image.open(io.BytesIO(data)).convert("RGB")
 
 
 def resized_size(width: int, height: int, t: EvalTransform) -> tuple[int, int]:

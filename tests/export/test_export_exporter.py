@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -539,3 +543,132 @@ def test_docs_describe_every_rewrite():
             missing += [f"{spec.name}: {name}" for name in declared
                         if not any(row.startswith(f"| {spec.name} | `{name}` |") for row in rows)]
     assert missing == []
+
+
+# --- issue 22: a fine-tuned head, a killed export's leftovers, one export per output, a full disk
+
+
+def test_a_fine_tuned_head_exports_with_num_classes_and_eval_checks_labels_against_it(toy_registry, tmp_path):
+    ckpt = make_checkpoint("toy-net", tmp_path / "head7.pth", seed=1, num_classes=7)
+    out = tmp_path / "head7.onnx"
+    refused = CliRunner().invoke(cli, ["export", "--model", "toy-net", "--checkpoint", str(ckpt), "--out", str(out),
+                                       "--parity-samples", "1"])
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert refused.output == (f"focalinfer: error: {ckpt}: its classifier head has 7 classes, toy-net as built has 10 "
+                              "(a fine-tuned checkpoint?); pass --num-classes 7 to build toy-net with a 7-class head\n")
+    done = CliRunner().invoke(cli, ["export", "--model", "toy-net", "--checkpoint", str(ckpt), "--out", str(out),
+                                    "--parity-samples", "1", "--dynamic-batch", "--num-classes", "7"])
+    assert done.exit_code == 0, done.output
+    assert f"{out}: toy-net, 7-class head, opset 11" in done.output
+    report = read_report(out)
+    assert report["num_classes"] == 7 and report["outputs"][0]["shape"] == ["batch", 7]
+    # eval reads the class count from the report: a label of class 8 is outside the model's 0–6
+    images = tmp_path / "img"
+    images.mkdir()
+    for k in range(2):
+        Image_new(images / f"i{k}.png", k)
+    assert CliRunner().invoke(cli, ["preprocess", "--model", "toy-net", "--images", str(images), "--out",
+                                    str(tmp_path / "bin"), "--quiet"]).exit_code == 0
+    (tmp_path / "labels.txt").write_text("i0.png 6\ni1.png 8\n")
+    scored = CliRunner().invoke(cli, ["eval", "--onnx", str(out), "--labels", str(tmp_path / "labels.txt"),
+                                      "--input", str(tmp_path / "bin"), "--output", str(tmp_path / "r.json"),
+                                      "--quiet"])
+    assert scored.exit_code == 1
+    assert "line 2: class 8 is outside the model's 0–6" in scored.output
+
+
+def Image_new(path: Path, seed: int) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (24, 30, 3), dtype=np.uint8)).save(path)
+
+
+def test_a_killed_exports_temp_files_and_lock_are_cleaned_up_by_the_next(toy_checkpoint, tmp_path):
+    out = tmp_path / "keep.onnx"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / ".keep.onnx.lock").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(),
+                                                          "started": "2026-01-01T00:00:00"}))
+    (tmp_path / ".keep.onnx.k3j_9xq1.tmp").write_bytes(b"\0" * 4096)  # as kill -9 in the final write leaves it
+    (tmp_path / ".keep.onnx.report.json.ab12cd34.tmp").write_bytes(b"{")
+    (tmp_path / ".other.onnx.zz99yy88.tmp").write_bytes(b"another export's")
+    result = CliRunner().invoke(cli, ["export", "--model", "toy-net", "--checkpoint", str(toy_checkpoint()),
+                                      "--out", str(out), "--parity-samples", "1"])
+    assert result.exit_code == 0, result.output
+    assert f"note: {out}: a previous export (pid {dead.pid}) died while writing it; taking over" in result.output
+    assert f"note: {tmp_path}: removed 2 temp files a killed export left (.keep.onnx.k3j_9xq1.tmp, " \
+           ".keep.onnx.report.json.ab12cd34.tmp)" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == \
+        [".other.onnx.zz99yy88.tmp", "keep.onnx", "keep.onnx.report.json", "toy-net.pth"]
+    assert len(read_report(out)["notes"]) == 2
+
+
+def test_a_live_export_of_the_same_output_is_refused_and_its_temps_left_alone(toy_checkpoint, tmp_path):
+    out = tmp_path / "keep.onnx"
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / ".keep.onnx.lock").write_text(json.dumps({"pid": other.pid, "host": socket.gethostname(),
+                                                              "started": "2026-01-01T00:00:00"}))
+        (tmp_path / ".keep.onnx.k3j_9xq1.tmp").write_bytes(b"its write in progress")
+        result = CliRunner().invoke(cli, ["export", "--model", "toy-net", "--checkpoint", str(toy_checkpoint()),
+                                          "--out", str(out), "--parity-samples", "1"])
+        assert result.exit_code == 1
+        assert result.output == (f"focalinfer: error: {out}: another export (pid {other.pid}, started "
+                                 f"2026-01-01T00:00:00) is writing it; wait for it or choose another output (if no "
+                                 f"such run exists, delete {tmp_path / '.keep.onnx.lock'})\n")
+        assert (tmp_path / ".keep.onnx.k3j_9xq1.tmp").read_bytes() == b"its write in progress"
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_an_onnx_without_its_report_is_named_an_interrupted_export(toy_checkpoint, tmp_path):
+    out = tmp_path / "x.onnx"
+    export_onnx("toy-net", toy_checkpoint(), out, parity_samples=1)
+    with pytest.raises(FocalinferError) as err:
+        export_onnx("toy-net", toy_checkpoint(), out, parity_samples=1)
+    assert str(err.value) == f"{out}: already exists; pass --force to overwrite it"
+    report_path_for(out).unlink()  # killed between the two writes
+    with pytest.raises(FocalinferError) as err:
+        export_onnx("toy-net", toy_checkpoint(), out, parity_samples=1)
+    assert str(err.value) == (f"{out}: already exists without a report that describes it (an export killed while "
+                              "writing?); pass --force to overwrite it")
+
+
+def test_too_little_space_for_the_onnx_is_one_line_before_tracing(tmp_path, small_disk, monkeypatch):
+    ckpt = make_checkpoint("van-b0", tmp_path / "van.pth")  # 4.1 M parameters: 16 MB of weights
+    monkeypatch.setattr("focalinfer.export.exporter._trace_to_onnx", lambda *a: pytest.fail("tracing started"))
+    result = CliRunner().invoke(cli, ["export", "--model", "van-b0", "--checkpoint", str(ckpt),
+                                      "--out", str(small_disk / "van.onnx")])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"focalinfer: error: {small_disk}: not enough free space for van.onnx: about 16.")
+    assert result.output.endswith(" MB (the model's weights), 3.1 MB free; free space or choose another --out\n")
+    assert os.listdir(small_disk) == []
+
+
+def fill(disk: Path, name: str = "filler") -> None:
+    with open(disk / name, "wb", buffering=0) as f:
+        with pytest.raises(OSError):
+            while True:
+                f.write(b"\0" * 4096)
+
+
+def test_a_disk_full_in_the_final_write_is_one_line_and_leaves_no_temp(toy_checkpoint, small_disk, monkeypatch):
+    out = small_disk / "x.onnx"
+    argv = ["export", "--model", "toy-net", "--checkpoint", str(toy_checkpoint()), "--out", str(out),
+            "--parity-samples", "1"]
+    monkeypatch.setattr("focalinfer.export.exporter._check_space", lambda *a: fill(small_disk))  # filled meanwhile
+    result = CliRunner().invoke(cli, argv)
+    assert result.exit_code == 1
+    assert result.output.startswith(f"focalinfer: error: {small_disk}: the disk filled up (No space left on "
+                                    "device) writing x.onnx (")
+    assert result.output.endswith(" bytes) and its report; nothing was written after freeing that much\n")
+    assert sorted(os.listdir(small_disk)) == ["filler"]
+    # full before the export starts: its lock cannot be written, and nothing is left either
+    fill(small_disk, "filler2")
+    again = CliRunner().invoke(cli, argv)
+    assert again.exit_code == 1
+    assert again.output == (f"focalinfer: error: {small_disk / '.x.onnx.lock'}: cannot be written (No space left "
+                            f"on device); check the free space and permissions of {small_disk}\n")
+    assert sorted(os.listdir(small_disk)) == ["filler", "filler2"]

@@ -236,3 +236,78 @@ def test_inspect_parameter_counts_equal_the_official_manifests(tmp_path):
         info = inspect_checkpoint(make_checkpoint(name, tmp_path / f"{name}.pth"))
         assert info.parameters == manifest["parameters"], name
         assert info.aliases == sum("alias_of" in e for e in manifest["state_dict"]), name
+
+
+# --- issue 22: what a refused file holds, and fine-tuned heads --------------------------------
+
+
+class TrainerConfig:
+    """A trainer's own class, pickled by reference beside the weights."""
+
+    def __init__(self):
+        self.depth = 12
+
+
+def test_paths_in_training_args_load_as_pure_paths(tmp_path, tiny):
+    import argparse
+    import pathlib
+
+    state = synthetic_state_dict(Tiny(), seed=1)
+    torch.save({"model": state, "args": argparse.Namespace(output_dir=pathlib.Path("/runs/x"), data=pathlib.Path("d"))},
+               tmp_path / "c.pth")
+    loaded, layout = read_state_dict(tmp_path / "c.pth")
+    assert layout == "model" and all(torch.equal(loaded[k], v) for k, v in state.items())
+
+
+@pytest.mark.parametrize("where, saved", [
+    ("args.cfg", lambda state: {"model": state, "args": __import__("argparse").Namespace(lr=0.1, cfg=TrainerConfig())}),
+    ("trainer", lambda state: {"model": state, "epoch": 3, "trainer": TrainerConfig()}),
+    ("history[1]", lambda state: {"model": state, "history": [0.5, __import__("datetime").date(2026, 1, 1)]}),
+])
+def test_a_refused_object_is_named_with_its_type_and_key(tmp_path, tiny, where, saved):
+    path = tmp_path / "c.pth"
+    torch.save(saved(synthetic_state_dict(Tiny(), seed=1)), path)
+    with pytest.raises(CheckpointError) as err:
+        read_state_dict(path)
+    kind = "datetime.date" if "history" in where else f"{TrainerConfig.__module__}.TrainerConfig"
+    assert str(err.value) == (
+        f"{path}: key {where!r} holds a pickled {kind} object, not a tensor or plain metadata; "
+        "focalinfer loads weights only (weights_only=True) and does not import it — re-save the weights with "
+        "torch.save(model.state_dict(), path)")
+
+
+def test_a_zip_of_other_files_says_what_it_is(tmp_path):
+    import zipfile
+
+    path = tmp_path / "weights.pth"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("README.md", "the weights are in model.pth")
+        archive.writestr("model/config.json", "{}")
+    result = CliRunner().invoke(cli, ["inspect", str(path)])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"focalinfer: error: {path}: a zip archive of 2 other files (README.md, model/config.json), not a PyTorch "
+        "checkpoint (torch.save's archives hold <name>/data.pkl); pass the .pth file itself (unzip it first if it "
+        "is inside)\n")
+
+
+@pytest.mark.parametrize("model", ["van-b0", "evo-levit-128s"])  # one head; Evo-LeViT's four
+def test_a_fine_tuned_head_is_named_by_inspect_and_loads_with_its_class_count(tmp_path, model):
+    from focalinfer.models.synthetic import make_checkpoint
+
+    path = make_checkpoint(model, tmp_path / "head100.pth", num_classes=100)
+    result = CliRunner().invoke(cli, ["inspect", str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == (
+        f"matches: {model} with a 100-class head (registered: 1000 classes); export it with --model {model} "
+        "--num-classes 100")
+    info = inspect_checkpoint(path)
+    assert (info.model, info.num_classes, info.model_classes) == (model, 100, 1000)
+    with pytest.raises(CheckpointError) as err:
+        load_model(model, path)
+    assert str(err.value) == (
+        f"{path}: its classifier head has 100 classes, {model} as built has 1000 (a fine-tuned checkpoint?); "
+        f"pass --num-classes 100 to build {model} with a 100-class head")
+    built = load_model(model, path, num_classes=100)
+    assert built(torch.zeros(1, 3, 224, 224)).shape == (1, 100)
+    assert inspect_checkpoint(make_checkpoint(model, tmp_path / "plain.pth")).num_classes is None

@@ -341,3 +341,14 @@ def test_sentinels_reject_early_without_changing_the_answer(tmp_path, inputs, mo
     assert slow.record.keep_dtype == fast.record.keep_dtype and slow.record.runs == fast.record.runs
     assert all(s["samples"] == SAMPLES for s in slow.record.extra["search"]["steps"])
     assert slow.record.emulated == fast.record.emulated
+
+
+def test_what_a_killed_check_left_is_removed(tmp_path, inputs, capsys):
+    out = tmp_path / "out"
+    (out / ".precision-k1ll3d00").mkdir(parents=True)
+    (out / ".precision-k1ll3d00" / "weights.bin").write_bytes(b"\0" * 4096)  # the fp16 weights of a killed run
+    (out / ".precision.json.ab12cd34.tmp").write_text("{")
+    check(tmp_path, inputs, planted.clean_net())
+    assert "removed what a killed precision check left (.precision.json.ab12cd34.tmp, .precision-k1ll3d00)" \
+        in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["precision.json"]

@@ -162,3 +162,80 @@ def test_flat_folder_with_a_folder_of_no_images_stays_flat(tmp_path, samples):
     found = discover_images(root)
     assert found.layout == "flat" and [i.name for i in found.items] == ["top1.JPEG", "top2.JPEG"]
     assert ("notes/", "sub-folder with no images, beside the images of a flat folder") in found.ignored
+
+
+# --- issue 22: links, clashing extensions, Unicode forms ------------------------------------
+
+
+def test_symlink_cycles_are_walked_once_and_reported_in_one_line(tmp_path, samples):
+    root = tree(tmp_path / "val", samples, {"n01440764/a.JPEG": 0, "n01440764/sub/b.JPEG": 1, "n01443537/c.JPEG": 2})
+    os.symlink("..", root / "n01440764" / "up")
+    os.symlink(".", root / "n01440764" / "self")
+    os.symlink("../..", root / "n01440764" / "sub" / "loop")
+    os.symlink("../n01443537", root / "n01440764" / "other")  # a second way into a folder: followed once
+    labels = tmp_path / "labels.txt"
+    result = run("preprocess", "--images", root, "--out", tmp_path / "bin", "--labels-out", labels, "--quiet")
+    assert result.exit_code == 1, result.output  # c.JPEG is reached from two classes: a clash, before any work
+    assert "stem 'c' shared by n01440764/other/c.JPEG and n01443537/c.JPEG" in error_line(result)
+    (root / "n01440764" / "other").unlink()
+    result = run("preprocess", "--images", root, "--out", tmp_path / "bin", "--labels-out", labels, "--quiet")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if "links lead back" in line]
+    assert warnings == [f"warning: {root}: 3 folder links lead back into folders already walked (a symlink cycle "
+                        "or a second way in) and were not followed: n01440764/self -> ., n01440764/sub/loop -> ../.., "
+                        "n01440764/up -> .."]
+    assert labels.read_text() == "a.JPEG 0\nb.JPEG 0\nc.JPEG 1\n"
+
+
+def test_a_link_to_the_top_folder_is_not_a_class(tmp_path, samples):
+    root = tree(tmp_path / "flat", samples, {"a.JPEG": 0, "b.JPEG": 1})
+    os.symlink(".", root / "self")
+    found = discover_images(root)
+    assert found.layout == "flat" and [i.name for i in found.items] == ["a.JPEG", "b.JPEG"]
+    assert ("self/", "link to a folder already walked (.): not followed") in found.ignored
+    assert len(found.warnings) == 1 and "self -> ." in found.warnings[0]
+
+
+def test_rename_resolves_one_stem_with_two_extensions(tmp_path, samples):
+    root = tree(tmp_path / "flat", samples, {"pic.webp": 0, "pic.tiff": 1, "other.JPEG": 2})
+    refused = run("preprocess", "--images", root, "--out", tmp_path / "bin", "--quiet")
+    assert refused.exit_code == 1
+    assert error_line(refused).endswith("stem 'pic' shared by pic.tiff and pic.webp; rename them, or pass --rename "
+                                        "(pic.tiff → pic_tiff.bin, pic.webp → pic_webp.bin)")
+    result = run("preprocess", "--images", root, "--out", tmp_path / "bin", "--rename", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "bin").glob("*.bin")) == ["other.bin", "pic_tiff.bin", "pic_webp.bin"]
+    assert "a label file must name them so (e.g. pic_tiff.tiff)" in result.output
+
+
+def test_rename_in_a_class_folder_uses_the_folder_then_the_extension(tmp_path, samples):
+    root = tree(tmp_path / "val", samples, {"n01440764/pic.png": 0, "n01440764/pic.jpg": 1, "n01443537/pic.jpg": 2})
+    labels = tmp_path / "labels.txt"
+    result = run("preprocess", "--images", root, "--out", tmp_path / "bin", "--labels-out", labels, "--rename",
+                 "--quiet")
+    assert result.exit_code == 0, result.output
+    assert labels.read_text() == \
+        "n01440764_pic_jpg.jpg 0\nn01440764_pic_png.png 0\nn01443537_pic.jpg 1\n"
+
+
+def test_rename_is_offered_only_when_it_would_help(tmp_path, samples):
+    root = tree(tmp_path / "flat", samples, {"a_b.jpg": 0, "a.b.jpg": 1})  # both become a_b
+    refused = run("preprocess", "--images", root, "--out", tmp_path / "bin", "--quiet")
+    assert refused.exit_code == 1
+    assert "pass --rename" not in error_line(refused)
+    assert error_line(refused).endswith("rename the files (--rename would not make them all unique)")
+    renamed = run("preprocess", "--images", root, "--out", tmp_path / "bin", "--rename", "--quiet")
+    assert renamed.exit_code == 1
+    assert error_line(renamed).endswith("rename the files (--rename cannot make these unique)")
+    assert not (tmp_path / "bin").exists()
+
+
+def test_stems_are_nfc_so_a_macos_label_file_meets_them(tmp_path, samples):
+    nfd, nfc = "cafe\u0301", "caf\u00e9"
+    root = tree(tmp_path / "val", samples, {f"n01440764/{nfd}.JPEG": 0, "n01440764/plain.JPEG": 1})
+    labels = tmp_path / "labels.txt"
+    result = run("preprocess", "--images", root, "--out", tmp_path / "bin", "--labels-out", labels, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "bin").glob("*.bin")) == sorted([f"{nfc}.bin", "plain.bin"])
+    manifest = json.loads((tmp_path / "bin" / "manifest.json").read_text())
+    assert {f["source"]: f["bin"] for f in manifest["files"]}[f"n01440764/{nfd}.JPEG"] == f"{nfc}.bin"

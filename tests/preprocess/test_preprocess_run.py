@@ -8,6 +8,7 @@ implementation uses.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -393,7 +394,11 @@ def test_uint8_manifest_layout_and_raw_bytes(tmp_path):
     assert manifest["dtype"] == "uint8" and manifest["tensor_layout"] == "NHWC"
     assert manifest["shape"] == [1, 224, 224, 3] and manifest["bytes_per_file"] == 150_528
     assert manifest["normalization"] == {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
-    assert manifest["status"] == "complete" and manifest["files"] == [{"source": "sq.png", "bin": "sq.bin"}]
+    source = root / "sq.png"
+    assert manifest["status"] == "complete" and manifest["files"] == [{
+        "source": "sq.png", "bin": "sq.bin", "source_size": source.stat().st_size,
+        "source_mtime_ns": source.stat().st_mtime_ns, "source_sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
+    }]
     preprocess("focal-fast-s", root, tmp_path / "f32", workers=1, progress=False)
     plain = json.loads((tmp_path / "f32" / "manifest.json").read_text())
     assert (plain["dtype"], plain["tensor_layout"], plain["normalization"]) == ("float32", "NCHW", None)
@@ -439,3 +444,53 @@ def test_uint8_output_independent_of_workers(tmp_path):
 def test_cli_rejects_an_unknown_dtype(tmp_path):
     result = run_cli("preprocess", "--images", tmp_path, "--out", tmp_path / "out", "--dtype", "float16")
     assert result.exit_code == 2 and "float16" in result.output
+
+
+# --- issue 22: a full disk, the label-file hint, the make hint ---------------------------------
+
+
+def ten_photos(root: Path) -> Path:
+    for k in range(10):
+        save_jpeg(root / f"ILSVRC2012_val_{k:08d}.JPEG", noise_image(60 + k, 50, seed=k))
+    return root
+
+
+def test_too_little_space_is_one_line_before_any_work(tmp_path, small_disk, monkeypatch):
+    images = ten_photos(tmp_path / "img")
+    monkeypatch.setattr("focalinfer.preprocess.run._run_all", lambda *a: pytest.fail("work started"))
+    result = run_cli("preprocess", "--images", images, "--out", small_disk / "bin", "--workers", "1", "--quiet")
+    assert result.exit_code == 1
+    line = [ln for ln in result.output.splitlines() if ln.startswith("focalinfer: error")]
+    assert line == [f"focalinfer: error: {small_disk / 'bin'}: not enough free space: 10 new files (+1 being "
+                    f"written) × 602,112 bytes ≈ 6.6 MB needed, 3.1 MB free; free space or choose another --out"]
+    assert os.listdir(small_disk / "bin") == []
+
+
+def test_a_disk_that_fills_up_midway_is_one_line_and_a_clean_state(tmp_path, small_disk, monkeypatch):
+    images = ten_photos(tmp_path / "img")
+    out = small_disk / "bin"
+    monkeypatch.setattr("focalinfer.preprocess.run._check_space", lambda *a: None)  # someone else filled it
+    result = run_cli("preprocess", "--images", images, "--out", out, "--workers", "1", "--quiet")
+    assert result.exit_code == 1
+    line = [ln for ln in result.output.splitlines() if ln.startswith("focalinfer: error")]
+    assert line == [f"focalinfer: error: {out}: the disk filled up (No space left on device); this run writes 10 "
+                    "files × 602,112 bytes ≈ 6.0 MB: free that much and rerun to resume (finished files are kept), "
+                    "or choose another --out"]
+    names = os.listdir(out)
+    assert not [n for n in names if n.endswith(".tmp")]
+    kept = sorted(n for n in names if n.endswith(".bin"))
+    assert 0 < len(kept) < 10
+    assert all((out / n).stat().st_size == 602_112 for n in kept)
+    assert json.loads((out / "manifest.json").read_text())["status"] == "failed"
+    journal = [json.loads(line)["bin"] for line in (out / ".preprocess-journal.jsonl").read_text().splitlines()]
+    assert journal == kept  # every finished file is recorded: a rerun with space reuses them
+
+
+def test_class_folders_without_labels_out_say_no_label_file_was_written(tmp_path):
+    root = class_folder(tmp_path / "img", {"n01": ["a.JPEG"], "n02": ["b.JPEG"]})
+    result = run_cli("preprocess", "--images", root, "--out", tmp_path / "out", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert f"note: {root} holds class folders, but no label file was written (eval needs one); rerun with " \
+           "--labels-out val_label.txt (the .bin files are reused)" in result.output
+    flat = run_cli("preprocess", "--images", root / "n01", "--out", tmp_path / "flat", "--quiet")
+    assert "no label file" not in flat.output
