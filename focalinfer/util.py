@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -36,6 +37,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
+    except OSError as e:
+        if e.filename is None:  # a failed write names no file: name the one being written (disk full…)
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -86,6 +91,41 @@ def user_cache_dir() -> Path:
     return Path(base) / "focalinfer"
 
 
+def missing_dirs(path: str | Path) -> list[Path]:
+    """``path`` and its ancestors that do not exist yet, deepest first (what a run would create)."""
+    missing = []
+    path = Path(os.path.abspath(path))
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def remove_empty_dirs(dirs: list[Path]) -> None:
+    """Remove those of ``dirs`` (deepest first) that are empty: a run that wrote nothing leaves nothing."""
+    for folder in dirs:
+        try:
+            folder.rmdir()
+        except FileNotFoundError:
+            continue
+        except OSError:  # holds something: then its parents do too
+            return
+
+
+def _write_probe(folder: Path) -> None:
+    """Create and drop a file in ``folder``. An O_TMPFILE file has no name, so even a process killed
+    mid-probe leaves nothing behind; file systems without it (NFS) get a named temp file."""
+    if hasattr(os, "O_TMPFILE"):
+        try:
+            os.close(os.open(folder, os.O_TMPFILE | os.O_WRONLY, 0o600))
+            return
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                raise
+    probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".write-probe-", delete=True)
+    probe.close()
+
+
 def ensure_writable_dir(path: str | Path, what: str = "output directory") -> Path:
     """Create ``path`` if needed and prove we can write into it, or raise a one-line error."""
     from focalinfer.errors import FocalinferError
@@ -93,13 +133,21 @@ def ensure_writable_dir(path: str | Path, what: str = "output directory") -> Pat
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-probe-", delete=True)
-        probe.close()
+        _write_probe(path)
     except OSError as e:
         raise FocalinferError(
             f"{path}: {what} is not writable ({e.strerror or e}); choose another directory or fix its permissions"
         ) from None
     return path
+
+
+def json_output_path(path: str | os.PathLike, name: str) -> Path:
+    """A JSON output flag's file: a path ending in '/' or an existing folder means a folder, and the
+    file is ``name`` inside it (decided before any work, not found out when writing)."""
+    text = os.fspath(path)
+    if text.endswith(("/", os.sep)) or os.path.isdir(text):
+        return Path(text) / name
+    return Path(text)
 
 
 def ensure_writable_file(path: str | Path, what: str = "output file") -> Path:
