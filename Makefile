@@ -34,7 +34,7 @@ DEMO        := demo
 # Per model: a demo of another MODEL never meets this one's .bin files, ONNX or results.
 DEMO_DIR    := $(DEMO)/$(MODEL)
 
-.PHONY: help setup demo test test-fast preprocess export precision om infer eval bench bench-preprocess clean
+.PHONY: help setup demo test test-fast test-slow preprocess export precision om infer eval bench bench-preprocess clean
 
 help:
 	@echo "make demo                      run the pipeline on generated sample data"
@@ -58,10 +58,13 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 test: setup
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -m "not slow"
 
 test-fast: setup
-	$(VENV)/bin/python -m pytest -q -m "not fullsize"
+	$(VENV)/bin/python -m pytest -q -m "not fullsize and not slow"
+
+test-slow: setup
+	$(VENV)/bin/python -m pytest -q -m slow
 
 preprocess: setup
 	$(FI) preprocess --model $(MODEL) --images $(DATA) --out $(DATABIN) --labels-out $(LABELS) \

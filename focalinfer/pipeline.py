@@ -23,7 +23,9 @@ from focalinfer.postprocess.model_facts import ModelFacts, results_facts
 from focalinfer.postprocess.outputs import run_summary
 from focalinfer.postprocess.scoring import RUN_FIELDS, check_label_range
 from focalinfer.records import InferRecord, identify_model, infer_record_path, registry_classes
-from focalinfer.util import ensure_writable_file, json_output_path, missing_dirs, remove_empty_dirs
+from focalinfer.util import (
+    ensure_writable_file, json_output_path, missing_dirs, remove_atomic_temps, remove_empty_dirs,
+)
 
 
 def evaluate(
@@ -87,6 +89,7 @@ def _guarded(output: Path, outputs_dir: Path | None):
         with contextlib.ExitStack() as locks:
             for target in filter(None, (output, outputs_dir)):
                 locks.enter_context(runlock.hold(target, "eval", log=info))
+            remove_atomic_temps(output.parent, lambda target: target == output.name)  # a killed eval's
             yield ran
     except BaseException as e:
         remove_empty_dirs(made)

@@ -76,24 +76,56 @@ def install(points: Points) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--root", required=True, type=Path)
+    parser.add_argument("--root", required=True)
     parser.add_argument("--kill-at", type=int)
     parser.add_argument("--kill-on")
     parser.add_argument("--pause-on")
     parser.add_argument("--gate", type=Path)
     parser.add_argument("--count", type=Path)
+    parser.add_argument("--kill-each", help="K1,K2,…: one forked run per K, killed at its K-th change; "
+                        "'{k}' in --root and '{root}' in ARGS name each run's folder")
+    parser.add_argument("--statuses", type=Path, help="--kill-each: each run's exit status, as JSON")
     parser.add_argument("args", nargs=argparse.REMAINDER)
     options = parser.parse_args()
     args = options.args[1:] if options.args[:1] == ["--"] else options.args
     from focalinfer.cli import cli  # imported before the watch: importing writes nothing we count
 
-    points = Points(Path(os.path.realpath(options.root)), options.kill_at, options.kill_on, options.pause_on, options.gate)
+    if options.kill_each:
+        return kill_each(cli, options, args)
+    points = Points(Path(os.path.realpath(options.root)), options.kill_at, options.kill_on, options.pause_on,
+                    options.gate)
     install(points)
     try:
         cli.main(args, prog_name="focalinfer", standalone_mode=True)
     finally:
         if options.count:
             options.count.write_text(str(points.count))
+
+
+def kill_each(cli, options, args: list[str]) -> None:
+    """Fork one run per moment from this process, whose imports are done once (a run then costs what
+    the command costs, not a Python start), and SIGKILL each at its moment."""
+    import json
+
+    import onnxruntime  # noqa: F401  the children share the import; no session exists before the fork
+    import focalinfer.pipeline  # noqa: F401
+
+    statuses = {}
+    for k in map(int, options.kill_each.split(",")):
+        root = Path(options.root.format(k=k))
+        root.mkdir(parents=True, exist_ok=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            install(Points(Path(os.path.realpath(root)), kill_at=k))
+            try:
+                cli.main([a.replace("{root}", str(root)) for a in args], prog_name="focalinfer")
+            except SystemExit as e:
+                os._exit(e.code if isinstance(e.code, int) else 1)
+            os._exit(0)
+        statuses[k] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    options.statuses.write_text(json.dumps(statuses))
 
 
 # --- for the tests ------------------------------------------------------------------------

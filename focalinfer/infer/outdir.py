@@ -18,6 +18,7 @@ from focalinfer import layout
 from focalinfer.errors import FocalinferError, RecordError, first_line
 from focalinfer.log import info
 from focalinfer.records import InferRecord, infer_record_path
+from focalinfer.util import remove_atomic_temps
 
 
 def _changed_settings(old: InferRecord, new: InferRecord) -> str | None:
@@ -29,6 +30,15 @@ def _changed_settings(old: InferRecord, new: InferRecord) -> str | None:
     if old.outfmt and new.outfmt and old.outfmt != new.outfmt:
         return f"they are {old.outfmt}, not {new.outfmt}"
     return None
+
+
+def remove_stale_temps_beside(output_dir: str | os.PathLike) -> None:
+    """The temp files a killed writer of this folder left beside it (its record's, its summary's).
+    Call it holding the folder's lock: then no live writer owns them. (The engine removes those inside.)"""
+    output_dir = Path(output_dir)
+    ours = {infer_record_path(output_dir).name, Path(layout.summary_path(str(output_dir.parent), output_dir.name)).name}
+    if output_dir.parent.is_dir():
+        remove_atomic_temps(output_dir.parent, lambda target: target in ours)
 
 
 def claim(output_dir: str | os.PathLike, record: InferRecord, force: bool) -> tuple[bool, bool]:

@@ -97,6 +97,7 @@ def execute(plan: InferPlan, force: bool = False, progress: bool = True) -> Infe
     record what ran — or why it stopped (status ``interrupted`` / ``failed``; a run that wrote no
     output leaves no claim behind)."""
     with runlock.hold(plan.output_dir, "infer", log=info):
+        outdir.remove_stale_temps_beside(plan.output_dir)
         record = plan.record()
         claimed = outdir.claim(plan.output_dir, record, force)
         try:
