@@ -93,3 +93,28 @@ def test_precision_report_reaches_om_and_the_demo_checks_before_om(fake_venv, tm
     assert steps.index("export") < steps.index("precision") < steps.index("om")
     first_om = next(line for line in lines if line.split()[1] == "om")
     assert "--precision demo/focal-fast-s/precision/precision.json" in first_om
+
+
+def test_make_eval_without_the_om_suggests_the_cpu_backend(fake_venv, tmp_path):
+    """A CPU machine has no .om: make says how to score the ONNX here instead of focalinfer's "not found"."""
+    for target in ("eval", "infer"):
+        done = make(fake_venv, target, f"WORK={tmp_path / 'work'}")
+        assert done.returncode != 0
+        assert f"make {target}: {tmp_path / 'work'}/om/focal-fast-s_bs1.om not found" in done.stdout
+        assert "run the ONNX on this CPU with BACKEND=auto" in done.stdout
+    assert not (tmp_path / "calls.txt").exists()  # focalinfer was not started
+    done = make(fake_venv, "eval", f"WORK={tmp_path / 'work'}", "BACKEND=auto")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "calls.txt").read_text().split()[:2] == ["eval", "--onnx"]
+
+
+def test_the_demos_batch_1_and_16_run_1_and_16_images_per_call(fake_venv):
+    """auto may run a batch of 16 as calls of 1; the demo names its backend, so its compare compares what it says."""
+    done = make(fake_venv, "-n", "demo")
+    assert done.returncode == 0, done.stderr
+    lines = re.sub(r"\\\n\s*", " ", done.stdout).splitlines()
+    evals = [line for line in lines if line.startswith(f"{fake_venv}/bin/focalinfer eval")]
+    assert len(evals) == 2 and all("--backend onnxruntime" in line for line in evals)
+    assert {line.split("--batch-size ")[1].split()[0] for line in evals} == {"1", "16"}
+    compare = next(line for line in lines if " compare " in line)
+    assert "demo/focal-fast-s/result_bs1 demo/focal-fast-s/result_bs16" in compare

@@ -219,3 +219,28 @@ def test_a_real_3mb_tmpfs(tmp_path):
     # The record is rewritten as failed when the disk still has room for it; a disk too full even for
     # that leaves "running" with nobody holding the lock, which readers report as a run that died.
     assert record["status"] == "running" or (record["status"] == "failed" and "no space left" in record["error"])
+
+
+# --- what ran, on record --------------------------------------------------------------------
+
+
+def test_result_json_says_how_many_images_went_into_one_call(run_set, tmp_path, monkeypatch):
+    """Issue 22, point 6: auto ran batch 16 as calls of fewer images, and result.json said batch 16 only."""
+    from focalinfer.backend import auto
+
+    monkeypatch.setattr(auto, "choose", lambda *a, **k: auto.Choice("onnxruntime", 4))
+    done = run("eval", "--onnx", run_set["onnx"], "--labels", run_set["labels"], "--input", run_set["data"],
+               "--output", tmp_path / "auto.json", "--batch-size", 16, "--quiet")
+    assert done.exit_code == 0, done.output
+    summary = json.loads((tmp_path / "auto.json").read_text())["summary"]
+    assert (summary["batch_size"], summary["images_per_call"]) == (16, 4)
+    assert "onnxruntime, bs 16 run 4 image(s) per call" in done.output
+    plan = json.loads((tmp_path / "auto.focalinfer.json").read_text())["plan"]
+    assert plan["runner"]["micro_batch"] == 4 and plan["batch_size"] == 16
+    again = run("eval", "--results", tmp_path / "auto", "--labels", run_set["labels"], "--output",
+                tmp_path / "again.json")
+    assert json.loads((tmp_path / "again.json").read_text())["summary"]["images_per_call"] == 4
+    explicit = evaluate(run_set, tmp_path / "whole.json", batch=16)  # --backend onnxruntime: whole batches
+    assert explicit.exit_code == 0
+    summary = json.loads((tmp_path / "whole.json").read_text())["summary"]
+    assert (summary["batch_size"], summary["images_per_call"]) == (16, 16) and "bs 16 run" not in explicit.output
