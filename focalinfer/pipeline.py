@@ -1,7 +1,8 @@
 """Where stages meet: ``eval`` with a model file is infer then score (the only place that runs both).
 
-Everything that can refuse is checked before inference starts: the result.json path, the label
-file, the model's class count against the labels, labels without an input file. Each fact is
+Everything that can refuse is checked before inference starts: the result.json path, the locks of
+result.json and the output folder (``focalinfer.runlock``), the label file, the model's class count
+against the labels, labels without an input file (before auto measures a backend). Each fact is
 derived once: the model file's identity (``records.identify_model``), then the infer plan (which
 takes that identity), whose run comes back with the infer record it wrote.
 """
