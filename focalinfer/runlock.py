@@ -76,15 +76,23 @@ def _content(command: str) -> bytes:
                        "argv": sys.argv}).encode() + b"\n"
 
 
+# A reader checking whether a folder is being written (held_by_other) holds a shared lock for a
+# few microseconds: a writer tries again a few times before it takes the lock for a live run's.
+TRIES, PAUSE_S = 3, 0.05
+
+
 def _try_flock(fd: int, path: Path) -> bool:
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-    except OSError as e:
-        raise FocalinferError(f"{path}: cannot lock it on this file system ({e.strerror or e}); "
-                              "write the outputs to a local disk") from None
+    for attempt in range(TRIES):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if attempt + 1 < TRIES:
+                time.sleep(PAUSE_S)
+        except OSError as e:
+            raise FocalinferError(f"{path}: cannot lock it on this file system ({e.strerror or e}); "
+                                  "write the outputs to a local disk") from None
+    return False
 
 
 def _same_file(fd: int, path: Path) -> bool:

@@ -140,6 +140,9 @@ def test_two_commands_into_one_folder_one_runs_the_others_are_refused(run_set, t
         assert second.returncode == 1
         assert one_error_line(second.stderr).startswith(
             f"focalinfer: error: {out}: focalinfer eval (pid {first.pid}, started ")
+        # the very same eval again (it ran in full and recorded contended images/s): refused too
+        same = run(*eval_args(run_set, out, 4))
+        assert same.exit_code == 1 and f"focalinfer eval (pid {first.pid}" in error_line(same)
         # compare --json into the same name, a real process too
         compared = cli_process(["compare", run_set["data"], run_set["data"], "--json", out], cache)
         assert compared.returncode == 1 and f"focalinfer eval (pid {first.pid}" in one_error_line(compared.stderr)

@@ -91,7 +91,7 @@ def finish(output_dir: str | os.PathLike, record: InferRecord, batch_size: int, 
     return record
 
 
-def _outputs(output_dir: Path) -> list[Path]:
+def output_files(output_dir: Path) -> list[Path]:
     """The output files (not summaries) a result folder holds."""
     if not output_dir.is_dir():
         return []
@@ -103,7 +103,7 @@ def stop(output_dir: str | os.PathLike, record: InferRecord, claimed: tuple[bool
     """A run that raised (Ctrl-C included): undo its claim when the folder holds no output and the
     record is this run's, else record why it stopped. Returns the output files the folder keeps."""
     output_dir = Path(output_dir)
-    outputs = _outputs(output_dir)
+    outputs = output_files(output_dir)
     created, new_record = claimed
     if not outputs and new_record:
         _release(output_dir, created)

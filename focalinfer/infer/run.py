@@ -119,7 +119,7 @@ def _stop(plan: InferPlan, record: InferRecord, claimed, error: BaseException) -
     try:
         return outdir.stop(plan.output_dir, record, claimed, error)
     except OSError:
-        return len(layout.result_files(Path(plan.output_dir))) if os.path.isdir(plan.output_dir) else 0
+        return len(outdir.output_files(Path(plan.output_dir)))
 
 
 def _dispatch(plan: InferPlan, progress: bool) -> InferResult:
