@@ -17,7 +17,6 @@ import pytest
 
 from clitools import error_line, run
 from focalinfer import layout
-from focalinfer.cli import cli
 from killpoints import IMAGES, REPO, make_run_set
 
 
