@@ -28,17 +28,22 @@ INTERRUPTED_KEEPS = {
               "(an existing --out is left as it was)",
     "om": "the .om files already built are kept; rerun to build the rest",
     "infer": "the finished outputs are kept; rerun the same command to resume",
-    "eval": "the finished inference outputs are kept, no result.json was written; rerun the same command to resume",
+    "eval": "no result.json was written; the finished inference outputs (if any) are kept: rerun the same command "
+            "to resume",
     "sample-data": "the images written so far are kept, no val_label.txt yet; rerun to write the whole set",
     "bench all": "the figures of finished models are kept in the work dir; rerun with --resume to reuse them",
 }
 NOTHING_KEPT = "nothing was written"
+# Output formats as ais_bench spells them; any case is accepted (click would show them lower-cased).
+OUTFMT = click.Choice(["TXT", "NPY", "BIN"], case_sensitive=False)
+OUTFMT_METAVAR = "[TXT|NPY|BIN]"
 
 
-def _interrupted_line() -> str:
+def _interrupted_line(kept: str | None = None) -> str:
+    """``kept``: what the interrupted run says it kept (focalinfer.errors.Interrupted), else the command's rule."""
     ctx = click.get_current_context(silent=True)
     command = " ".join(ctx.command_path.split()[1:]) if ctx else ""
-    return f"focalinfer: interrupted; {INTERRUPTED_KEEPS.get(command, NOTHING_KEPT)}"
+    return f"focalinfer: interrupted; {kept or INTERRUPTED_KEEPS.get(command, NOTHING_KEPT)}"
 
 
 def user_errors(fn):
@@ -56,8 +61,8 @@ def user_errors(fn):
             click.echo(f"focalinfer: error: {where}: {e.strerror or e}; check the path, its permissions and free disk",
                        err=True)
             sys.exit(1)
-        except KeyboardInterrupt:
-            click.echo(_interrupted_line(), err=True)
+        except KeyboardInterrupt as e:
+            click.echo(_interrupted_line(getattr(e, "kept", None)), err=True)
             sys.exit(130)
 
     return wrapper
@@ -495,7 +500,7 @@ def inference_options(fn):
 @click.option("--output", default=WORK_DIR + "/", show_default=True, type=click.Path(path_type=str),
               help=f"Folder that receives the result folder and its <dirname>{SUMMARY_SUFFIX}.")
 @click.option("--output-dirname", help="Results go to <output>/<dirname> (default: a timestamp).")
-@click.option("--outfmt", default="TXT", show_default=True, type=click.Choice(["TXT", "NPY", "BIN"], case_sensitive=False),
+@click.option("--outfmt", default="TXT", show_default=True, type=OUTFMT, metavar=OUTFMT_METAVAR,
               help="Output file format, as ais_bench's --outfmt.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Needed for a dynamic-batch model; must match a static one.")
 @click.option("--loop", default=1, show_default=True, type=click.IntRange(min=1), help="Runs per batch (pure inference: runs).")
@@ -545,17 +550,19 @@ def gate_options(when: str, reference: str):
 @click.option("--labels", required=True, type=click.Path(dir_okay=False, path_type=str),
               help="val_label.txt: '<image file name> <class index>' per line (the class is the last field).")
 @click.option("--om", type=click.Path(dir_okay=False, path_type=str), help="Run this .om (ais_bench) first.")
-@click.option("--onnx", type=click.Path(dir_okay=False, path_type=str), help="Run this .onnx (onnxruntime) first.")
+@click.option("--onnx", type=click.Path(dir_okay=False, path_type=str),
+              help="Run this .onnx on the CPU first (onnxruntime or OpenVINO: --backend).")
 @click.option("--results", type=click.Path(file_okay=False, path_type=str),
               help="Score an existing ais_bench/focalinfer result folder instead.")
 @click.option("--input", "input_dir", default=DATABIN_DIR, show_default=True, type=click.Path(path_type=str),
               help="Preprocessed .bin files (with --om / --onnx).")
-@click.option("--output", default=RESULT_JSON, show_default=True, type=click.Path(dir_okay=False, path_type=str),
-              help="result.json; inference outputs go to the folder of the same name beside it.")
+@click.option("--output", default=RESULT_JSON, show_default=True, type=click.Path(path_type=str),
+              help="result.json (a folder or a path ending in /: result.json inside it); inference outputs go to "
+                   "the folder of the same name beside it.")
 @click.option("--output-dirname", help="With --om / --onnx: outputs go to <folder of --output>/<dirname> instead.")
 @click.option("--batch-size", type=click.IntRange(min=1),
               help="Inference batch size (with --results: only when nothing recorded one; a different one is an error).")
-@click.option("--outfmt", type=click.Choice(["TXT", "NPY", "BIN"], case_sensitive=False),
+@click.option("--outfmt", type=OUTFMT, metavar=OUTFMT_METAVAR,
               help="Output format to write (default TXT) or, with --results, to read when several exist.")
 @click.option("--output-dtype", default="float32", show_default=True, type=click.Choice(["float32", "float16"]),
               help="What BIN outputs hold (an fp16-output .om writes float16); TXT and NPY say it themselves.")
@@ -650,11 +657,12 @@ def _gate_exit(block) -> None:
 @cli.command("compare")
 @click.argument("reference", type=click.Path(file_okay=False, path_type=str))
 @click.argument("candidate", type=click.Path(file_okay=False, path_type=str))
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=str), help="Write the full report here.")
+@click.option("--json", "json_out", type=click.Path(path_type=str),
+              help="Write the full report here (a folder or a path ending in /: compare.json inside it).")
 @click.option("--worst", default=10, show_default=True, type=click.IntRange(min=0), help="Rows in the worst-images table.")
 @click.option("--min-cosine", default=COMPARE_MIN_COSINE, show_default=True, type=float,
               help="Exit 1 when any image's cosine similarity is below this.")
-@click.option("--outfmt", type=click.Choice(["TXT", "NPY", "BIN"], case_sensitive=False),
+@click.option("--outfmt", type=OUTFMT, metavar=OUTFMT_METAVAR,
               help="Format to read when a folder holds several.")
 @click.option("--reference-dtype", default="float32", show_default=True, type=click.Choice(["float32", "float16"]),
               help="What REFERENCE's BIN outputs hold.")
@@ -669,26 +677,31 @@ def _gate_exit(block) -> None:
 def compare_command(reference, candidate, json_out, worst, min_cosine, outfmt, reference_dtype, candidate_dtype,
                     allow_missing, labels, max_drop, min_ratio):
     """Per-image agreement of two result folders (REFERENCE first, e.g. ONNX fp32, then the OM's)."""
+    import contextlib
+
+    from focalinfer import log, runlock
     from focalinfer.errors import FocalinferError
     from focalinfer.postprocess.compare import compare_results
     from focalinfer.errors import UsageError
     from focalinfer.metrics.paired import Gate
     from focalinfer.postprocess.paired import gate_failure
-    from focalinfer.util import ensure_writable_file, write_json_atomic
+    from focalinfer.util import ensure_writable_file, json_output_path, write_json_atomic
 
     gate = Gate(max_drop, min_ratio)
     if gate.active and not labels:
         raise UsageError("--max-drop and --min-ratio gate Acc@1, which needs the labels: add --labels val_label.txt")
-    if json_out:
-        ensure_writable_file(json_out, "compare report")
-    report = compare_results(reference, candidate, worst=worst, min_cosine=min_cosine,
-                             reference_outfmt=outfmt, candidate_outfmt=outfmt, reference_dtype=reference_dtype,
-                             candidate_dtype=candidate_dtype, allow_missing=allow_missing, labels_file=labels,
-                             gate=gate)
-    click.echo(report.format_table())
-    if json_out:
-        write_json_atomic(json_out, report.as_dict())
-        click.echo(f"report: {json_out}")
+    with contextlib.ExitStack() as stack:
+        if json_out:
+            json_out = ensure_writable_file(json_output_path(json_out, "compare.json"), "compare report")
+            stack.enter_context(runlock.hold(json_out, "compare", log=log.info))
+        report = compare_results(reference, candidate, worst=worst, min_cosine=min_cosine,
+                                 reference_outfmt=outfmt, candidate_outfmt=outfmt, reference_dtype=reference_dtype,
+                                 candidate_dtype=candidate_dtype, allow_missing=allow_missing, labels_file=labels,
+                                 gate=gate)
+        click.echo(report.format_table())
+        if json_out:
+            write_json_atomic(json_out, report.as_dict())
+            click.echo(f"report: {json_out}")
     if not report.passed:
         gate_line = gate_failure(report.accuracy)
         if gate_line and report.summary["verdict"] == gate_line:

@@ -31,3 +31,11 @@ def first_line(e: BaseException, with_type: bool = False) -> str:
         return type(e).__name__
     line = text.splitlines()[0][:200]
     return f"{type(e).__name__}: {line}" if with_type else line
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, carrying what the interrupted command kept: the CLI's one line says exactly that."""
+
+    def __init__(self, kept: str, outputs: int = 0, folder=None):
+        super().__init__(kept)
+        self.kept, self.outputs, self.folder = kept, outputs, folder

@@ -421,7 +421,15 @@ class InferRecord:
     micro_batch: int | None = None      # images per call when a batch ran as several calls
     plan: dict | None = None            # the run's InferPlan (focalinfer.infer.plan), as plain data
     ais_bench_generation: str | None = None  # 2023 | 2024 (docs/contract.md, "Generations"); None off ais_bench
+    # running (its writer holds the folder's lock) | complete | interrupted | failed; None: a record
+    # written before runs recorded their state (they were complete when written)
+    status: str | None = None
+    error: str | None = None            # why an interrupted or failed run stopped
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (None, "complete")
 
     @classmethod
     def read(cls, output_dir: str | os.PathLike) -> "InferRecord | None":

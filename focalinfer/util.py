@@ -36,6 +36,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
+    except OSError as e:
+        if e.filename is None:  # a failed write names no file: name the one being written (disk full…)
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -86,6 +90,27 @@ def user_cache_dir() -> Path:
     return Path(base) / "focalinfer"
 
 
+def missing_dirs(path: str | Path) -> list[Path]:
+    """``path`` and its ancestors that do not exist yet, deepest first (what a run would create)."""
+    missing = []
+    path = Path(os.path.abspath(path))
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def remove_empty_dirs(dirs: list[Path]) -> None:
+    """Remove those of ``dirs`` (deepest first) that are empty: a run that wrote nothing leaves nothing."""
+    for folder in dirs:
+        try:
+            folder.rmdir()
+        except FileNotFoundError:
+            continue
+        except OSError:  # holds something: then its parents do too
+            return
+
+
 def ensure_writable_dir(path: str | Path, what: str = "output directory") -> Path:
     """Create ``path`` if needed and prove we can write into it, or raise a one-line error."""
     from focalinfer.errors import FocalinferError
@@ -100,6 +125,15 @@ def ensure_writable_dir(path: str | Path, what: str = "output directory") -> Pat
             f"{path}: {what} is not writable ({e.strerror or e}); choose another directory or fix its permissions"
         ) from None
     return path
+
+
+def json_output_path(path: str | os.PathLike, name: str) -> Path:
+    """A JSON output flag's file: a path ending in '/' or an existing folder means a folder, and the
+    file is ``name`` inside it (decided before any work, not found out when writing)."""
+    text = os.fspath(path)
+    if text.endswith(("/", os.sep)) or os.path.isdir(text):
+        return Path(text) / name
+    return Path(text)
 
 
 def ensure_writable_file(path: str | Path, what: str = "output file") -> Path:

@@ -54,7 +54,7 @@ def test_a_stage_imports_no_other_stage(module):
 
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if m.split(".")[1:2] and m.split(".")[1] in
                                           ("layout", "records", "metrics", "backend", "registry", "defaults",
-                                           "errors", "util", "machine", "atc_rules")))
+                                           "errors", "util", "machine", "atc_rules", "runlock")))
 def test_shared_modules_import_no_stage(module):
     stages = sorted(i for i in _imports(MODULES[module], module) if _stage_of(i))
     assert not stages, f"{module} is shared by the stages but imports {stages}"

@@ -67,3 +67,15 @@ def test_options_of_the_readme_commands_are_documented():
     for path, _ in readme_synopses():
         undocumented = [p.opts[0] for p in known[path].params if isinstance(p, click.Option) and p.opts[0] not in text]
         assert not undocumented, f"focalinfer {' '.join(path)}: {undocumented} appear in no README or docs page"
+
+
+@pytest.mark.parametrize("path", [("infer",), ("eval",), ("compare",)])
+def test_outfmt_choices_are_shown_as_the_default_is_spelled(path):
+    shown = CliRunner().invoke(cli, [*path, "--help"]).output
+    assert "--outfmt [TXT|NPY|BIN]" in shown and "[txt|npy|bin]" not in shown
+
+
+def test_eval_onnx_help_names_both_cpu_backends():
+    """--backend auto may pick OpenVINO: the help may not promise onnxruntime."""
+    shown = " ".join(CliRunner().invoke(cli, ["eval", "--help"]).output.split())
+    assert "--onnx FILE Run this .onnx on the CPU first (onnxruntime or OpenVINO: --backend)." in shown

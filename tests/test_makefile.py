@@ -141,6 +141,8 @@ def test_make_test_installs_chromium_with_apt_get_only_when_missing(tmp_path):
     else:
         assert not calls.exists() and "needs root" in done.stdout
     assert re.search(r"^test: setup browser$", (ROOT / "Makefile").read_text(), re.M)
+
+
 def test_make_test_leaves_the_slow_crash_runs_out(fake_venv):
     plan = make(fake_venv, "-n", "test", "test-fast", "test-slow")
     assert plan.returncode == 0, plan.stderr
@@ -166,3 +168,26 @@ def test_make_names_its_variable_when_a_second_model_needs_another_folder(tmp_pa
     third = preprocess("MODEL=evo-levit-128s-384", f"DATABIN={own}")
     assert third.returncode == 0, third.stderr
     assert len(list(own.glob("*.bin"))) == 3
+def test_make_eval_without_the_om_suggests_the_cpu_backend(fake_venv, tmp_path):
+    """A CPU machine has no .om: make says how to score the ONNX here instead of focalinfer's "not found"."""
+    for target in ("eval", "infer"):
+        done = make(fake_venv, target, f"WORK={tmp_path / 'work'}")
+        assert done.returncode != 0
+        assert f"make {target}: {tmp_path / 'work'}/om/focal-fast-s_bs1.om not found" in done.stdout
+        assert "run the ONNX on this CPU with BACKEND=auto" in done.stdout
+    assert not (tmp_path / "calls.txt").exists()  # focalinfer was not started
+    done = make(fake_venv, "eval", f"WORK={tmp_path / 'work'}", "BACKEND=auto")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "calls.txt").read_text().split()[:2] == ["eval", "--onnx"]
+
+
+def test_the_demos_batch_1_and_16_run_1_and_16_images_per_call(fake_venv):
+    """auto may run a batch of 16 as calls of 1; the demo names its backend, so its compare compares what it says."""
+    done = make(fake_venv, "-n", "demo")
+    assert done.returncode == 0, done.stderr
+    lines = re.sub(r"\\\n\s*", " ", done.stdout).splitlines()
+    evals = [line for line in lines if line.startswith(f"{fake_venv}/bin/focalinfer eval")]
+    assert len(evals) == 2 and all("--backend onnxruntime" in line for line in evals)
+    assert {line.split("--batch-size ")[1].split()[0] for line in evals} == {"1", "16"}
+    compare = next(line for line in lines if " compare " in line)
+    assert "demo/focal-fast-s/result_bs1 demo/focal-fast-s/result_bs16" in compare

@@ -7,6 +7,7 @@ progress through a queue.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -199,15 +200,42 @@ def _run_batches(job, runner, reader: BatchReader, pending, file_bytes, progress
     runner.reset_times()
     written = 0
     bar = progress_bar(pending, desc="infer", unit="batch", enabled=progress, file=sys.stderr, leave=False)
-    for batch in bar:
+    for done, batch in enumerate(bar):
         buffer = reader.fill(batch, file_bytes)
         for _ in range(job.loop):
             outputs = runner.infer(buffer)
-        paths = layout.write_batch_outputs(batch, outputs, job.output_dir, job.outfmt)
+        try:
+            paths = layout.write_batch_outputs(batch, outputs, job.output_dir, job.outfmt)
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise disk_full(job, outputs, batch, pending[done:], written) from None
         written += sum(len(p) for p in paths)
         if on_event:
             on_event("batch")
     return written
+
+
+def disk_full(job: InferPlan, outputs, batch: layout.Batch, left: list[layout.Batch], written: int) -> FocalinferError:
+    """A full disk, said with the folder and roughly the space the rest of the run needs."""
+    per_image = sum(len(layout.sample_bytes(np.array_split(np.asarray(t), batch.slots)[0], job.outfmt))
+                    for t in outputs)
+    images = sum(len(b.files) for b in left)
+    files = images * len(outputs)
+    return FocalinferError(
+        f"{job.output_dir}: no space left on device after {written} output files of this run; the {files} still to "
+        f"write need about {_size(images * per_image)} ({files} files × ~{per_image // len(outputs):,} bytes); free "
+        "that much there or choose another --output, then rerun the same command to resume"
+    )
+
+
+def _size(nbytes: int) -> str:
+    size, unit = float(nbytes), "bytes"
+    for bigger in ("kB", "MB", "GB"):
+        if size < 1000:
+            break
+        size, unit = size / 1000, bigger
+    return f"{size:,.0f} bytes" if unit == "bytes" else f"{size:,.1f} {unit}"
 
 
 # --- several devices: one spawned process per device ----------------------------------------

@@ -14,6 +14,7 @@ import json
 import os
 import sys
 from dataclasses import asdict, dataclass, field, replace
+from typing import Callable
 
 from focalinfer import __version__, layout
 from focalinfer.backend import RunnerSpec, check_backend, decide_backend
@@ -155,10 +156,12 @@ def plan_inference(
     model_file, input_dir=None, *, output=WORK_DIR + "/", output_dirname=None, outfmt="TXT", batch_size=None,
     backend="auto", device="0", loop=1, warmup=1, threads=None, pure_data_type="zero", ais_bench_mode="auto",
     allow_transform_mismatch=False, precision="fp32", args=None, identity: ModelIdentity | None = None,
+    check_inputs: Callable[[list[str]], None] | None = None,
 ) -> InferPlan:
     """Check every flag and input and resolve the backend, once; nothing is written but the
     ``--output`` folder's write probe. See ``run_inference`` for the meaning of the arguments;
-    ``identity``: the model file's, when the caller has derived it already."""
+    ``identity``: the model file's, when the caller has derived it already; ``check_inputs``: the
+    caller's check of the input files, run before the backend is decided (auto measures)."""
     model_file = os.fspath(model_file)
     check_backend(model_file, backend)
     outfmt = _check_flags(outfmt, loop, warmup, pure_data_type, ais_bench_mode)
@@ -169,6 +172,8 @@ def plan_inference(
     inputs = files = None
     if input_dir is not None:
         inputs, files = _input_set(input_dir, identity, allow_transform_mismatch)
+        if check_inputs is not None:
+            check_inputs(inputs.files)
     output = os.fspath(output)
     dirname = output_dirname or layout.timestamp_dirname()
     choice = decide_backend(model_file, backend, batch_size=batch_size, threads=threads, precision=precision,

@@ -7,16 +7,17 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from focalinfer import layout
+from focalinfer import layout, runlock
 from focalinfer.backend.ais_bench import cli_argv, device_dir_names, run_cli
 from focalinfer.defaults import WORK_DIR
-from focalinfer.errors import FocalinferError
+from focalinfer.errors import Interrupted
 from focalinfer.infer import outdir, report
 from focalinfer.infer.engine import run_devices, run_job
 from focalinfer.infer.plan import InferPlan, plan_inference
 from focalinfer.log import info
 from focalinfer.machine import cpu_count
 from focalinfer.records import InferRecord
+from focalinfer.util import ensure_writable_dir, missing_dirs, remove_empty_dirs
 
 
 @dataclass
@@ -61,27 +62,67 @@ def run_inference(model_file, input_dir=None, output=WORK_DIR + "/", output_dirn
     over, saying so). ``ais_bench_mode`` picks the ais_bench API ('api') or command line ('cli').
     ``backend`` 'auto' runs an .onnx on the CPU backend measured fastest here (one line on stderr).
     ``precision`` 'bf16' (OpenVINO, CPUs with native bf16 only) prints its top-1 agreement with fp32.
+    The result folder's lock (``focalinfer.runlock``) is taken first: a second run into the same
+    folder is refused before it plans (auto's measurement included).
     """
-    plan = plan_inference(
-        model_file, input_dir, output=output, output_dirname=output_dirname, outfmt=outfmt, batch_size=batch_size,
-        backend=backend, device=device, loop=loop, warmup=warmup, threads=threads, pure_data_type=pure_data_type,
-        ais_bench_mode=ais_bench_mode, allow_transform_mismatch=allow_transform_mismatch, precision=precision,
-    )
-    return execute(plan, force=force, progress=progress)
+    output = os.fspath(output)
+    made = missing_dirs(output)
+    ensure_writable_dir(output, "--output folder")
+    dirname = output_dirname or layout.timestamp_dirname()
+    try:
+        with runlock.hold(Path(output) / dirname, "infer", log=info):
+            plan = plan_inference(
+                model_file, input_dir, output=output, output_dirname=dirname, outfmt=outfmt,
+                batch_size=batch_size, backend=backend, device=device, loop=loop, warmup=warmup, threads=threads,
+                pure_data_type=pure_data_type, ais_bench_mode=ais_bench_mode,
+                allow_transform_mismatch=allow_transform_mismatch, precision=precision,
+            )
+            return execute(plan, force=force, progress=progress)
+    except BaseException as e:
+        remove_empty_dirs(made)  # a run that wrote nothing leaves no folder it created
+        if isinstance(e, KeyboardInterrupt) and not isinstance(e, Interrupted):
+            raise Interrupted(NOTHING_WRITTEN) from None  # stopped while planning
+        raise
+
+
+NOTHING_WRITTEN = "nothing was written (no output was finished)"
+
+
+def kept_outputs(outputs: int, folder) -> str:
+    """What an interrupted infer keeps, for the CLI's one line."""
+    if not outputs:
+        return NOTHING_WRITTEN
+    return f"the {outputs} finished outputs in {folder} are kept; rerun the same command to resume"
 
 
 def execute(plan: InferPlan, force: bool = False, progress: bool = True) -> InferResult:
-    """Run a plan: claim its folder (resume / start over / refuse), run, record what ran."""
-    record = plan.record()
-    claimed = outdir.claim(plan.output_dir, record, force)
-    try:
-        result = _dispatch(plan, progress)
-    except FocalinferError:
-        outdir.release(plan.output_dir, claimed)  # a run that failed before writing leaves no claim behind
-        raise
-    result.plan = plan
-    result.record = outdir.finish(plan.output_dir, record, result.batch_size, result.files_written, result.files_kept)
+    """Run a plan: hold its folder's lock, claim the folder (resume / start over / refuse), run,
+    record what ran — or why it stopped (status ``interrupted`` / ``failed``; a run that wrote no
+    output leaves no claim behind)."""
+    with runlock.hold(plan.output_dir, "infer", log=info):
+        outdir.remove_stale_temps_beside(plan.output_dir)
+        record = plan.record()
+        claimed = outdir.claim(plan.output_dir, record, force)
+        try:
+            result = _dispatch(plan, progress)
+            result.plan = plan
+            result.record = outdir.finish(plan.output_dir, record, result.batch_size, result.files_written,
+                                          result.files_kept)
+        except BaseException as e:
+            kept = _stop(plan, record, claimed, e)
+            if isinstance(e, KeyboardInterrupt):
+                raise Interrupted(kept_outputs(kept, plan.output_dir), kept, plan.output_dir) from None
+            raise
     return result
+
+
+def _stop(plan: InferPlan, record: InferRecord, claimed, error: BaseException) -> int:
+    """Record why the run stopped; the outputs kept. A disk too full even for the record leaves it
+    saying running, with nobody holding the lock: readers report that as a run that died."""
+    try:
+        return outdir.stop(plan.output_dir, record, claimed, error)
+    except OSError:
+        return len(outdir.output_files(Path(plan.output_dir)))
 
 
 def _dispatch(plan: InferPlan, progress: bool) -> InferResult:

@@ -21,6 +21,7 @@ from focalinfer.metrics.logits import compare_logits, row_metrics
 from focalinfer.metrics.paired import Gate
 from focalinfer.metrics.topk import topk_indices
 from focalinfer.postprocess.labels import read_labels
+from focalinfer.runlock import refuse_if_written
 from focalinfer.postprocess.model_facts import results_facts
 from focalinfer.postprocess.outputs import Logits, read_result_logits, scan_results
 from focalinfer.postprocess.paired import gate_failure, paired_block, paired_lines
@@ -146,10 +147,13 @@ def compare_results(
     """Join two result directories by output name and compare their logits image by image.
 
     Images present on one side only fail the comparison unless ``allow_missing``. The class
-    count comes from the folders' infer records when they have them, else from A's outputs.
-    With ``labels_file``: the accuracy of each side on the compared images, the flips, the paired
-    deltas, and ``gate`` (which then decides too).
+    count comes from the folders' infer records when they have them, else from A's outputs. A folder
+    another live run is still writing (its lock is held) is refused. With ``labels_file``: the
+    accuracy of each side on the compared images, the flips, the paired deltas, and ``gate``
+    (which then decides too).
     """
+    for folder in (reference_dir, candidate_dir):
+        refuse_if_written(folder, "comparing it")
     ref_dir = scan_results(reference_dir, reference_outfmt)
     cand_dir = scan_results(candidate_dir, candidate_outfmt)
     common = sorted(set(ref_dir.outputs) & set(cand_dir.outputs))

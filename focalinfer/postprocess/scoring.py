@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -17,7 +18,7 @@ from focalinfer.postprocess.accuracy import accuracy_figures, detail_lines
 from focalinfer.postprocess.labels import LabelSet, read_labels
 from focalinfer.postprocess.paired import paired_lines
 from focalinfer.postprocess.real_labels import real_line
-from focalinfer.postprocess.outputs import Logits, ResultDir, read_result_logits, scan_results
+from focalinfer.postprocess.outputs import OUTPUT_DTYPES, Logits, ResultDir, read_result_logits, scan_results
 from focalinfer.metrics.topk import topk_indices
 from focalinfer.records import AtcRecord
 from focalinfer.util import sha256_file, write_bytes_atomic
@@ -30,8 +31,8 @@ BACKGROUND_CLASSES = 1001
 
 # What result.json records about the run, filled by the caller (pipeline.evaluate) from the
 # model file, the infer record and the inputs; None where nothing says.
-RUN_FIELDS = ("model", "model_file", "model_sha256", "backend", "batch_size", "input_dir", "manifest_sha256",
-              "preset", "outputs_written", "outputs_reused")
+RUN_FIELDS = ("model", "model_file", "model_sha256", "backend", "batch_size", "images_per_call", "input_dir",
+              "manifest_sha256", "preset", "outputs_written", "outputs_reused")
 
 
 @dataclass
@@ -53,7 +54,7 @@ class EvalResult:
         run = ", ".join(
             part for part in (
                 s["model"] or (Path(s["model_file"]).name if s["model_file"] else None), s["backend"],
-                f"bs {s['batch_size']}" if s["batch_size"] else None, speed_text(s),
+                _batch_text(s), speed_text(s),
             ) if part
         )
         line = (
@@ -72,6 +73,16 @@ class EvalResult:
     def as_dict(self) -> dict:
         return {"summary": self.summary, "images": self.images, "issues": self.issues, "per_class": self.per_class,
                 **self.extra}
+
+
+def _batch_text(summary: dict) -> str | None:
+    """``bs 16``, and the images per call when a batch ran as several calls."""
+    batch, per_call = summary.get("batch_size"), summary.get("images_per_call")
+    if not batch:
+        return None
+    if per_call and per_call != batch:
+        return f"bs {batch} run {per_call} image(s) per call"
+    return f"bs {batch}"
 
 
 def speed_text(summary: dict) -> str | None:
@@ -94,6 +105,32 @@ def check_label_range(labels: LabelSet, classes: int, source: str | None) -> Non
     """Lines naming a class the model does not have become bad lines (see LabelSet.require_clean)."""
     where = source or "sniffed from the outputs"
     labels.drop_out_of_range(label_space(classes), f"the model's {classes} classes: {where}")
+
+
+IMAGENET_CLASSES = 1000
+
+
+def check_sniffed_bin(result: ResultDir, labels: LabelSet, logits: Logits) -> None:
+    """BIN files carry neither a dtype nor a shape: a 2,000-byte file is 500 float32 or 1,000 float16
+    values. When nothing said the class count, accept the count read from the size only when it is
+    ImageNet's (1000 or 1001) or the labels' (highest class + 1) and the other dtype's reading is not;
+    otherwise refuse, stating the size rule and the flags that settle it."""
+    highest = max(lab.target for lab in labels.labels.values())
+    plausible = {IMAGENET_CLASSES, BACKGROUND_CLASSES, highest + 1}
+    nbytes = logits.num_classes * np.dtype(logits.output_dtype).itemsize
+    readings = {d: nbytes // np.dtype(d).itemsize for d in OUTPUT_DTYPES if not nbytes % np.dtype(d).itemsize}
+    others = {d: n for d, n in readings.items() if d != logits.output_dtype}
+    if logits.num_classes in plausible and not any(n in plausible for n in others.values()):
+        return
+    row = int(np.flatnonzero(logits.lengths == logits.num_classes)[0])
+    values = " or ".join(f"{n} {d}" for d, n in readings.items())
+    settle = [f"--num-classes {logits.num_classes} (or --model NAME) if the model has {logits.num_classes} classes"]
+    settle += [f"--output-dtype {d} if it writes {d} ({n} classes)" for d, n in others.items()]
+    raise FocalinferError(
+        f"{result.outputs[logits.stems[row]]}: {nbytes} bytes are {values} values, and nothing says which (no infer "
+        f"record beside {result.path}, no --model or --num-classes; ImageNet has {IMAGENET_CLASSES} classes, the "
+        f"labels reach class {highest}); pass {', or '.join(settle)}"
+    )
 
 
 def _label_targets(labels: LabelSet, stems: list[str], classes: int) -> tuple[np.ndarray, int]:
@@ -183,6 +220,8 @@ def score_results(
                               f"{_name_hint(labels, result)}")
     logits = read_result_logits(result, scored, num_classes, workers, output_dtype=output_dtype,
                                 classes_source=classes_source)
+    if num_classes is None and result.outfmt == "BIN":
+        check_sniffed_bin(result, labels, logits)
     if labels.checked_space != label_space(logits.num_classes):  # the caller checked against no or another count
         check_label_range(labels, logits.num_classes, classes_source)
         labels.require_clean(allow_bad_labels)
@@ -291,7 +330,14 @@ def result_json_bytes(result: EvalResult) -> bytes:
 def write_result(result: EvalResult, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(path, result_json_bytes(result))
+    data = result_json_bytes(result)
+    try:
+        write_bytes_atomic(path, data)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise FocalinferError(f"{path}: no space left on device for result.json ({len(data):,} bytes); free that "
+                              "much there or choose another --output (inference outputs are reused on a rerun)") from None
     return path
 
 

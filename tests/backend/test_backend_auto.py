@@ -197,18 +197,47 @@ def test_infer_with_auto_says_on_stderr_which_backend_it_measured_and_used(graph
     assert len(lines) == 1 and "measured on this CPU" in lines[0] and f"({backend}, batch 1" in again.stdout
 
 
-def test_a_measurement_disturbed_by_other_processes_is_used_but_not_cached(graph, tmp_path, both_installed,
-                                                                         monkeypatch):
+class Clock:
+    """A fake clock: the test moves it, nothing sleeps."""
+
+    def __init__(self):
+        self.t = 1_800_000_000.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_a_disturbed_measurement_is_cached_marked_and_measured_again_after_a_day(graph, tmp_path, both_installed,
+                                                                                monkeypatch):
     from focalinfer import machine
 
     class Busy(QuietMachine):
-        share = 0.6
+        share = 0.62
 
     monkeypatch.setattr(machine, "ForeignCpu", Busy)
-    cache = tmp_path / "c.json"
+    cache, clock, lines = tmp_path / "c.json", Clock(), []
     timing = FakeTiming({"onnxruntime": 3.0, "openvino": 2.0})
-    lines = []
-    assert auto.choose(graph, 1, cache=cache, measure=timing, log=lines.append).backend == "onnxruntime"
-    assert "not cached: other processes used 60% of the CPUs" in lines[-1] and not cache.exists()
-    auto.choose(graph, 1, cache=cache, measure=timing, log=lines.append)
-    assert len(timing.calls) == 2  # measured again next time
+
+    def choose():
+        return auto.choose(graph, 1, cache=cache, measure=timing, log=lines.append, now=clock).backend
+
+    assert choose() == "onnxruntime" and len(timing.calls) == 1
+    assert "measured while other processes used 62% of the CPUs, so it is measured again after 24 h" in lines[-1]
+    entry = json.loads(cache.read_text())[0]
+    assert entry["disturbed"] is True and entry["foreign_cpu"] == 0.62 and entry["measured_at"] == clock.t
+    clock.t += 23 * 3600  # the same day: the disturbed figures are used, and said to be
+    assert choose() == "onnxruntime" and len(timing.calls) == 1
+    assert "measured on this CPU" in lines[-1] and "used 62% of the CPUs" in lines[-1]
+    clock.t += 3600  # a day old: measured once more, still busy — cached again, for another day
+    timing.rates = {"onnxruntime": 3.0, "openvino": 4.0}
+    assert choose() == "openvino" and len(timing.calls) == 2
+    assert "again (the last measurement was disturbed and is a day old)" in lines[-2]
+    clock.t += 12 * 3600
+    assert choose() == "openvino" and len(timing.calls) == 2
+    clock.t += 12 * 3600  # a quiet machine the next day: cached for good
+    monkeypatch.setattr(machine, "ForeignCpu", QuietMachine)
+    assert choose() == "openvino" and len(timing.calls) == 3
+    assert json.loads(cache.read_text())[0]["disturbed"] is False
+    clock.t += 1000 * 24 * 3600
+    assert choose() == "openvino" and len(timing.calls) == 3
+    assert len(json.loads(cache.read_text())) == 1  # one entry per key, replaced each time

@@ -331,6 +331,34 @@ def test_fp16_bin_outputs_need_output_dtype(chain, tmp_path):
     assert "4000 bytes = 1000 float32 values, not 1000 float16 (2000 bytes); pass --output-dtype float32" in res.output
 
 
+def test_an_ambiguous_bin_folder_is_refused_not_scored(chain, tmp_path):
+    """Issue 22, point 4: 2,000-byte BIN files, no record, no --model, no --num-classes: 500 float32 or
+    1,000 float16 values. Read as float32 they scored Acc@1 0.000 with exit 0; now eval refuses."""
+    run("eval", "--onnx", chain["onnx"]["toy-cls"], "--labels", chain["labels"], "--input", chain["databin"],
+        "--output", tmp_path / "bin.json", "--batch-size", 4, "--outfmt", "BIN", "--quiet")
+    fp16, fp32 = tmp_path / "bin16", tmp_path / "bin32"  # copied without the record beside them
+    fp16.mkdir()
+    shutil.copytree(tmp_path / "bin", fp32)
+    for path in (tmp_path / "bin").iterdir():
+        np.fromfile(path, "<f4").astype("<f2").tofile(fp16 / path.name)
+    first = fp16 / f"{sorted(chain['label_map'])[0]}_0.bin"
+    highest = max(chain["label_map"].values())
+    res = run("eval", "--results", fp16, "--labels", chain["labels"], "--output", tmp_path / "x.json", code=1)
+    assert last_line(res) == (
+        f"focalinfer: error: {first}: 2000 bytes are 500 float32 or 1000 float16 values, and nothing says which (no "
+        f"infer record beside {fp16}, no --model or --num-classes; ImageNet has 1000 classes, the labels reach class "
+        f"{highest}); pass --num-classes 500 (or --model NAME) if the model has 500 classes, or --output-dtype "
+        "float16 if it writes float16 (1000 classes)")
+    assert not (tmp_path / "x.json").exists()
+    # Either flag settles it; the float16 reading is ImageNet's 1000 classes.
+    run("eval", "--results", fp16, "--labels", chain["labels"], "--output", tmp_path / "x.json",
+        "--output-dtype", "float16")
+    assert summary(tmp_path / "x.json")["Acc@1"] == pytest.approx(expected_acc1())
+    # 4,000-byte files: 1000 float32 (ImageNet's count) or 2000 float16 (nobody's): scored, loudly.
+    res = run("eval", "--results", fp32, "--labels", chain["labels"], "--output", tmp_path / "y.json")
+    assert "CLASS COUNT NOT CHECKED" in res.output and summary(tmp_path / "y.json")["num_classes"] == 1000
+
+
 # --- rule 3: labels as users write them ----------------------------------------------------
 
 
@@ -440,7 +468,8 @@ def test_unwritable_result_and_report_paths_fail_first(chain, tmp_path):
               "--output", blocker / "r.json", "--batch-size", 1, code=1)
     assert len(res.output.strip().splitlines()) == 1 and f"{blocker / 'r.json'}: result.json cannot be written: {blocker}: folder is not writable" in res.output
     res = run("eval", "--onnx", chain["onnx"]["toy-cls"], "--labels", chain["labels"], "--input", chain["databin"],
-              "--output", tmp_path, "--batch-size", 1, code=2)  # a directory: click says so
+              "--output", tmp_path, "--batch-size", 1, "--quiet")  # a folder: result.json inside it
+    assert (tmp_path / "result.json").is_file() and len(list((tmp_path / "result").glob("*_0.txt"))) == IMAGES
     a = tmp_path / "a"
     run("eval", "--onnx", chain["onnx"]["toy-cls"], "--labels", chain["labels"], "--input", chain["databin"],
         "--output", tmp_path / "a.json", "--batch-size", 1, "--quiet")
