@@ -467,6 +467,13 @@ def inference_options(fn):
         click.option("--allow-transform-mismatch", is_flag=True,
                      help="Run on .bin files that another model's eval transform made (the manifest says which)."),
         click.option("--force", is_flag=True, help="Replace another model's outputs in the result folder."),
+        click.option("--ray", "ray", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+                     help="Split the batches over a Ray cluster's actors (one per NPU for .om, CPU actors for .onnx): "
+                          "auto, ray://HOST:10001, HOST:PORT, or nothing for a Ray here. Files on a shared path."),
+        click.option("--ray-actors", type=click.IntRange(min=1),
+                     help="With --ray: actors to start (default: one per NPU, or one per --threads CPUs, default 1)."),
+        click.option("--ray-ship-inputs", is_flag=True,
+                     help="With --ray: the driver reads the inputs and sends them through Ray's object store."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -497,7 +504,8 @@ def inference_options(fn):
 @verbosity_options
 @user_errors
 def infer_command(model_file, input_dir, output, output_dirname, outfmt, batch_size, backend, device, loop,
-                  warmup, threads, precision, pure_data_type, ais_bench_mode, force, allow_transform_mismatch):
+                  warmup, threads, precision, pure_data_type, ais_bench_mode, force, allow_transform_mismatch,
+                  ray, ray_actors, ray_ship_inputs):
     """Run a model over preprocessed .bin files; writes ais_bench's per-image outputs and summary."""
     from focalinfer.infer import run_inference
 
@@ -505,7 +513,8 @@ def infer_command(model_file, input_dir, output, output_dirname, outfmt, batch_s
         model_file, input_dir, output=output, output_dirname=output_dirname, outfmt=outfmt.upper(),
         batch_size=batch_size, backend=backend, device=device, loop=loop, warmup=warmup, threads=threads,
         force=force, progress=_progress(), pure_data_type=pure_data_type, ais_bench_mode=ais_bench_mode,
-        allow_transform_mismatch=allow_transform_mismatch, precision=precision,
+        allow_transform_mismatch=allow_transform_mismatch, precision=precision, ray=ray, ray_actors=ray_actors,
+        ray_ship_inputs=ray_ship_inputs,
     )
     kept = f", {result.files_kept} kept from an earlier run" if result.files_kept else ""
     real = result.images_per_s
@@ -515,6 +524,16 @@ def infer_command(model_file, input_dir, output, output_dirname, outfmt, batch_s
                f"({result.backend}, batch {result.batch_size}{speed}{kept})")
     if result.summary_path:
         click.echo(f"summary: {result.summary_path}")
+    _echo_ray(result.ray)
+
+
+def _echo_ray(section: dict | None) -> None:
+    """One line per Ray run: its actors and the images/s they gave together."""
+    if not section:
+        return
+    rate = f", {section['images_per_s']:.1f} images/s in total" if section["images_per_s"] else ""
+    nodes = len({a["node_id"] for a in section["actors"]})
+    click.echo(f"ray: {len(section['actors'])} actors on {nodes} nodes, {section['images']} images{rate}")
 
 
 # --- eval stage ---
@@ -550,7 +569,7 @@ def infer_command(model_file, input_dir, output, output_dirname, outfmt, batch_s
 @user_errors
 def eval_command(labels, om, onnx, results, input_dir, output, output_dirname, batch_size, outfmt, output_dtype,
                  num_classes, model_name, backend, threads, precision, allow_missing, allow_bad_labels,
-                 allow_transform_mismatch, force):
+                 allow_transform_mismatch, force, ray, ray_actors, ray_ship_inputs):
     """Top-1/Top-5 of a model's outputs against val_label.txt, joined by image name, into result.json."""
     from focalinfer.errors import UsageError
     from focalinfer.pipeline import evaluate
@@ -562,8 +581,9 @@ def eval_command(labels, om, onnx, results, input_dir, output, output_dirname, b
         raise UsageError(f"--om {om}: expected an .om file (ATC output); use --onnx for an ONNX model")
     if onnx and not onnx.lower().endswith(".onnx"):
         raise UsageError(f"--onnx {onnx}: expected an .onnx file; use --om for an Ascend .om")
-    if results and (output_dirname or force):
-        raise UsageError("--output-dirname and --force apply to the inference --om / --onnx runs; --results only reads")
+    if results and (output_dirname or force or ray):
+        raise UsageError("--output-dirname, --force and --ray apply to the inference --om / --onnx runs; "
+                         "--results only reads")
     result, path = evaluate(
         labels, results_dir=results, model_file=om or onnx, input_dir=input_dir, output=output,
         output_dirname=output_dirname, outfmt=outfmt, batch_size=batch_size, model=model_name,
@@ -571,6 +591,7 @@ def eval_command(labels, om, onnx, results, input_dir, output, output_dirname, b
         backend=backend if (om or onnx) else None, allow_missing=allow_missing,
         allow_bad_labels=allow_bad_labels, force=force, progress=_progress(),
         allow_transform_mismatch=allow_transform_mismatch, threads=threads, precision=precision,
+        ray=ray, ray_actors=ray_actors, ray_ship_inputs=ray_ship_inputs,
     )
     for note in result.warnings:
         click.echo(f"warning: {note}", err=True)

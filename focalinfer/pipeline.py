@@ -32,12 +32,14 @@ def evaluate(
     output_dtype: str = "float32", backend: str | None = None, allow_missing: bool = False,
     allow_bad_labels: bool = False, force: bool = False, progress: bool = True, workers: int | None = None,
     allow_transform_mismatch: bool = False, threads: int | None = None, precision: str = "fp32",
+    ray: str | None = None, ray_actors: int | None = None, ray_ship_inputs: bool = False,
 ) -> tuple[EvalResult, Path]:
     """Score ``results_dir``, or first run ``model_file`` (.om → ais_bench, .onnx → the CPU backend
     ``backend`` names; 'auto' or None: the one measured fastest here) on ``input_dir`` into
     ``<output dir>/<output_dirname or output stem>/``; write result.json to ``output``.
 
     ``model`` / ``num_classes`` / ``batch_size`` that contradict what the records say are errors.
+    ``ray`` / ``ray_actors`` / ``ray_ship_inputs``: run the inference on a Ray cluster (see run_inference).
     """
     if (results_dir is None) == (model_file is None):
         raise UsageError("pass exactly one of a model file (--om / --onnx) or --results DIR")
@@ -56,7 +58,7 @@ def evaluate(
                 model_file, input_dir, output=output.parent, output_dirname=output_dirname or output.stem,
                 outfmt=(outfmt or "TXT").upper(), batch_size=batch_size, backend=backend or "auto",
                 threads=threads, allow_transform_mismatch=allow_transform_mismatch, precision=precision,
-                identity=identity,
+                identity=identity, ray=ray, ray_actors=ray_actors, ray_ship_inputs=ray_ship_inputs,
             )
             _check_inputs(labels, plan, allow_missing)
             run = execute(plan, force=force, progress=progress)

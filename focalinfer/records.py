@@ -402,6 +402,7 @@ class InferRecord:
     precision: str | None = None        # fp32 | bf16 (CPU backends)
     micro_batch: int | None = None      # images per call when a batch ran as several calls
     plan: dict | None = None            # the run's InferPlan (focalinfer.infer.plan), as plain data
+    ray: dict | None = None             # a Ray run: its actors (node, backend, images/s) and total images/s
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -5,8 +5,12 @@ A dynamic-batch fake .om (gears in its `standin.dynamic_batch_size` metadata) re
 batch, as aclruntime does, and runs only at a gear chosen with `set_dynamic_batchsize` or
 `infer(..., mode='dymbatch')`; a static one refuses both. Feeds must have the input's dtype
 (uint8 for an AIPP .om) and shape.
+With `STANDIN_SESSIONS` set, each session appends the device it was given, the devices visible to it
+(`ASCEND_RT_VISIBLE_DEVICES`, which Ray sets for an actor holding NPUs) and its pid as a JSON line.
 """
 
+import json
+import os
 import time
 
 import numpy as np
@@ -38,6 +42,10 @@ class InferSession:
             raise RuntimeError(f"[STANDIN ais_bench] bad device id {device_id!r}")
         if not str(model_path).endswith(".om"):
             raise RuntimeError(f"[STANDIN ais_bench] {model_path} is not an .om")
+        if os.environ.get("STANDIN_SESSIONS"):
+            with open(os.environ["STANDIN_SESSIONS"], "a") as f:
+                f.write(json.dumps({"tool": "ais_bench.InferSession", "device_id": device_id, "pid": os.getpid(),
+                                    "visible_devices": os.environ.get("ASCEND_RT_VISIBLE_DEVICES")}) + "\n")
         self.session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
         gears = self.session.get_modelmeta().custom_metadata_map.get("standin.dynamic_batch_size")
         self.gears = [int(g) for g in gears.split(",")] if gears else []
