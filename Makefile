@@ -52,7 +52,7 @@ help:
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet torch==2.13.0
-	$(VENV)/bin/pip install --quiet -e '.[test,openvino]'
+	$(VENV)/bin/pip install --quiet -e '.[test,openvino,ray]'
 	touch $@
 
 setup: $(VENV)/.installed

@@ -444,7 +444,7 @@ def precision_command(onnx_path, input_dir, out, samples, mode, min_cosine, min_
 @verbosity_options
 @user_errors
 def doctor_command(as_json):
-    """Report atc, the CANN environment, ais_bench, onnxruntime, torch and CPUs on this machine."""
+    """Report atc, the CANN environment, ais_bench, onnxruntime, torch, CPUs and Ray (and its cluster, if reachable)."""
     import json
 
     from focalinfer.doctor import doctor_report, format_doctor
@@ -469,7 +469,8 @@ def inference_options(fn):
         click.option("--force", is_flag=True, help="Replace another model's outputs in the result folder."),
         click.option("--ray", "ray", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
                      help="Split the batches over a Ray cluster's actors (one per NPU for .om, CPU actors for .onnx): "
-                          "auto, ray://HOST:10001, HOST:PORT, or nothing for a Ray here. Files on a shared path."),
+                          "auto (the cluster running here / RAY_ADDRESS), ray://HOST:10001, HOST:PORT, or nothing: "
+                          "a Ray started here for this run. Nodes read the files from a path they all see."),
         click.option("--ray-actors", type=click.IntRange(min=1),
                      help="With --ray: actors to start (default: one per NPU, or one per --threads CPUs, default 1)."),
         click.option("--ray-ship-inputs", is_flag=True,

@@ -53,17 +53,17 @@ def import_ray():
 
 @contextlib.contextmanager
 def connected(ray, address: str):
-    """Connected to the cluster at ``address`` ('local': a Ray started here, or RAY_ADDRESS's) for the
-    block; a process already connected keeps its connection."""
+    """Connected to the cluster at ``address`` for the block ('local': a Ray started here for this run,
+    stopped after it; 'auto': the one running here or RAY_ADDRESS's); a process already connected to
+    Ray keeps its connection."""
     if ray.is_initialized():
         yield
         return
     kwargs = {"log_to_driver": False, "logging_level": logging.WARNING}
-    target = None if address == "local" else address
-    if target is None and not os.environ.get("RAY_ADDRESS"):
+    if address == "local":
         kwargs["include_dashboard"] = False
     try:
-        ray.init(address=target, **kwargs)
+        ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise FocalinferError(f"--ray {address}: no Ray cluster there ({first_line(e)}); start one with "
                               "`ray start --head`, or pass its address (auto, ray://HOST:10001, HOST:PORT)") from None
