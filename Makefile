@@ -21,6 +21,9 @@ DYN_BATCH   ?=
 PRECISION   ?=
 KEEP_DTYPE  ?=
 SAMPLES     ?= $(call default_of,PRECISION_SAMPLES)
+# infer / eval on a Ray cluster: RAY=local (a Ray started for the run), auto, ray://HOST:10001 or HOST:PORT
+RAY         ?=
+RAY_ACTORS  ?=
 
 PYTHON      ?= python3
 VENV        := .venv
@@ -42,11 +45,12 @@ help:
 	@echo "make preprocess export om BS=16 DATA=ImageNet/val CKPT=model.pth   the NPU path"
 	@echo "make eval BACKEND=auto         score on CPU (onnxruntime or OpenVINO, measured fastest here)"
 	@echo "make preprocess om infer AIPP=1   uint8 files, normalised on the NPU (AIPP)"
+	@echo "make eval RAY=auto             the same, split over a Ray cluster's NPUs / CPUs (files on a shared path)"
 	@echo "make precision                 is ATC's fp16 safe for the ONNX on DATABIN? (writes $(WORK)/precision/)"
 	@echo "make om PRECISION=$(WORK)/precision/precision.json   build with the mode and keep list it found"
 	@echo "variables: MODEL=$(MODEL) DATA=$(DATA) LABELS=$(LABELS) CKPT=$(CKPT) BS=$(BS)"
 	@echo "           BATCH_SIZES=$(BATCH_SIZES) SOC=$(SOC) WORK=$(WORK) PRESET=$(PRESET) BACKEND=$(BACKEND)"
-	@echo "           AIPP=$(AIPP) DTYPE=$(DTYPE) DYN_BATCH=$(DYN_BATCH)"
+	@echo "           AIPP=$(AIPP) DTYPE=$(DTYPE) DYN_BATCH=$(DYN_BATCH) RAY=$(RAY) RAY_ACTORS=$(RAY_ACTORS)"
 
 # The venv is rebuilt whenever pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -84,14 +88,16 @@ om: setup
 		$(if $(PRECISION),--precision $(PRECISION)) $(if $(KEEP_DTYPE),--keep-dtype $(KEEP_DTYPE)) $(ATC_FLAGS)
 
 CPU_BACKENDS := auto onnxruntime openvino
+RAY_FLAGS    := $(if $(RAY),--ray $(RAY)) $(if $(RAY_ACTORS),--ray-actors $(RAY_ACTORS))
 
 infer: setup
 	$(FI) infer --model-file $(if $(filter $(CPU_BACKENDS),$(BACKEND)),$(ONNX),$(OM)) --input $(DATABIN) \
-		--output $(WORK) --output-dirname result_bs$(BS) --outfmt $(OUTFMT) --batch-size $(BS) --backend $(BACKEND)
+		--output $(WORK) --output-dirname result_bs$(BS) --outfmt $(OUTFMT) --batch-size $(BS) --backend $(BACKEND) \
+		$(RAY_FLAGS)
 
 eval: setup
 	$(FI) eval $(if $(filter $(CPU_BACKENDS),$(BACKEND)),--onnx $(ONNX),--om $(OM)) --backend $(BACKEND) --labels $(LABELS) \
-		--input $(DATABIN) --output $(WORK)/result_bs$(BS).json --batch-size $(BS)
+		--input $(DATABIN) --output $(WORK)/result_bs$(BS).json --batch-size $(BS) $(RAY_FLAGS)
 
 bench: setup
 	$(FI) bench all

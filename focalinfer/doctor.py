@@ -46,9 +46,13 @@ def ray_report() -> dict | None:
 
     from focalinfer.errors import first_line
 
+    from focalinfer.infer.ray_exec import unreachable
+
     address = os.environ.get("RAY_ADDRESS", "auto")
     already = ray.is_initialized()
     try:
+        if not already and (problem := unreachable(address)):
+            raise ConnectionError(problem)
         if not already:
             ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
         resources = ray.cluster_resources()

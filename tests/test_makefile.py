@@ -93,3 +93,13 @@ def test_precision_report_reaches_om_and_the_demo_checks_before_om(fake_venv, tm
     assert steps.index("export") < steps.index("precision") < steps.index("om")
     first_om = next(line for line in lines if line.split()[1] == "om")
     assert "--precision demo/focal-fast-s/precision/precision.json" in first_om
+
+
+def test_infer_and_eval_take_a_ray_address(fake_venv, tmp_path):
+    for target in ("infer", "eval"):
+        done = make(fake_venv, target, "WORK=infer", "BACKEND=onnxruntime", "RAY=auto", "RAY_ACTORS=4")
+        assert done.returncode == 0, done.stdout + done.stderr
+        call = (tmp_path / "calls.txt").read_text().splitlines()[-1].split()
+        assert call[0] == target and call[-4:] == ["--ray", "auto", "--ray-actors", "4"]
+    done = make(fake_venv, "eval", "WORK=infer", "BACKEND=onnxruntime")
+    assert "--ray" not in (tmp_path / "calls.txt").read_text().splitlines()[-1]

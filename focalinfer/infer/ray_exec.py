@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import sys
 import time
 from collections import deque
@@ -26,7 +27,9 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from focalinfer import __version__, layout
-from focalinfer.defaults import RAY_ACTOR_RESTARTS, RAY_BATCHES_IN_FLIGHT, RAY_CHECK_TIMEOUT_S, RAY_PLACE_TIMEOUT_S
+from focalinfer.defaults import (
+    RAY_ACTOR_RESTARTS, RAY_BATCHES_IN_FLIGHT, RAY_CHECK_TIMEOUT_S, RAY_CONNECT_TIMEOUT_S, RAY_PLACE_TIMEOUT_S,
+)
 from focalinfer.errors import FocalinferError, ToolMissingError, UsageError, first_line
 from focalinfer.infer.engine import JobOutcome, plan_file_work, write_file_summary
 from focalinfer.infer.plan import InferPlan
@@ -51,6 +54,22 @@ def import_ray():
     return ray
 
 
+def unreachable(address: str) -> str | None:
+    """Why nothing answers at a cluster address (HOST:PORT, ray://HOST:PORT, or 'auto' naming one through
+    RAY_ADDRESS), or None; ray.init would retry such an address for many minutes."""
+    if address == "auto":
+        address = os.environ.get("RAY_ADDRESS", "")
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not (sep and host and port.isdigit()):
+        return None  # 'local', or no address: Ray starts or finds one here at once
+    try:
+        with socket.create_connection((host, int(port)), timeout=RAY_CONNECT_TIMEOUT_S):
+            return None
+    except OSError as e:
+        return f"nothing answers at {target} ({e.strerror or e})"
+
+
 @contextlib.contextmanager
 def connected(ray, address: str):
     """Connected to the cluster at ``address`` for the block ('local': a Ray started here for this run,
@@ -59,6 +78,9 @@ def connected(ray, address: str):
     if ray.is_initialized():
         yield
         return
+    problem = unreachable(address)
+    if problem:
+        raise FocalinferError(f"--ray {address}: {problem}; check the address (`ray status` on the head prints it)")
     kwargs = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address == "local":
         kwargs["include_dashboard"] = False

@@ -388,3 +388,15 @@ def test_doctor_reports_ray_and_the_cluster(cluster):
     report = json.loads(done.stdout)["ray"]
     assert report["version"] == ray.__version__
     assert (report["cluster"]["cpus"], report["cluster"]["npus"], report["cluster"]["nodes"]) == (2, 2, 2)
+
+
+def test_an_address_where_nothing_answers_is_one_line_at_once(work, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "focalinfer.cli", "infer", "--model-file", str(work.onnx), "--input",
+                           str(work.data), "--output", str(tmp_path), "--output-dirname", "ray", "--batch-size", "16",
+                           "--backend", "onnxruntime", "--ray", "127.0.0.1:1"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and time.monotonic() - started < 120  # not ray.init's minutes of retries
+    assert done.stderr.strip().splitlines()[-1].startswith("focalinfer: error: --ray 127.0.0.1:1: nothing answers")
+    assert not (tmp_path / "ray").exists()
