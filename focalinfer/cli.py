@@ -225,6 +225,44 @@ def bench_profile_cmd(model, batch_sizes, graph, threads, workdir, docs, json_ou
         click.echo(f"wrote {docs}")
 
 
+@bench.command("ray")
+@click.option("--ray", "address", default="local", show_default=True,
+              help="The cluster to measure on: local (a Ray started here), auto, ray://HOST:10001, HOST:PORT.")
+@click.option("--images", default=512, show_default=True, type=click.IntRange(min=16),
+              help="Null-model input files (224x224 float32, 588 KiB each) to run.")
+@click.option("--batch-sizes", default="1,16", show_default=True, help="Comma-separated; 1 and 16 give the actor's fixed cost.")
+@click.option("--actors", type=click.IntRange(min=1), help="CPU actors (default: one per CPU of the cluster).")
+@click.option("--cpu-figures", type=click.Path(dir_okay=False, path_type=str),
+              help="`bench all` JSON whose best CPU img/s the paper model uses (default: docs/benchmarks.json).")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=str),
+              help="Null model and inputs (default ~/.cache/focalinfer/bench-ray).")
+@click.option("--docs", type=click.Path(dir_okay=False, path_type=str),
+              help="Markdown whose `scaling` section is rewritten (e.g. docs/scaling.md).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=str), help="Also write the figures here.")
+@verbosity_options
+@user_errors
+def bench_ray_cmd(address, images, batch_sizes, actors, cpu_figures, workdir, docs, json_out):
+    """What one Ray driver can feed: its write rate, the actors' cost per batch, bytes per image (null model)."""
+    import json
+
+    from focalinfer.bench import parse_list
+    from focalinfer.bench.ray import bench_ray, render_scaling
+    from focalinfer.bench.report import rewrite_sections
+    from focalinfer.util import ensure_writable_file, write_json_atomic
+
+    for path, what in ((json_out, "JSON output"), (docs, "docs file")):
+        if path:
+            ensure_writable_file(path, what)
+    figures = bench_ray(address=address, images=images, batch_sizes=parse_list(batch_sizes, int), actors=actors,
+                        workdir=workdir, cpu_figures=cpu_figures, log=lambda line: click.echo(line, err=True))
+    click.echo(json.dumps(figures["ceilings"], indent=2))
+    if json_out:
+        write_json_atomic(json_out, figures)
+    if docs:
+        rewrite_sections(docs, {"scaling": render_scaling(figures)}, by="focalinfer bench ray")
+        click.echo(f"wrote {docs}")
+
+
 @cli.command("sample-data")
 @click.option("--out", required=True, type=click.Path(path_type=str), help="Folder for the images and val_label.txt.")
 @click.option("--count", default=48, show_default=True, type=click.IntRange(min=1), help="Images to write.")

@@ -111,11 +111,12 @@ def run_on_ray(plan: InferPlan, progress: bool = True, on_event: Callable[..., N
             work = plan_file_work(plan, file_bytes, first["per_batch"], first["num_outputs"])
             if on_event:
                 on_event("total", len(work.batches), len(work.batches) - len(work.pending))
-            run = Dispatch(ray, plan, actors, file_bytes).run(work.pending, progress, on_event, nodes_plan.files)
+            run = Dispatch(ray, plan, actors, described, file_bytes).run(work.pending, progress, on_event,
+                                                                         nodes_plan.files)
         finally:
             for actor in actors:
                 ray.kill(actor)
-    section = ray_section(plan, described, run)
+    section = ray_section(plan, run)
     path, summary = write_file_summary(plan, work, run.compute_ms(), first["batch_size"], {"ray": section})
     backend = "+".join(sorted({d["backend"] for d in described}))
     return RayOutcome(plan.output_dir, path, first["batch_size"], summary.get("throughput"), run.written, work.kept,
@@ -247,7 +248,7 @@ class ActorTally:
     batches: int = 0
     images: int = 0
     busy_s: float = 0.0
-    pids: list = field(default_factory=list)       # a new pid: Ray restarted the actor
+    pids: list = field(default_factory=list)       # its processes: a second one means Ray restarted it
     node_ids: list = field(default_factory=list)   # a new node: it restarted elsewhere
 
 
@@ -260,6 +261,7 @@ class Dispatch:
     ray: object
     plan: InferPlan
     actors: list
+    described: list[dict]                            # each actor as it started (ray_actor.BatchActor.describe)
     file_bytes: int
     tallies: list = field(default_factory=list)
     times: dict = field(default_factory=dict)       # batch index -> its runs' compute ms
@@ -268,6 +270,7 @@ class Dispatch:
     seconds: float = 0.0
     bytes_in: int = 0                                # input bytes shipped (--ray-ship-inputs)
     bytes_out: int = 0                               # output file bytes returned
+    driver_s: float = 0.0                            # the driver's own time: reading/sending, receiving/writing
     node_path: dict = field(default_factory=dict)    # a file as the plan names it -> its absolute path
 
     def run(self, pending: list[layout.Batch], progress: bool, on_event, node_files: tuple[str, ...]) -> "Dispatch":
@@ -275,18 +278,23 @@ class Dispatch:
         from focalinfer.progress import progress_bar
 
         self.node_path = dict(zip(self.plan.files, node_files))
-        self.tallies = [ActorTally() for _ in self.actors]
+        self.tallies = [ActorTally(pids=[d["pid"]], node_ids=[d["node_id"]]) for d in self.described]
         queue, inflight, alive = deque(pending), {}, set(range(len(self.actors)))
         bar = progress_bar(total=len(pending), desc="infer", unit="batch", enabled=progress and bool(pending),
                            file=sys.stderr, leave=False)
         start = time.perf_counter()
         try:
             while queue or inflight:
+                busy = time.perf_counter()
                 self._send(queue, inflight, alive)
+                self.driver_s += time.perf_counter() - busy
                 ready, _ = self.ray.wait(list(inflight), num_returns=1)
                 for ref in ready:
                     index, batch = inflight.pop(ref)
-                    if self._collect(ref, index, batch, queue, alive):
+                    busy = time.perf_counter()
+                    collected = self._collect(ref, index, batch, queue, alive)
+                    self.driver_s += time.perf_counter() - busy
+                    if collected:
                         bar.update(1)
                         if on_event:
                             on_event("batch")
@@ -355,21 +363,23 @@ def _rate(images: int, seconds: float) -> float | None:
     return round(images / seconds, 3) if seconds > 0 else None
 
 
-def ray_section(plan: InferPlan, described: list[dict], run: Dispatch) -> dict:
+def ray_section(plan: InferPlan, run: Dispatch) -> dict:
     """Per actor: where it ran, what it decided, its images/s (over its busy time); in total: images/s
-    over the driver's wall time and the bytes that travelled per image."""
+    over the driver's wall time, the driver's own ceiling and the bytes that travelled per image."""
     actors = []
-    for index, (d, tally) in enumerate(zip(described, run.tallies)):
+    for index, (d, tally) in enumerate(zip(run.described, run.tallies)):
         actors.append({
             "actor": index, "node_ip": d["ip"], "node_id": d["node_id"], "host": d["host"],
             "backend": d["backend"], "micro_batch": d["micro_batch"], "threads": d["threads"], "device": d["device"],
             "visible_devices": d["visible_devices"], "batches": tally.batches, "images": tally.images,
             "busy_s": round(tally.busy_s, 3), "images_per_s": _rate(tally.images, tally.busy_s),
-            "pids": tally.pids or [d["pid"]], "node_ids": tally.node_ids or [d["node_id"]],
+            "pids": tally.pids, "node_ids": tally.node_ids,
         })
     per_image = max(run.images, 1)
     return {
         "address": plan.ray, "ship_inputs": plan.ray_ship_inputs, "actors": actors, "images": run.images,
         "seconds": round(run.seconds, 3), "images_per_s": _rate(run.images, run.seconds),
+        # The one writer's ceiling: images over the driver's own time (sending, receiving, writing).
+        "driver_busy_s": round(run.driver_s, 3), "driver_images_per_s": _rate(run.images, run.driver_s),
         "input_bytes_per_image": round(run.bytes_in / per_image), "output_bytes_per_image": round(run.bytes_out / per_image),
     }
