@@ -74,13 +74,13 @@ def actor_run(model: Path, inputs: Path, out: Path, name: str, address: str, bat
     """One null run through focalinfer's Ray path; its record's Ray section and the start-up seconds."""
     from focalinfer.infer import execute, plan_inference
 
-    plan = plan_inference(model, inputs, output=out, output_dirname=name, batch_size=batch, backend="onnxruntime",
-                          threads=1, ray=address, ray_actors=actors, ray_ship_inputs=ship,
+    plan = plan_inference(model, inputs, output=out / name, output_dirname="result", batch_size=batch,
+                          backend="onnxruntime", threads=1, ray=address, ray_actors=actors, ray_ship_inputs=ship,
                           args=["focalinfer", "bench", "ray"])
     started, first = time.perf_counter(), []
     result = execute(plan, force=True, progress=False,
                      on_event=lambda kind, *_: first.append(time.perf_counter()) if kind == "total" else None)
-    shutil.rmtree(result.output_dir)
+    shutil.rmtree(out / name)  # outputs, summary and record: only the figures are kept
     return {**result.ray, "batch_size": batch, "startup_s": round(first[0] - started, 3)}
 
 
@@ -106,7 +106,7 @@ def data_run(model: Path, inputs: Path, out: Path, address: str, batch: int, act
     from focalinfer.infer import plan_inference
     from focalinfer.infer.ray_exec import for_nodes, node_probe
 
-    plan = for_nodes(plan_inference(model, inputs, output=out, output_dirname="data", batch_size=batch,
+    plan = for_nodes(plan_inference(model, inputs, output=out / "data", output_dirname="result", batch_size=batch,
                                     backend="onnxruntime", threads=1, ray=address))
     file_bytes = layout.file_data_bytes(plan.files[0])
     batches = layout.plan_batches(list(plan.files), batch)
@@ -126,7 +126,7 @@ def data_run(model: Path, inputs: Path, out: Path, address: str, batch: int, act
             first, first_images = time.perf_counter(), len(result["files"])
         images += len(result["files"])
     end = time.perf_counter()
-    shutil.rmtree(out_dir)
+    shutil.rmtree(out / "data")
     return {"batch_size": batch, "actors": actors, "images": images, "startup_s": round(first - started, 3),
             "images_per_s": round((images - first_images) / (end - first), 3) if end > first else None}
 
