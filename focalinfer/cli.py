@@ -91,6 +91,18 @@ def cli():
     """ImageNet classifiers from a PyTorch checkpoint to Top-1/Top-5 on Ascend 310P3 or onnxruntime."""
 
 
+def bench_output_options(section: str, example: str):
+    """--docs (the markdown whose generated ``section`` is rewritten) and --json, for a bench command."""
+
+    def decorate(fn):
+        fn = click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=str),
+                          help="Also write the figures here.")(fn)
+        return click.option("--docs", type=click.Path(dir_okay=False, path_type=str),
+                            help=f"Markdown whose `{section}` section is rewritten (e.g. {example}).")(fn)
+
+    return decorate
+
+
 @cli.group()
 def bench():
     """Measure a stage against its baseline (see docs/benchmarks.md)."""
@@ -199,29 +211,41 @@ def bench_precision_cmd(model, samples, search_samples, no_search, threads, work
 @click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads (default: CPU count).")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=str),
               help="Cache of synthetic checkpoints and exports, shared with `bench all` (default ~/.cache/focalinfer/bench).")
-@click.option("--docs", type=click.Path(dir_okay=False, path_type=str),
-              help="Markdown whose `profile` section is rewritten (e.g. docs/benchmarks.md).")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=str), help="Also write the figures here.")
+@bench_output_options("profile", "docs/benchmarks.md")
 @verbosity_options
 @user_errors
 def bench_profile_cmd(model, batch_sizes, graph, threads, workdir, docs, json_out):
     """Where one model's CPU time goes: per op type, and its GEMM kernels' GFLOP/s against this machine's limit."""
     from focalinfer.bench import parse_list
     from focalinfer.bench.profile import bench_profile
-    from focalinfer.bench.report import profile_sentence, render_profile, rewrite_sections
-    from focalinfer.util import ensure_writable_file, write_json_atomic
+    from focalinfer.bench.report import profile_sentence, render_profile
 
-    for path, what in ((json_out, "JSON output"), (docs, "docs file")):
-        if path:
-            ensure_writable_file(path, what)
+    _check_bench_outputs(json_out, docs)
     figures = bench_profile(model, batch_sizes=parse_list(batch_sizes, int), graph=graph, threads=threads,
                             workdir=workdir, log=lambda line: click.echo(line, err=True))
     for p in figures["profiles"]:
         click.echo(profile_sentence(p, figures["gemm"]["limit_gflops"], graph))
+    _write_bench_outputs(figures, json_out, docs, "profile", render_profile, "focalinfer bench profile")
+
+
+def _check_bench_outputs(json_out: str | None, docs: str | None) -> None:
+    """A bench's --json and --docs must be writable before it spends minutes measuring."""
+    from focalinfer.util import ensure_writable_file
+
+    for path, what in ((json_out, "JSON output"), (docs, "docs file")):
+        if path:
+            ensure_writable_file(path, what)
+
+
+def _write_bench_outputs(figures: dict, json_out: str | None, docs: str | None, section: str, render, by: str):
+    """The figures to --json, and ``render(figures)`` into the docs file's generated ``section``."""
+    from focalinfer.bench.report import rewrite_sections
+    from focalinfer.util import write_json_atomic
+
     if json_out:
         write_json_atomic(json_out, figures)
     if docs:
-        rewrite_sections(docs, {"profile": render_profile(figures)}, by="focalinfer bench profile")
+        rewrite_sections(docs, {section: render(figures)}, by=by)
         click.echo(f"wrote {docs}")
 
 
@@ -230,15 +254,14 @@ def bench_profile_cmd(model, batch_sizes, graph, threads, workdir, docs, json_ou
               help="The cluster to measure on: local (a Ray started here), auto, ray://HOST:10001, HOST:PORT.")
 @click.option("--images", default=512, show_default=True, type=click.IntRange(min=16),
               help="Null-model input files (224x224 float32, 588 KiB each) to run.")
-@click.option("--batch-sizes", default="1,16", show_default=True, help="Comma-separated; 1 and 16 give the actor's fixed cost.")
+@click.option("--batch-sizes", default="1,16", show_default=True,
+              help="Comma-separated batch sizes to measure (the paper model uses 1 and 16).")
 @click.option("--actors", type=click.IntRange(min=1), help="CPU actors (default: one per CPU of the cluster).")
 @click.option("--cpu-figures", type=click.Path(dir_okay=False, path_type=str),
               help="`bench all` JSON whose best CPU img/s the paper model uses (default: docs/benchmarks.json).")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=str),
               help="Null model and inputs (default ~/.cache/focalinfer/bench-ray).")
-@click.option("--docs", type=click.Path(dir_okay=False, path_type=str),
-              help="Markdown whose `scaling` section is rewritten (e.g. docs/scaling.md).")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=str), help="Also write the figures here.")
+@bench_output_options("scaling", "docs/scaling.md")
 @verbosity_options
 @user_errors
 def bench_ray_cmd(address, images, batch_sizes, actors, cpu_figures, workdir, docs, json_out):
@@ -247,20 +270,12 @@ def bench_ray_cmd(address, images, batch_sizes, actors, cpu_figures, workdir, do
 
     from focalinfer.bench import parse_list
     from focalinfer.bench.ray import bench_ray, render_scaling
-    from focalinfer.bench.report import rewrite_sections
-    from focalinfer.util import ensure_writable_file, write_json_atomic
 
-    for path, what in ((json_out, "JSON output"), (docs, "docs file")):
-        if path:
-            ensure_writable_file(path, what)
+    _check_bench_outputs(json_out, docs)
     figures = bench_ray(address=address, images=images, batch_sizes=parse_list(batch_sizes, int), actors=actors,
                         workdir=workdir, cpu_figures=cpu_figures, log=lambda line: click.echo(line, err=True))
     click.echo(json.dumps(figures["ceilings"], indent=2))
-    if json_out:
-        write_json_atomic(json_out, figures)
-    if docs:
-        rewrite_sections(docs, {"scaling": render_scaling(figures)}, by="focalinfer bench ray")
-        click.echo(f"wrote {docs}")
+    _write_bench_outputs(figures, json_out, docs, "scaling", render_scaling, "focalinfer bench ray")
 
 
 @cli.command("sample-data")

@@ -29,7 +29,8 @@ from ray.cluster_utils import Cluster
 from clitools import run
 from focalinfer.errors import FocalinferError
 from focalinfer.infer import execute, plan_inference, run_inference
-from focalinfer.records import AtcRecord, InferRecord, Manifest
+from focalinfer.records import AtcRecord, InferRecord
+from tinynet import TinyNet, write_databin
 
 pytestmark = pytest.mark.ray
 
@@ -49,18 +50,9 @@ def work(tmp_path_factory):
     half of which its top-1 matches."""
     import torch
 
-    class Tiny(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = torch.nn.Conv2d(3, 8, 3, stride=2)
-            self.fc = torch.nn.Linear(8, 1000)
-
-        def forward(self, x):
-            return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
-
     root = tmp_path_factory.mktemp("ray-work")
     torch.manual_seed(0)
-    net = Tiny().eval()
+    net = TinyNet(num_classes=1000).eval()
     onnx = root / "tiny.onnx"
     oms = {}
     with warnings.catch_warnings():
@@ -74,14 +66,9 @@ def work(tmp_path_factory):
                               output_names=["class"], opset_version=11, dynamo=False)
             AtcRecord(onnx=str(onnx), om=oms[batch].name, batch_size=batch).write(
                 oms[batch].with_name(f"tiny_bs{batch}.atc.json"))
-    data = root / "databin"
-    data.mkdir()
     images = np.random.default_rng(0).standard_normal((N_FILES, 1, 3, H, W)).astype(np.float32)
     names = [f"ILSVRC2012_val_{i + 1}" for i in range(N_FILES)]
-    for name, image in zip(names, images):
-        image.tofile(data / f"{name}.bin")
-    Manifest(model="tiny", preset="official", transform={}, shape=[1, 3, H, W],
-             files=[{"source": f"{n}.JPEG", "bin": f"{n}.bin"} for n in names]).write(data)
+    data = write_databin(root / "databin", images, names)
     with torch.no_grad():
         top1 = [int(net(torch.from_numpy(image)).argmax()) for image in images]
     labels = root / "val_label.txt"
