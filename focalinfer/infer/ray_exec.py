@@ -111,8 +111,8 @@ def run_on_ray(plan: InferPlan, progress: bool = True, on_event: Callable[..., N
             work = plan_file_work(plan, file_bytes, first["per_batch"], first["num_outputs"])
             if on_event:
                 on_event("total", len(work.batches), len(work.batches) - len(work.pending))
-            run = Dispatch(ray, plan, actors, described, file_bytes).run(work.pending, progress, on_event,
-                                                                         nodes_plan.files)
+            run = Dispatch(ray, plan, actors, described, file_bytes, dict(zip(plan.files, nodes_plan.files)))
+            run.run(work.pending, progress, on_event)
         finally:
             for actor in actors:
                 ray.kill(actor)
@@ -187,7 +187,13 @@ def check_nodes(ray, nodes: list[dict], probe: dict) -> None:
         node = refs[late[0]]
         raise FocalinferError(f"node {node['NodeManagerAddress']} ({node['NodeID'][:12]}): did not answer the file "
                               f"check in {RAY_CHECK_TIMEOUT_S} s; is its raylet healthy?")
-    for view in ray.get(ready):
+    for ref in ready:
+        try:
+            view = ray.get(ref)
+        except ray.exceptions.RayError as e:  # the node left, or its worker could not start
+            node = refs[ref]
+            raise FocalinferError(f"node {node['NodeManagerAddress']} ({node['NodeID'][:12]}): the file check "
+                                  f"failed ({first_line(e)}); is focalinfer {__version__} installed there?") from None
         if view["problem"]:
             fix = ("every node must see it at the same path (a shared filesystem)"
                    + ("" if probe.get("input_dir") is None else ", or pass --ray-ship-inputs for the inputs"))
@@ -263,6 +269,7 @@ class Dispatch:
     actors: list
     described: list[dict]                            # each actor as it started (ray_actor.BatchActor.describe)
     file_bytes: int
+    node_path: dict                                  # a file as the plan names it -> its absolute path
     tallies: list = field(default_factory=list)
     times: dict = field(default_factory=dict)       # batch index -> its runs' compute ms
     written: int = 0
@@ -271,13 +278,11 @@ class Dispatch:
     bytes_in: int = 0                                # input bytes shipped (--ray-ship-inputs)
     bytes_out: int = 0                               # output file bytes returned
     driver_s: float = 0.0                            # the driver's own time: reading/sending, receiving/writing
-    node_path: dict = field(default_factory=dict)    # a file as the plan names it -> its absolute path
 
-    def run(self, pending: list[layout.Batch], progress: bool, on_event, node_files: tuple[str, ...]) -> "Dispatch":
-        """Run ``pending``; the actors get each batch with its files' ``node_files`` paths (absolute)."""
+    def run(self, pending: list[layout.Batch], progress: bool, on_event) -> "Dispatch":
+        """Run ``pending``: each batch goes to an actor with its files' absolute paths, comes back, is written."""
         from focalinfer.progress import progress_bar
 
-        self.node_path = dict(zip(self.plan.files, node_files))
         self.tallies = [ActorTally(pids=[d["pid"]], node_ids=[d["node_id"]]) for d in self.described]
         queue, inflight, alive = deque(pending), {}, set(range(len(self.actors)))
         bar = progress_bar(total=len(pending), desc="infer", unit="batch", enabled=progress and bool(pending),
@@ -332,6 +337,9 @@ class Dispatch:
         except exceptions.RayTaskError as e:
             cause = e.cause if isinstance(e.cause, FocalinferError) else None
             raise FocalinferError(str(cause) if cause else f"a Ray actor failed: {first_line(e)}") from None
+        except exceptions.RayError as e:  # an object lost with its node, memory exhausted, …
+            raise FocalinferError(f"Ray lost batch {batch.index} ({first_line(e)}); the finished outputs are kept: "
+                                  "rerun the same command to resume") from None
         if batch.index in self.times:  # a batch is written once, whatever Ray retried
             return False
         paths = layout.write_output_files(self.plan.output_dir, result["files"])

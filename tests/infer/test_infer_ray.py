@@ -10,6 +10,7 @@ third node started by `ray start` in a mount namespace where the input folder is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -342,8 +343,12 @@ def test_a_node_that_cannot_see_the_input_folder_is_refused_before_work(work, cl
         assert "not there on this node" in message and "\n" not in message
         assert not (tmp_path / "ray").exists()  # refused before any work: no folder, no record
     finally:
-        os.killpg(node.pid, signal.SIGTERM)
-        node.wait(timeout=60)
+        node.send_signal(signal.SIGTERM)  # `ray start --block` stops its raylet and workers, then exits
+        try:
+            node.wait(timeout=60)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(node.pid, signal.SIGKILL)  # whatever of its session is left
     wait_for(lambda: not any(n["Alive"] and n["NodeID"] not in before for n in ray.nodes()), "the third node to leave")
 
 
