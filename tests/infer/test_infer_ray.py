@@ -38,6 +38,7 @@ pytestmark = pytest.mark.ray
 STANDINS = Path(__file__).resolve().parents[1] / "standins"
 REPO = Path(__file__).resolve().parents[2]
 N_FILES = 37
+N_BIG = 16 * 9 + 5  # ten batches of 16: a killed actor still has batches to run at batch 16
 H = W = 16
 ACTOR_TITLE = "ray::BatchActor"  # the process title Ray gives an actor's worker
 # result.json fields that name the run's own folder, time or speed, not the score.
@@ -47,8 +48,8 @@ RUN_ONLY = {"results_dir", "summary_file", "created", "images_per_s", "ais_bench
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     """A tiny 1000-class model as a dynamic-batch ONNX and stand-in .om files of batch 1 and 16 (the
-    atc stand-in's kind: an ONNX with a fixed batch, with its ATC record), 37 input files and labels
-    half of which its top-1 matches."""
+    atc stand-in's kind: an ONNX with a fixed batch, with its ATC record); 37 input files and, in
+    ``big``, 149; labels half of which its top-1 matches."""
     import torch
 
     root = tmp_path_factory.mktemp("ray-work")
@@ -67,15 +68,19 @@ def work(tmp_path_factory):
                               output_names=["class"], opset_version=11, dynamo=False)
             AtcRecord(onnx=str(onnx), om=oms[batch].name, batch_size=batch).write(
                 oms[batch].with_name(f"tiny_bs{batch}.atc.json"))
-    images = np.random.default_rng(0).standard_normal((N_FILES, 1, 3, H, W)).astype(np.float32)
-    names = [f"ILSVRC2012_val_{i + 1}" for i in range(N_FILES)]
-    data = write_databin(root / "databin", images, names)
-    with torch.no_grad():
-        top1 = [int(net(torch.from_numpy(image)).argmax()) for image in images]
-    labels = root / "val_label.txt"
-    labels.write_text("".join(f"{n}.JPEG {t if i % 2 == 0 else (t + 1) % 1000}\n"
-                              for i, (n, t) in enumerate(zip(names, top1))))
-    return SimpleNamespace(root=root, onnx=onnx, om=oms, data=data, labels=labels, names=names)
+    sets = {}
+    for name, count in (("databin", N_FILES), ("databin_big", N_BIG)):
+        images = np.random.default_rng(count).standard_normal((count, 1, 3, H, W)).astype(np.float32)
+        names = [f"ILSVRC2012_val_{i + 1}" for i in range(count)]
+        with torch.no_grad():
+            top1 = [int(net(torch.from_numpy(image)).argmax()) for image in images]
+        labels = root / f"{name}_label.txt"
+        labels.write_text("".join(f"{n}.JPEG {t if i % 2 == 0 else (t + 1) % 1000}\n"
+                                  for i, (n, t) in enumerate(zip(names, top1))))
+        sets[name] = (write_databin(root / name, images, names), labels, names)
+    data, labels, names = sets["databin"]
+    return SimpleNamespace(root=root, onnx=onnx, om=oms, data=data, labels=labels, names=names,
+                           big=sets["databin_big"][:2])
 
 
 def _node_env(extra_path: list[str], sessions: Path, cache: Path) -> dict:
@@ -240,18 +245,24 @@ def test_auto_is_decided_by_each_actor_on_its_node(work, cluster, tmp_path):
 # --- failures: a worker, the driver, a node ----------------------------------------------------
 
 
-def test_a_worker_killed_mid_run_changes_nothing(work, cluster, tmp_path):
-    local = run_inference(work.onnx, work.data, output=tmp_path, output_dirname="local", batch_size=1,
-                          backend="onnxruntime", threads=1, progress=False)
+@pytest.mark.parametrize("kind, batch", [("onnx", 1), ("om", 16)])
+def test_a_worker_killed_mid_run_changes_nothing(work, cluster, tmp_path, kind, batch, standin_api):
+    """An actor's process is SIGKILLed after three batches are written: Ray restarts the actor and
+    retries its batches; the folder and the scores are the local run's."""
+    data, labels = (work.data, work.labels) if batch == 1 else work.big
+    model = work.onnx if kind == "onnx" else work.om[batch]
+    options = {"backend": "onnxruntime", "threads": 1} if kind == "onnx" else {}
+    eval_run(f"--{kind}", model, "--labels", labels, "--input", data, "--batch-size", batch,
+             "--output", tmp_path / "local.json", *(f for k, v in options.items() for f in (f"--{k}", v)))
     no_actors_left()
-    plan = plan_inference(work.onnx, work.data, output=tmp_path, output_dirname="ray", batch_size=1,
-                          backend="onnxruntime", threads=1, ray=cluster.address)
+    plan = plan_inference(model, data, output=tmp_path, output_dirname="ray", batch_size=batch, ray=cluster.address,
+                          **options)
     seen, killed = [], []
 
-    def kill_one_actor_after_three_batches(kind, *rest):
-        if kind != "batch":
+    def kill_one_actor_after_three_batches(event, *rest):
+        if event != "batch":
             return
-        seen.append(kind)
+        seen.append(event)
         if len(seen) == 3:
             pid = actor_pids()[0]
             os.kill(pid, signal.SIGKILL)
@@ -259,14 +270,17 @@ def test_a_worker_killed_mid_run_changes_nothing(work, cluster, tmp_path):
             killed.append(pid)
 
     result = execute(plan, progress=False, on_event=kill_one_actor_after_three_batches)
-    assert killed and folder_bytes(result.output_dir) == folder_bytes(local.output_dir)
-    assert result.files_written == N_FILES
+    images = len(list(Path(data).glob("*.bin")))
+    assert killed and folder_bytes(result.output_dir) == folder_bytes(tmp_path / "local")
+    assert result.files_written == images
     restarted = [a for a in result.ray["actors"] if killed[0] in a["pids"]]
     # The killed process was one actor's; Ray restarted that actor, which then ran batches in a new process.
     assert len(restarted) == 1 and len(restarted[0]["pids"]) == 2 and restarted[0]["pids"][0] == killed[0]
-    assert sum(a["batches"] for a in result.ray["actors"]) == N_FILES  # each batch written once
-    summary = json.loads(result.summary_path.read_text())
-    assert len(summary["npu_compute_time_list"]) == N_FILES
+    batches = -(-images // batch)
+    assert sum(a["batches"] for a in result.ray["actors"]) == batches  # each batch written once
+    assert len(json.loads(result.summary_path.read_text())["npu_compute_time_list"]) == batches
+    eval_run("--results", tmp_path / "ray", "--labels", labels, "--output", tmp_path / "ray.json")
+    assert scores(tmp_path / "ray.json") == scores(tmp_path / "local.json")
 
 
 DRIVER_KILLED_AFTER_FIVE_BATCHES = """
