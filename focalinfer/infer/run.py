@@ -1,5 +1,6 @@
 """``run_inference``: plan once (``plan.plan_inference``), claim the result folder, run the batches
-(in-process, per device, or ais_bench's command line) and report what was written."""
+(in-process, per device, ais_bench's command line, or on a Ray cluster: ``ray_exec``) and report what
+was written."""
 
 from __future__ import annotations
 
