@@ -21,6 +21,9 @@ DYN_BATCH   ?=
 PRECISION   ?=
 KEEP_DTYPE  ?=
 SAMPLES     ?= $(call default_of,PRECISION_SAMPLES)
+# infer / eval on a Ray cluster: RAY=local (a Ray started for the run), auto, ray://HOST:10001 or HOST:PORT
+RAY         ?=
+RAY_ACTORS  ?=
 
 PYTHON      ?= python3
 VENV        := .venv
@@ -44,17 +47,18 @@ help:
 	@echo "make preprocess export om BS=16 DATA=ImageNet/val CKPT=model.pth   the NPU path"
 	@echo "make eval BACKEND=auto         score on CPU (onnxruntime or OpenVINO, measured fastest here)"
 	@echo "make preprocess om infer AIPP=1   uint8 files, normalised on the NPU (AIPP)"
+	@echo "make eval RAY=auto             the same, split over a Ray cluster's NPUs / CPUs (files on a shared path)"
 	@echo "make precision                 is ATC's fp16 safe for the ONNX on DATABIN? (writes $(WORK)/precision/)"
 	@echo "make om PRECISION=$(WORK)/precision/precision.json   build with the mode and keep list it found"
 	@echo "variables: MODEL=$(MODEL) DATA=$(DATA) LABELS=$(LABELS) CKPT=$(CKPT) BS=$(BS)"
 	@echo "           BATCH_SIZES=$(BATCH_SIZES) SOC=$(SOC) WORK=$(WORK) PRESET=$(PRESET) BACKEND=$(BACKEND)"
-	@echo "           AIPP=$(AIPP) DTYPE=$(DTYPE) DYN_BATCH=$(DYN_BATCH) DATABIN=$(DATABIN)"
+	@echo "           AIPP=$(AIPP) DTYPE=$(DTYPE) DYN_BATCH=$(DYN_BATCH) DATABIN=$(DATABIN) RAY=$(RAY) RAY_ACTORS=$(RAY_ACTORS)"
 
 # The venv is rebuilt whenever pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet torch==2.13.0
-	$(VENV)/bin/pip install --quiet -e '.[test,openvino,plot]'
+	$(VENV)/bin/pip install --quiet -e '.[test,openvino,plot,ray]'
 	touch $@
 
 setup: $(VENV)/.installed
@@ -104,6 +108,7 @@ om: setup
 		$(if $(PRECISION),--precision $(PRECISION)) $(if $(KEEP_DTYPE),--keep-dtype $(KEEP_DTYPE)) $(ATC_FLAGS)
 
 CPU_BACKENDS := auto onnxruntime openvino
+RAY_FLAGS    := $(if $(RAY),--ray $(RAY)) $(if $(RAY_ACTORS),--ray-actors $(RAY_ACTORS))
 
 # An .om target without the .om (a CPU machine, or om not run yet): say how to run the ONNX instead.
 NEED_OM = $(if $(filter $(CPU_BACKENDS),$(BACKEND)),,@test -f $(OM) || { echo "make $@: $(OM) not found: build it \
@@ -112,12 +117,13 @@ NEED_OM = $(if $(filter $(CPU_BACKENDS),$(BACKEND)),,@test -f $(OM) || { echo "m
 infer: setup
 	$(NEED_OM)
 	$(FI) infer --model-file $(if $(filter $(CPU_BACKENDS),$(BACKEND)),$(ONNX),$(OM)) --input $(DATABIN) \
-		--output $(WORK) --output-dirname result_bs$(BS) --outfmt $(OUTFMT) --batch-size $(BS) --backend $(BACKEND)
+		--output $(WORK) --output-dirname result_bs$(BS) --outfmt $(OUTFMT) --batch-size $(BS) --backend $(BACKEND) \
+		$(RAY_FLAGS)
 
 eval: setup
 	$(NEED_OM)
 	$(FI) eval $(if $(filter $(CPU_BACKENDS),$(BACKEND)),--onnx $(ONNX),--om $(OM)) --backend $(BACKEND) --labels $(LABELS) \
-		--input $(DATABIN) --output $(WORK)/result_bs$(BS).json --batch-size $(BS)
+		--input $(DATABIN) --output $(WORK)/result_bs$(BS).json --batch-size $(BS) $(RAY_FLAGS)
 
 bench: setup
 	$(FI) bench all

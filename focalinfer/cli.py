@@ -97,6 +97,18 @@ def cli():
     """ImageNet classifiers from a PyTorch checkpoint to Top-1/Top-5 on Ascend 310P3 or onnxruntime."""
 
 
+def bench_output_options(section: str, example: str):
+    """--docs (the markdown whose generated ``section`` is rewritten) and --json, for a bench command."""
+
+    def decorate(fn):
+        fn = click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=str),
+                          help="Also write the figures here.")(fn)
+        return click.option("--docs", type=click.Path(dir_okay=False, path_type=str),
+                            help=f"Markdown whose `{section}` section is rewritten (e.g. {example}).")(fn)
+
+    return decorate
+
+
 @cli.group()
 def bench():
     """Measure a stage against its baseline (see docs/benchmarks.md)."""
@@ -208,30 +220,71 @@ def bench_precision_cmd(model, samples, search_samples, no_search, threads, work
 @click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads (default: CPU count).")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=str),
               help="Cache of synthetic checkpoints and exports, shared with `bench all` (default ~/.cache/focalinfer/bench).")
-@click.option("--docs", type=click.Path(dir_okay=False, path_type=str),
-              help="Markdown whose `profile` section is rewritten (e.g. docs/benchmarks.md).")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=str), help="Also write the figures here.")
+@bench_output_options("profile", "docs/benchmarks.md")
 @verbosity_options
 @user_errors
 def bench_profile_cmd(model, batch_sizes, graph, threads, workdir, docs, json_out):
     """Where one model's CPU time goes: per op type, and its GEMM kernels' GFLOP/s against this machine's limit."""
     from focalinfer.bench import parse_list
     from focalinfer.bench.profile import bench_profile
-    from focalinfer.bench.report import profile_sentence, render_profile, rewrite_sections
-    from focalinfer.util import ensure_writable_file, write_json_atomic
+    from focalinfer.bench.report import profile_sentence, render_profile
 
-    for path, what in ((json_out, "JSON output"), (docs, "docs file")):
-        if path:
-            ensure_writable_file(path, what)
+    _check_bench_outputs(json_out, docs)
     figures = bench_profile(model, batch_sizes=parse_list(batch_sizes, int), graph=graph, threads=threads,
                             workdir=workdir, log=lambda line: click.echo(line, err=True))
     for p in figures["profiles"]:
         click.echo(profile_sentence(p, figures["gemm"]["limit_gflops"], graph))
+    _write_bench_outputs(figures, json_out, docs, "profile", render_profile, "focalinfer bench profile")
+
+
+def _check_bench_outputs(json_out: str | None, docs: str | None) -> None:
+    """A bench's --json and --docs must be writable before it spends minutes measuring."""
+    from focalinfer.util import ensure_writable_file
+
+    for path, what in ((json_out, "JSON output"), (docs, "docs file")):
+        if path:
+            ensure_writable_file(path, what)
+
+
+def _write_bench_outputs(figures: dict, json_out: str | None, docs: str | None, section: str, render, by: str):
+    """The figures to --json, and ``render(figures)`` into the docs file's generated ``section``."""
+    from focalinfer.bench.report import rewrite_sections
+    from focalinfer.util import write_json_atomic
+
     if json_out:
         write_json_atomic(json_out, figures)
     if docs:
-        rewrite_sections(docs, {"profile": render_profile(figures)}, by="focalinfer bench profile")
+        rewrite_sections(docs, {section: render(figures)}, by=by)
         click.echo(f"wrote {docs}")
+
+
+@bench.command("ray")
+@click.option("--ray", "address", default="local", show_default=True,
+              help="The cluster to measure on: local (a Ray started here), auto, ray://HOST:10001, HOST:PORT.")
+@click.option("--images", default=512, show_default=True, type=click.IntRange(min=16),
+              help="Null-model input files (224x224 float32, 588 KiB each) to run.")
+@click.option("--batch-sizes", default="1,16", show_default=True,
+              help="Comma-separated batch sizes to measure (the paper model uses 1 and 16).")
+@click.option("--actors", type=click.IntRange(min=1), help="CPU actors (default: one per CPU of the cluster).")
+@click.option("--cpu-figures", type=click.Path(dir_okay=False, path_type=str),
+              help="`bench all` JSON whose best CPU img/s the paper model uses (default: docs/benchmarks.json).")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=str),
+              help="Null model and inputs (default ~/.cache/focalinfer/bench-ray).")
+@bench_output_options("scaling", "docs/scaling.md")
+@verbosity_options
+@user_errors
+def bench_ray_cmd(address, images, batch_sizes, actors, cpu_figures, workdir, docs, json_out):
+    """What one Ray driver can feed: its write rate, the actors' cost per batch, bytes per image (null model)."""
+    import json
+
+    from focalinfer.bench import parse_list
+    from focalinfer.bench.ray import bench_ray, render_scaling
+
+    _check_bench_outputs(json_out, docs)
+    figures = bench_ray(address=address, images=images, batch_sizes=parse_list(batch_sizes, int), actors=actors,
+                        workdir=workdir, cpu_figures=cpu_figures, log=lambda line: click.echo(line, err=True))
+    click.echo(json.dumps(figures["ceilings"], indent=2))
+    _write_bench_outputs(figures, json_out, docs, "scaling", render_scaling, "focalinfer bench ray")
 
 
 @cli.command("sample-data")
@@ -457,7 +510,7 @@ def precision_command(onnx_path, input_dir, out, samples, mode, min_cosine, min_
 @verbosity_options
 @user_errors
 def doctor_command(as_json):
-    """Report atc, the CANN environment, ais_bench, onnxruntime, torch and CPUs on this machine."""
+    """Report atc, the CANN environment, ais_bench, onnxruntime, torch, CPUs and Ray (and its cluster, if reachable)."""
     import json
 
     from focalinfer.doctor import doctor_report, format_doctor
@@ -484,6 +537,14 @@ def inference_options(fn):
                      help="Device id, or a comma list: one process each (ais_bench's --device)."),
         click.option("--ais-bench-mode", default="auto", show_default=True, type=click.Choice(["auto", "api", "cli"]),
                      help="ais_bench through its Python API (resumable) or `python3 -m ais_bench`."),
+        click.option("--ray", "ray", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+                     help="Split the batches over a Ray cluster's actors (one per NPU for .om, CPU actors for .onnx): "
+                          "auto (the cluster running here / RAY_ADDRESS), ray://HOST:10001, HOST:PORT, or nothing: "
+                          "a Ray started here for this run. Nodes read the files from a path they all see."),
+        click.option("--ray-actors", type=click.IntRange(min=1),
+                     help="With --ray: actors to start (default: one per NPU, or one per --threads CPUs, default 1)."),
+        click.option("--ray-ship-inputs", is_flag=True,
+                     help="With --ray: the driver reads the inputs and sends them through Ray's object store."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -511,7 +572,8 @@ def inference_options(fn):
 @verbosity_options
 @user_errors
 def infer_command(model_file, input_dir, output, output_dirname, outfmt, batch_size, backend, device, loop,
-                  warmup, threads, precision, pure_data_type, ais_bench_mode, force, allow_transform_mismatch):
+                  warmup, threads, precision, pure_data_type, ais_bench_mode, force, allow_transform_mismatch,
+                  ray, ray_actors, ray_ship_inputs):
     """Run a model over preprocessed .bin files; writes ais_bench's per-image outputs and summary."""
     from focalinfer.infer import run_inference
 
@@ -519,7 +581,8 @@ def infer_command(model_file, input_dir, output, output_dirname, outfmt, batch_s
         model_file, input_dir, output=output, output_dirname=output_dirname, outfmt=outfmt.upper(),
         batch_size=batch_size, backend=backend, device=device, loop=loop, warmup=warmup, threads=threads,
         force=force, progress=_progress(), pure_data_type=pure_data_type, ais_bench_mode=ais_bench_mode,
-        allow_transform_mismatch=allow_transform_mismatch, precision=precision,
+        allow_transform_mismatch=allow_transform_mismatch, precision=precision, ray=ray, ray_actors=ray_actors,
+        ray_ship_inputs=ray_ship_inputs,
     )
     from focalinfer.infer.report import speed_text
 
@@ -529,6 +592,16 @@ def infer_command(model_file, input_dir, output, output_dirname, outfmt, batch_s
                f"({result.backend}, batch {result.batch_size}{speed}{kept})")
     if result.summary_path:
         click.echo(f"summary: {result.summary_path}")
+    _echo_ray(result.ray)
+
+
+def _echo_ray(section: dict | None) -> None:
+    """One line per Ray run: its actors and the images/s they gave together."""
+    if not section:
+        return
+    rate = f", {section['images_per_s']:.1f} images/s in total" if section["images_per_s"] else ""
+    nodes = len({a["node_id"] for a in section["actors"]})
+    click.echo(f"ray: {len(section['actors'])} actors on {nodes} nodes, {section['images']} images{rate}")
 
 
 # --- eval stage ---
@@ -585,8 +658,8 @@ def gate_options(when: str, reference: str):
 @user_errors
 def eval_command(labels, om, onnx, results, input_dir, output, output_dirname, batch_size, outfmt, output_dtype,
                  num_classes, model_name, backend, threads, precision, allow_missing, allow_bad_labels,
-                 allow_transform_mismatch, force, device, ais_bench_mode, reference, max_drop, min_ratio, csv_path,
-                 real_labels):
+                 allow_transform_mismatch, force, device, ais_bench_mode, ray, ray_actors, ray_ship_inputs,
+                 reference, max_drop, min_ratio, csv_path, real_labels):
     """Top-1/Top-5 of a model's outputs against val_label.txt, joined by image name, into result.json."""
     from focalinfer.errors import UsageError
     from focalinfer.pipeline import evaluate
@@ -598,9 +671,9 @@ def eval_command(labels, om, onnx, results, input_dir, output, output_dirname, b
         raise UsageError(f"--om {om}: expected an .om file (ATC output); use --onnx for an ONNX model")
     if onnx and not onnx.lower().endswith(".onnx"):
         raise UsageError(f"--onnx {onnx}: expected an .onnx file; use --om for an Ascend .om")
-    if results and (output_dirname or force or device != "0" or ais_bench_mode != "auto"):
-        raise UsageError("--output-dirname, --force, --device and --ais-bench-mode apply to the inference --om / --onnx "
-                         "runs; --results only reads")
+    if results and (output_dirname or force or device != "0" or ais_bench_mode != "auto" or ray):
+        raise UsageError("--output-dirname, --force, --device, --ais-bench-mode and --ray apply to the inference "
+                         "--om / --onnx runs; --results only reads")
     amend = _eval_extras(reference, max_drop, min_ratio, csv_path, real_labels)
     result, path = evaluate(
         labels, results_dir=results, model_file=om or onnx, input_dir=input_dir, output=output,
@@ -610,6 +683,7 @@ def eval_command(labels, om, onnx, results, input_dir, output, output_dirname, b
         allow_bad_labels=allow_bad_labels, force=force, progress=_progress(),
         allow_transform_mismatch=allow_transform_mismatch, threads=threads, precision=precision,
         device=device, ais_bench_mode=ais_bench_mode, amend=amend,
+        ray=ray, ray_actors=ray_actors, ray_ship_inputs=ray_ship_inputs,
     )
     for note in result.warnings:
         click.echo(f"warning: {note}", err=True)

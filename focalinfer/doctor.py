@@ -1,4 +1,4 @@
-"""`focalinfer doctor`: what this machine can run (ATC, ais_bench, onnxruntime, OpenVINO) and why not."""
+"""`focalinfer doctor`: what this machine can run (ATC, ais_bench, onnxruntime, OpenVINO, Ray) and why not."""
 
 from __future__ import annotations
 
@@ -45,6 +45,47 @@ def ais_bench_generation(importable: bool, cli_python: str | None) -> tuple[str 
         return (cli_generation(cli_python), None) if cli_python else (None, None)
     except FocalinferError as e:
         return None, str(e)
+def ray_report() -> dict | None:
+    """Ray's version and, when a cluster is reachable (RAY_ADDRESS, or one `ray start` began here),
+    its alive nodes, CPUs and NPUs; None when Ray is not installed."""
+    version = _version("ray")
+    if version is None:
+        return None
+    import logging
+
+    import ray
+
+    from focalinfer.errors import first_line
+
+    from focalinfer.infer.ray_exec import unreachable
+
+    address = os.environ.get("RAY_ADDRESS", "auto")
+    already = ray.is_initialized()
+    try:
+        if not already and (problem := unreachable(address)):
+            raise ConnectionError(problem)
+        if not already:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+        resources = ray.cluster_resources()
+        nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+    except Exception as e:  # nothing reachable is a finding, not a failure
+        return {"version": version, "cluster": None, "why": f"{address}: {first_line(e)}"}
+    finally:
+        if not already and ray.is_initialized():
+            ray.shutdown()
+    cluster = {"address": address, "nodes": nodes, "cpus": int(resources.get("CPU", 0)),
+               "npus": int(resources.get("NPU", 0))}
+    return {"version": version, "cluster": cluster, "why": None}
+
+
+def _format_ray(report: dict | None) -> str:
+    if report is None:
+        return "Ray: not installed (pip install 'focalinfer[ray]' for infer/eval --ray)"
+    cluster = report["cluster"]
+    if cluster is None:
+        return f"Ray: {report['version']}; no cluster reachable ({report['why']}); `ray start --head` starts one"
+    return (f"Ray: {report['version']}; cluster {cluster['address']}: {cluster['nodes']} nodes, {cluster['cpus']} CPUs, "
+            f"{cluster['npus']} NPUs")
 
 
 def doctor_report() -> dict:
@@ -87,6 +128,7 @@ def doctor_report() -> dict:
         report["torch"] = torch.__version__
     except ImportError:
         report["torch"] = None
+    report["ray"] = ray_report()
     return report
 
 
@@ -118,4 +160,5 @@ def format_doctor(report: dict) -> str:
                  if report["openvino"] else f"OpenVINO: not installed ({INSTALL_HINT} adds a second CPU backend)")
     lines.append(f"torch: {report['torch'] or 'not installed'}")
     lines.append(f"CPUs: {report['cpu_count']} ({report['cpu']})")
+    lines.append(_format_ray(report.get("ray")))
     return "\n".join(lines)

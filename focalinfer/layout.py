@@ -158,11 +158,28 @@ def _read_into(path: str, view: memoryview) -> None:
             raise FocalinferError(f"{path}: file shrank while reading; re-run preprocess")
 
 
-def fill_batch(buffer: np.ndarray, batch: Batch, file_bytes: int) -> None:
-    """One read per file straight into the pre-allocated batch; padding repeats the first file."""
-    view = memoryview(buffer.reshape(-1)).cast("B")
+def read_batch(batch: Batch, file_bytes: int) -> bytearray:
+    """The real files' data of ``batch``, one after another (no padding): what a reader elsewhere
+    needs to fill the batch with :func:`fill_batch` (``data=``) without seeing the files."""
+    data = bytearray(len(batch.files) * file_bytes)
+    view = memoryview(data)
     for slot, path in enumerate(batch.files):
         _read_into(path, view[slot * file_bytes:(slot + 1) * file_bytes])
+    return data
+
+
+def fill_batch(buffer: np.ndarray, batch: Batch, file_bytes: int, data: bytes | None = None) -> None:
+    """One read per file straight into the pre-allocated batch (or ``data``, what :func:`read_batch`
+    read elsewhere); padding repeats the first file."""
+    view = memoryview(buffer.reshape(-1)).cast("B")
+    if data is None:
+        for slot, path in enumerate(batch.files):
+            _read_into(path, view[slot * file_bytes:(slot + 1) * file_bytes])
+    elif len(data) != len(batch.files) * file_bytes:
+        raise FocalinferError(f"{batch.files[0]}: batch {batch.index} arrived with {len(data)} bytes, "
+                              f"not {len(batch.files)} × {file_bytes}")
+    else:
+        view[:len(data)] = data
     for slot in range(len(batch.files), batch.slots):
         view[slot * file_bytes:(slot + 1) * file_bytes] = view[:file_bytes]
 
@@ -317,14 +334,10 @@ def batch_output_paths(batch: Batch, output_dir: str, num_outputs: int, outfmt: 
     ]
 
 
-def write_batch_outputs(
-    batch: Batch, outputs: Sequence[np.ndarray], output_dir: str, outfmt: str
-) -> list[list[str]]:
-    """Split each output along axis 0 into one piece per slot; write the real slots' pieces.
-
-    Returns the written paths per real file, in output order.
-    """
-    written: list[list[str]] = [[] for _ in batch.files]
+def batch_output_bytes(batch: Batch, outputs: Sequence[np.ndarray], outfmt: str) -> list[list[tuple[str, bytes]]]:
+    """Split each output along axis 0 into one piece per slot; the real slots' files as (name, bytes),
+    per real file in output order (padding slots get none)."""
+    named: list[list[tuple[str, bytes]]] = [[] for _ in batch.files]
     for out_index, tensor in enumerate(outputs):
         tensor = np.asarray(tensor)
         if tensor.ndim == 0 or tensor.shape[0] % batch.slots:
@@ -334,9 +347,18 @@ def write_batch_outputs(
             )
         pieces = np.array_split(tensor, batch.slots, axis=0)
         for slot, path in enumerate(batch.files):
-            out_path = os.path.join(output_dir, output_name(path, out_index, outfmt))
-            write_bytes_atomic(out_path, sample_bytes(pieces[slot], outfmt))
-            written[slot].append(out_path)
+            named[slot].append((output_name(path, out_index, outfmt), sample_bytes(pieces[slot], outfmt)))
+    return named
+
+
+def write_output_files(output_dir: str, named: Sequence[Sequence[tuple[str, bytes]]]) -> list[list[str]]:
+    """Write :func:`batch_output_bytes`' files into ``output_dir``, each atomically; their paths."""
+    written = []
+    for files in named:
+        paths = [os.path.join(output_dir, name) for name, _ in files]
+        for path, (_, data) in zip(paths, files):
+            write_bytes_atomic(path, data)
+        written.append(paths)
     return written
 
 
@@ -353,6 +375,11 @@ def write_pure_outputs(outputs: Sequence[np.ndarray], output_dir: str, outfmt: s
         write_bytes_atomic(path, sample_bytes(np.asarray(tensor), outfmt))
         paths.append(path)
     return paths
+def write_batch_outputs(
+    batch: Batch, outputs: Sequence[np.ndarray], output_dir: str, outfmt: str
+) -> list[list[str]]:
+    """Write the real slots' outputs of one batch; the written paths per real file, in output order."""
+    return write_output_files(output_dir, batch_output_bytes(batch, outputs, outfmt))
 
 
 # --- summary and log ---------------------------------------------------------------------

@@ -39,6 +39,7 @@ def evaluate(
     allow_bad_labels: bool = False, force: bool = False, progress: bool = True, workers: int | None = None,
     allow_transform_mismatch: bool = False, threads: int | None = None, precision: str = "fp32",
     device: str = "0", ais_bench_mode: str = "auto", amend: Callable[[EvalResult], None] | None = None,
+    ray: str | None = None, ray_actors: int | None = None, ray_ship_inputs: bool = False,
 ) -> tuple[EvalResult, Path]:
     """Score ``results_dir``, or first run ``model_file`` (.om → ais_bench, .onnx → the CPU backend
     ``backend`` names; 'auto' or None: the one measured fastest here) on ``input_dir`` into
@@ -47,6 +48,7 @@ def evaluate(
 
     ``model`` / ``num_classes`` / ``batch_size`` that contradict what the records say are errors.
     ``amend`` adds figures to the scored result before result.json is written (eval's --reference, --real-labels).
+    ``ray`` / ``ray_actors`` / ``ray_ship_inputs``: run the inference on a Ray cluster (see run_inference).
     The locks of result.json and of the output folder (``focalinfer.runlock``) are held throughout.
     """
     if (results_dir is None) == (model_file is None):
@@ -68,7 +70,8 @@ def evaluate(
         if model_file is not None:
             run = _infer(model_file, identity, labels, outputs_dir, outfmt, batch_size, backend, threads,
                          allow_transform_mismatch, precision, input_dir, allow_missing, force, progress,
-                         device, ais_bench_mode)
+                         dict(device=device, ais_bench_mode=ais_bench_mode, ray=ray, ray_actors=ray_actors,
+                              ray_ship_inputs=ray_ship_inputs))
             ran.append(run)
             results_dir, outfmt = run.output_dir, run.outfmt
             fields = _run_fields(run.record, facts, precision)
@@ -119,15 +122,16 @@ def _kept(interrupt: KeyboardInterrupt, ran: list[InferResult]) -> str:
 
 
 def _infer(model_file, identity, labels: LabelSet, outputs_dir: Path, outfmt, batch_size, backend, threads,
-           allow_transform_mismatch, precision, input_dir, allow_missing, force, progress, device,
-           ais_bench_mode) -> InferResult:
-    """Plan (the inputs checked against the labels before the backend is decided), then run."""
+           allow_transform_mismatch, precision, input_dir, allow_missing, force, progress,
+           placement: dict) -> InferResult:
+    """Plan (the inputs checked against the labels before the backend is decided), then run.
+    ``placement``: where it runs (device, ais_bench mode, Ray), as plan_inference takes it."""
     with _in_eval_terms(Path(model_file)):
         plan = plan_inference(
             model_file, input_dir, output=outputs_dir.parent, output_dirname=outputs_dir.name,
             outfmt=(outfmt or "TXT").upper(), batch_size=batch_size, backend=backend or "auto",
             threads=threads, allow_transform_mismatch=allow_transform_mismatch, precision=precision,
-            device=device, ais_bench_mode=ais_bench_mode, identity=identity,
+            identity=identity, **placement,
             check_inputs=lambda files: _check_inputs(labels, files, input_dir, allow_missing),
         )
         return execute(plan, force=force, progress=progress)

@@ -425,6 +425,7 @@ class InferRecord:
     # written before runs recorded their state (they were complete when written)
     status: str | None = None
     error: str | None = None            # why an interrupted or failed run stopped
+    ray: dict | None = None             # a Ray run: its actors (node, backend, images/s) and total images/s
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -191,3 +191,13 @@ def test_the_demos_batch_1_and_16_run_1_and_16_images_per_call(fake_venv):
     assert {line.split("--batch-size ")[1].split()[0] for line in evals} == {"1", "16"}
     compare = next(line for line in lines if " compare " in line)
     assert "demo/focal-fast-s/result_bs1 demo/focal-fast-s/result_bs16" in compare
+
+
+def test_infer_and_eval_take_a_ray_address(fake_venv, tmp_path):
+    for target in ("infer", "eval"):
+        done = make(fake_venv, target, "WORK=infer", "BACKEND=onnxruntime", "RAY=auto", "RAY_ACTORS=4")
+        assert done.returncode == 0, done.stdout + done.stderr
+        call = (tmp_path / "calls.txt").read_text().splitlines()[-1].split()
+        assert call[0] == target and call[-4:] == ["--ray", "auto", "--ray-actors", "4"]
+    done = make(fake_venv, "eval", "WORK=infer", "BACKEND=onnxruntime")
+    assert "--ray" not in (tmp_path / "calls.txt").read_text().splitlines()[-1]

@@ -3,6 +3,7 @@ MAC counter and the runtimes care about, at a size that exports in a second.
 
 Fixtures (tests/conftest.py imports them): ``tiny_model`` registers it as ``bench-tiny``;
 ``tiny_onnx`` is its plain export (dynamic batch, opset 11) with its PyTorch twin.
+``write_databin`` writes input files as preprocess does, for the infer tests.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 
 from focalinfer import registry
+from focalinfer.records import Manifest
 
 TINY = "bench-tiny"
 
@@ -60,3 +62,14 @@ def tiny_onnx(tmp_path_factory):
                       dynamic_axes={"image": {0: "batch"}, "class": {0: "batch"}})
     return path, model
 
+
+
+def write_databin(folder, images, names, model: str = "tiny"):
+    """One float32 NCHW .bin per image (each of batch 1) and the manifest preprocess writes beside them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, image in zip(names, images):
+        image.tofile(folder / f"{name}.bin")
+    shape = list(images[0].shape)
+    Manifest(model=model, preset="official", transform={}, shape=shape,
+             files=[{"source": f"{n}.JPEG", "bin": f"{n}.bin"} for n in names]).write(folder)
+    return folder

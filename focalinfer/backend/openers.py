@@ -15,7 +15,8 @@ from focalinfer.backend.base import MicroBatchRunner, Runner
 
 @dataclass(frozen=True)
 class RunnerSpec:
-    """Everything needed to open the runner of a run: a resolved backend, never ``auto``."""
+    """Everything needed to open the runner of a run: a resolved backend (``auto`` only in a Ray
+    plan, whose actors each decide it on their node before they open anything)."""
 
     backend: str
     model_file: str

@@ -114,54 +114,102 @@ class BatchReader:
             )
         return per_batch
 
-    def fill(self, batch: layout.Batch, file_bytes: int) -> np.ndarray:
-        layout.fill_batch(self.read, batch, file_bytes)
+    def fill(self, batch: layout.Batch, file_bytes: int, data: bytes | None = None) -> np.ndarray:
+        """The batch's feed, from its files (or ``data``, their bytes read elsewhere: layout.read_batch)."""
+        layout.fill_batch(self.read, batch, file_bytes, data)
         if self.norm is not None:
             normalize_nhwc(self.read, self.norm, out=self.feed, table=self.table)
         return self.feed
 
 
-def _files_inference(job: InferPlan, runner, spec, batch_size, progress, on_event) -> JobOutcome:
+def make_reader(job: InferPlan, spec: TensorSpec, backend: str, batch_size: int) -> BatchReader:
+    """The reader of ``job``'s files for a model with input ``spec`` run by ``backend``."""
+    norm = feed_normalization(job.input_files, spec.dtype, backend, job.model.path, job.input_dir)
+    return BatchReader(spec, batch_size, norm)
+
+
+@dataclass
+class FileWork:
+    """A file run's batches as the model divides them, and what is left after an earlier run."""
+
+    batches: list[layout.Batch]
+    per_batch: int           # files per batch
+    num_outputs: int         # model outputs: output files per input file
+    pending: list[layout.Batch]
+    kept: int                # output files an earlier, interrupted run finished
+
+
+def plan_file_work(job: InferPlan, file_bytes: int, per_batch: int, num_outputs: int) -> FileWork:
+    """Every file the size of the first, the batches, and the batches whose outputs are not all there
+    (a batch's outputs are written only once they all exist: a resumed run redoes a batch or skips it)."""
     files = list(job.files)
-    norm = feed_normalization(job.input_files, spec.dtype, runner.backend, job.model.path, job.input_dir)
-    reader = BatchReader(spec, batch_size, norm)
-    file_bytes = layout.file_data_bytes(files[0])
-    per_batch = reader.files_per_batch(file_bytes, files[0])
     layout.check_file_sizes(files, file_bytes)
     batches = layout.plan_batches(files, per_batch)
-    num_outputs = len(runner.output_specs())
-    out_dir = job.output_dir
-    layout.remove_stale_temps(out_dir)
+    layout.remove_stale_temps(job.output_dir)
 
     def done(batch):
-        return all(os.path.exists(p) for p in layout.batch_output_paths(batch, out_dir, num_outputs, job.outfmt))
+        return all(os.path.exists(p) for p in layout.batch_output_paths(batch, job.output_dir, num_outputs, job.outfmt))
 
     pending = [b for b in batches if not done(b)]
     pending_ids = {b.index for b in pending}
     kept = sum(len(b.files) for b in batches if b.index not in pending_ids) * num_outputs
-    if on_event:
-        on_event("total", len(batches), len(batches) - len(pending))
-    if job.runner.precision != "fp32" and pending:
-        report_precision_agreement(job, runner, reader, batches, file_bytes, batch_size // per_batch)
-    written = _run_batches(job, runner, reader, pending, file_bytes, progress, on_event)
+    return FileWork(batches, per_batch, num_outputs, pending, kept)
 
+
+def write_file_summary(job: InferPlan, work: FileWork, compute_ms: list[float], batch_size: int,
+                       extra: dict | None = None) -> tuple[str, dict]:
+    """ais_bench's summary beside the folder (``extra`` keys added), logged; a run that found every
+    batch done keeps the summary already there."""
+    out_dir = job.output_dir
     filesinfo = {
-        b.index * per_batch + slot: {
+        b.index * work.per_batch + slot: {
             "infiles": [path],
-            "outfiles": [os.path.join(out_dir, layout.output_name(path, i, job.outfmt)) for i in range(num_outputs)],
+            "outfiles": [os.path.join(out_dir, layout.output_name(path, i, job.outfmt)) for i in range(work.num_outputs)],
         }
-        for b in batches for slot, path in enumerate(b.files)
+        for b in work.batches for slot, path in enumerate(b.files)
     }
     path = layout.summary_path(job.output, job.dirname)
-    if not pending and os.path.exists(path):
-        info(f"all {len(batches)} batches already done in {out_dir}; kept its summary")
+    if not work.pending and os.path.exists(path):
+        info(f"all {len(work.batches)} batches already done in {out_dir}; kept its summary")
         with open(path) as f:
-            summary = json.load(f)
-    else:
-        summary = layout.build_summary(filesinfo, runner.compute_times_ms, batch_size, list(job.args))
-        layout.write_summary(path, summary)
-        _report(summary, batch_size)
-    return JobOutcome(out_dir, path, batch_size, summary.get("throughput"), written, kept)
+            return path, json.load(f)
+    summary = layout.build_summary(filesinfo, compute_ms, batch_size, list(job.args))
+    summary.update(extra or {})
+    layout.write_summary(path, summary)
+    _report(summary, batch_size)
+    return path, summary
+
+
+def warm_up(runner: Runner, reader: BatchReader, batch: layout.Batch, file_bytes: int, warmup: int,
+            data: bytes | None = None) -> None:
+    """``warmup`` untimed runs of ``batch``, then the runner's times start afresh."""
+    buffer = reader.fill(batch, file_bytes, data)
+    for _ in range(warmup):
+        runner.infer(buffer)
+    runner.reset_times()
+
+
+def infer_batch(runner: Runner, reader: BatchReader, batch: layout.Batch, file_bytes: int, loop: int,
+                data: bytes | None = None) -> list[np.ndarray]:
+    """One batch's outputs (run ``loop`` times, as ais_bench's --loop; each run timed)."""
+    buffer = reader.fill(batch, file_bytes, data)
+    for _ in range(loop):
+        outputs = runner.infer(buffer)
+    return outputs
+
+
+def _files_inference(job: InferPlan, runner, spec, batch_size, progress, on_event) -> JobOutcome:
+    files = list(job.files)
+    reader = make_reader(job, spec, runner.backend, batch_size)
+    file_bytes = layout.file_data_bytes(files[0])
+    work = plan_file_work(job, file_bytes, reader.files_per_batch(file_bytes, files[0]), len(runner.output_specs()))
+    if on_event:
+        on_event("total", len(work.batches), len(work.batches) - len(work.pending))
+    if job.runner.precision != "fp32" and work.pending:
+        report_precision_agreement(job, runner, reader, work.batches, file_bytes, batch_size // work.per_batch)
+    written = _run_batches(job, runner, reader, work.pending, file_bytes, progress, on_event)
+    path, summary = write_file_summary(job, work, runner.compute_times_ms, batch_size)
+    return JobOutcome(job.output_dir, path, batch_size, summary.get("throughput"), written, work.kept)
 
 
 # Images a reduced-precision run is compared with fp32 on before it starts (a few batches' time).
@@ -194,16 +242,11 @@ def _run_batches(job, runner, reader: BatchReader, pending, file_bytes, progress
         return 0
     from focalinfer.progress import progress_bar
 
-    buffer = reader.fill(pending[0], file_bytes)
-    for _ in range(job.warmup):
-        runner.infer(buffer)
-    runner.reset_times()
+    warm_up(runner, reader, pending[0], file_bytes, job.warmup)
     written = 0
     bar = progress_bar(pending, desc="infer", unit="batch", enabled=progress, file=sys.stderr, leave=False)
     for done, batch in enumerate(bar):
-        buffer = reader.fill(batch, file_bytes)
-        for _ in range(job.loop):
-            outputs = runner.infer(buffer)
+        outputs = infer_batch(runner, reader, batch, file_bytes, job.loop)
         try:
             paths = layout.write_batch_outputs(batch, outputs, job.output_dir, job.outfmt)
         except OSError as e:

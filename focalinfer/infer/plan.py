@@ -6,6 +6,10 @@ ais_bench mode), the input set and what its files hold, the batch size or gear, 
 and format. The engine, the device processes and the infer record all take the plan; nothing after
 it re-checks or re-reads. It is plain data (:meth:`InferPlan.as_dict` / :meth:`InferPlan.from_dict`),
 so it can be shipped to another process or host.
+
+Under Ray (``ray`` set) the nodes decide what only they can know: ``auto`` for an .onnx stays
+``auto`` in the plan and each actor decides it on its node (``infer.ray_actor``); an .om runs
+through ais_bench's API in every NPU actor, whatever this machine has.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Callable
 from focalinfer import __version__, layout
 from focalinfer.backend import RunnerSpec, check_backend, decide_backend
 from focalinfer.backend.ais_bench import resolve as resolve_ais_bench
+from focalinfer.backend.auto import Choice
 from focalinfer.defaults import WORK_DIR
 from focalinfer.errors import FocalinferError, UsageError
 from focalinfer.infer.checks import InputFiles, check_om_inputs, dynamic_batch_gear, input_files_of
@@ -58,6 +63,9 @@ class InferPlan:
     pure_data_type: str = "zero"
     args: tuple[str, ...] = field(default_factory=tuple)
     tool_version: str = __version__
+    ray: str | None = None                # a Ray cluster's address ('local': started here); None: no Ray
+    ray_actors: int | None = None         # Ray actors (None: one per NPU for .om, one per --threads CPUs for .onnx)
+    ray_ship_inputs: bool = False         # the driver reads the inputs and ships them through Ray's object store
 
     @property
     def backend(self) -> str:
@@ -139,24 +147,54 @@ def _input_set(input_dir, identity: ModelIdentity, allow_transform_mismatch: boo
 
 
 def _ais_bench_settings(identity: ModelIdentity, files: InputFiles | None, input_dir, batch_size: int | None,
-                        mode: str, output: str, dirname: str) -> dict:
+                        mode: str, output: str, dirname: str, on_ray: bool) -> dict:
     """How this .om runs: the gear, ais_bench's mode and generation (found once); the inputs' dtype
-    and every path the generation would refuse are checked here, before anything is written."""
+    and every path the generation would refuse are checked here, before anything is written. Under
+    Ray, ais_bench runs in the NPU actors (its API, which checks its model path there), not here."""
     atc: AtcRecord | None = identity.atc
     if files is not None:
         check_om_inputs(identity.path, files, input_dir, atc)
     gear = dynamic_batch_gear(identity.path, atc, batch_size)
+    if on_ray:
+        return {"gear": gear, "ais_bench_mode": "api", "ais_bench_python": None}
     ais = resolve_ais_bench(identity.path, mode, identity.source_onnx)
     ais.check_paths(identity.path, input_dir, output, dirname)
     return {"gear": gear, "ais_bench_mode": ais.mode, "ais_bench_python": ais.python,
             "ais_bench_generation": ais.generation}
 
 
+def _check_ray(ray: str | None, ray_actors: int | None, ship_inputs: bool, input_dir, devices: list[int],
+               precision: str, ais_bench_mode: str) -> None:
+    """The flags that go with --ray, and those that do not."""
+    if ray is None:
+        if ray_actors is not None or ship_inputs:
+            raise UsageError("--ray-actors and --ray-ship-inputs apply to a Ray run; add --ray [ADDRESS]")
+        return
+    if input_dir is None:
+        raise UsageError("--ray splits input files over actors; pass --input (pure inference runs on one machine)")
+    if devices != [0]:
+        raise UsageError("--device does not apply with --ray: Ray gives each actor its NPU; set --ray-actors")
+    if precision != "fp32":
+        raise UsageError(f"--precision {precision} does not run with --ray (its fp32 agreement check runs in one "
+                         "process); run it without --ray")
+    if ais_bench_mode == "cli":
+        raise UsageError("--ais-bench-mode cli does not apply with --ray: each NPU actor runs ais_bench's API")
+    if ray_actors is not None and ray_actors < 1:
+        raise UsageError(f"--ray-actors {ray_actors}: give at least 1")
+
+
+def _decide(model_file: str, backend: str, on_ray: bool, **settings):
+    """The backend, decided here; under Ray an .onnx's 'auto' is left to each actor's node."""
+    if on_ray:
+        return Choice("ais_bench" if model_file.lower().endswith(".om") else backend)
+    return decide_backend(model_file, backend, **settings)
+
+
 def plan_inference(
     model_file, input_dir=None, *, output=WORK_DIR + "/", output_dirname=None, outfmt="TXT", batch_size=None,
     backend="auto", device="0", loop=1, warmup=1, threads=None, pure_data_type="zero", ais_bench_mode="auto",
     allow_transform_mismatch=False, precision="fp32", args=None, identity: ModelIdentity | None = None,
-    check_inputs: Callable[[list[str]], None] | None = None,
+    check_inputs: Callable[[list[str]], None] | None = None, ray=None, ray_actors=None, ray_ship_inputs=False,
 ) -> InferPlan:
     """Check every flag and input and resolve the backend, once; nothing is written but the
     ``--output`` folder's write probe. See ``run_inference`` for the meaning of the arguments;
@@ -168,6 +206,7 @@ def plan_inference(
     if not os.path.isfile(model_file):
         raise FocalinferError(f"{model_file}: model file not found; check the path (or run export / om first)")
     devices = parse_devices(device)
+    _check_ray(ray, ray_actors, ray_ship_inputs, input_dir, devices, precision, ais_bench_mode)
     identity = identity or identify_model(model_file)
     inputs = files = None
     if input_dir is not None:
@@ -176,11 +215,12 @@ def plan_inference(
             check_inputs(inputs.files)
     output = os.fspath(output)
     dirname = output_dirname or layout.timestamp_dirname()
-    choice = decide_backend(model_file, backend, batch_size=batch_size, threads=threads, precision=precision,
-                            graph_sha256=identity.sha256)
+    choice = _decide(model_file, backend, ray is not None, batch_size=batch_size, threads=threads,
+                     precision=precision, graph_sha256=identity.sha256)
     extra = {}
     if choice.backend == "ais_bench":
-        extra = _ais_bench_settings(identity, files, input_dir, batch_size, ais_bench_mode, output, dirname)
+        extra = _ais_bench_settings(identity, files, input_dir, batch_size, ais_bench_mode, output, dirname,
+                                    ray is not None)
     ensure_writable_dir(output, "--output folder")
     manifest = inputs.manifest if inputs else None
     return InferPlan(
@@ -193,5 +233,6 @@ def plan_inference(
         manifest_sha256=inputs.manifest_sha256 if inputs else None,
         inputs_sha256=inputs.fingerprint if inputs else None, preset=manifest.preset if manifest else None,
         loop=loop, warmup=warmup, pure_data_type=pure_data_type,
-        args=tuple(sys.argv if args is None else args), **extra,
+        args=tuple(sys.argv if args is None else args), ray=ray, ray_actors=ray_actors,
+        ray_ship_inputs=bool(ray_ship_inputs), **extra,
     )

@@ -1,11 +1,13 @@
 """``run_inference``: plan once (``plan.plan_inference``), claim the result folder, run the batches
-(in-process, per device, or ais_bench's command line) and report what was written."""
+(in-process, per device, ais_bench's command line, or on a Ray cluster: ``ray_exec``) and report what
+was written."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from focalinfer import layout, runlock
 from focalinfer.backend.ais_bench import cli_argv, device_dir_names, run_cli
@@ -33,6 +35,7 @@ class InferResult:
     device_dirs: list[Path] = field(default_factory=list)
     plan: InferPlan | None = None
     record: InferRecord | None = None  # the infer record written beside the folder
+    ray: dict | None = None  # a Ray run's actors and rates (infer.ray_exec), kept in the record
 
     @property
     def pure_inference(self) -> bool:
@@ -53,7 +56,7 @@ class InferResult:
 def run_inference(model_file, input_dir=None, output=WORK_DIR + "/", output_dirname=None, outfmt="TXT",
                   batch_size=None, backend="auto", device="0", loop=1, warmup=1, threads=None, force=False,
                   progress=True, pure_data_type="zero", ais_bench_mode="auto", allow_transform_mismatch=False,
-                  precision="fp32") -> InferResult:
+                  precision="fp32", ray=None, ray_actors=None, ray_ship_inputs=False) -> InferResult:
     """Run ``model_file`` over ``input_dir`` (or ``loop`` times on generated data when it is None).
 
     Outputs go to ``<output>/<output_dirname>`` (a timestamp when no dirname), exactly as
@@ -62,6 +65,9 @@ def run_inference(model_file, input_dir=None, output=WORK_DIR + "/", output_dirn
     over, saying so). ``ais_bench_mode`` picks the ais_bench API ('api') or command line ('cli').
     ``backend`` 'auto' runs an .onnx on the CPU backend measured fastest here (one line on stderr).
     ``precision`` 'bf16' (OpenVINO, CPUs with native bf16 only) prints its top-1 agreement with fp32.
+    ``ray``: a Ray cluster's address ('local', 'auto', 'ray://host:10001', 'host:port') to split the
+    batches over ``ray_actors`` actors (infer.ray_exec; ``ray_ship_inputs``: the driver reads the
+    inputs and sends them through Ray's object store instead of each node reading a shared folder).
     The result folder's lock (``focalinfer.runlock``) is taken first: a second run into the same
     folder is refused before it plans (auto's measurement included).
     """
@@ -76,6 +82,7 @@ def run_inference(model_file, input_dir=None, output=WORK_DIR + "/", output_dirn
                 batch_size=batch_size, backend=backend, device=device, loop=loop, warmup=warmup, threads=threads,
                 pure_data_type=pure_data_type, ais_bench_mode=ais_bench_mode,
                 allow_transform_mismatch=allow_transform_mismatch, precision=precision,
+                ray=ray, ray_actors=ray_actors, ray_ship_inputs=ray_ship_inputs,
             )
             return execute(plan, force=force, progress=progress)
     except BaseException as e:
@@ -95,17 +102,22 @@ def kept_outputs(outputs: int, folder) -> str:
     return f"the {outputs} finished outputs in {folder} are kept; rerun the same command to resume"
 
 
-def execute(plan: InferPlan, force: bool = False, progress: bool = True) -> InferResult:
+def execute(plan: InferPlan, force: bool = False, progress: bool = True,
+            on_event: Callable[..., None] | None = None) -> InferResult:
     """Run a plan: hold its folder's lock, claim the folder (resume / start over / refuse), run,
     record what ran — or why it stopped (status ``interrupted`` / ``failed``; a run that wrote no
-    output leaves no claim behind)."""
+    output leaves no claim behind).
+
+    ``on_event('total', batches, done)`` / ``on_event('batch')`` report progress (one device or Ray).
+    """
     with runlock.hold(plan.output_dir, "infer", log=info):
         outdir.remove_stale_temps_beside(plan.output_dir)
         record = plan.record()
         claimed = outdir.claim(plan.output_dir, record, force)
         try:
-            result = _dispatch(plan, progress)
+            result = _dispatch(plan, progress, on_event)
             result.plan = plan
+            record.backend, record.ray = result.backend, result.ray  # under Ray: what the actors decided
             result.record = outdir.finish(plan.output_dir, record, result.batch_size, result.files_written,
                                           result.files_kept)
         except BaseException as e:
@@ -125,20 +137,25 @@ def _stop(plan: InferPlan, record: InferRecord, claimed, error: BaseException) -
         return len(outdir.output_files(Path(plan.output_dir)))
 
 
-def _dispatch(plan: InferPlan, progress: bool) -> InferResult:
+def _dispatch(plan: InferPlan, progress: bool, on_event) -> InferResult:
+    if plan.ray is not None:
+        from focalinfer.infer.ray_exec import run_on_ray
+
+        outcome = run_on_ray(plan, progress, on_event)
+        return _result(outcome, plan, backend=outcome.backend, ray=outcome.ray)
     if plan.ais_bench_mode == "cli":
         return _run_ais_bench_cli(plan)
     if len(plan.devices) == 1:
-        return _result(run_job(plan, progress), plan)
+        return _result(run_job(plan, progress, on_event), plan)
     return _run_devices(plan, progress)
 
 
-def _result(outcome, plan: InferPlan) -> InferResult:
+def _result(outcome, plan: InferPlan, backend: str | None = None, ray: dict | None = None) -> InferResult:
     return InferResult(
         output_dir=Path(outcome.output_dir),
         summary_path=Path(outcome.summary_path) if outcome.summary_path else None,
-        backend=plan.backend, batch_size=outcome.batch_size, outfmt=plan.outfmt, throughput=outcome.throughput,
-        files_written=outcome.files_written, files_kept=outcome.files_kept,
+        backend=backend or plan.backend, batch_size=outcome.batch_size, outfmt=plan.outfmt,
+        throughput=outcome.throughput, files_written=outcome.files_written, files_kept=outcome.files_kept, ray=ray,
     )
 
 

@@ -23,6 +23,7 @@ from focalinfer import layout as contract
 from focalinfer.records import InferRecord, Manifest
 from focalinfer.infer import InferResult, run_inference
 from focalinfer.metrics import parity_bound
+from tinynet import write_databin
 
 N_FILES = 37
 H = W = 16
@@ -60,16 +61,10 @@ def models(tmp_path_factory):
                           output_names=["class"], opset_version=11, dynamo=False,
                           dynamic_axes={"image": {0: "batch"}, "class": {0: "batch"}})
     # Names without zero padding: only a natural sort puts val_2 before val_10.
-    data = root / "databin"
-    data.mkdir()
     rng = np.random.default_rng(0)
     images = rng.standard_normal((N_FILES, 1, 3, H, W)).astype(np.float32)
     names = [f"ILSVRC2012_val_{i + 1}" for i in range(N_FILES)]
-    for name, image in zip(names, images):
-        image.tofile(data / f"{name}.bin")
-    # preprocess writes one; it is not an input
-    Manifest(model="tiny", preset="official", transform={}, shape=[1, 3, H, W],
-             files=[{"source": f"{n}.JPEG", "bin": f"{n}.bin"} for n in names]).write(data)
+    data = write_databin(root / "databin", images, names)  # with a manifest, which is not an input
     with torch.no_grad():
         reference = {name: net(torch.from_numpy(img)).numpy() for name, img in zip(names, images)}
     return {"paths": paths, "data": data, "names": names, "reference": reference, "root": root}

@@ -115,3 +115,47 @@ def test_eval_derives_each_fact_once_and_reads_no_record_back(tiny, tmp_path, mo
     assert calls == {"identify": 1, "inputs": 1, "backend": 1, "check": 1, "record": 1}
     assert hashed and max(hashed.values()) == 1, hashed
     assert str(tiny["onnx"]) in hashed
+
+
+# --- a Ray plan: decided by the nodes where only they can decide ----------------------------------
+
+
+def test_a_ray_plan_leaves_auto_to_the_nodes_and_round_trips(tiny, tmp_path, monkeypatch):
+    from focalinfer.backend import table
+
+    monkeypatch.setattr(table.auto, "choose", lambda *a, **k: pytest.fail("auto measured on the driver"))
+    plan = plan_inference(tiny["onnx"], tiny["data"], output=tmp_path, output_dirname="r", batch_size=4,
+                          backend="auto", ray="auto", ray_actors=3, ray_ship_inputs=True)
+    assert (plan.backend, plan.ray, plan.ray_actors, plan.ray_ship_inputs) == ("auto", "auto", 3, True)
+    assert InferPlan.from_dict(json.loads(json.dumps(plan.as_dict()))) == plan
+    assert plan.record().plan["ray"] == "auto"
+
+
+def test_a_ray_plan_of_an_om_needs_no_ais_bench_on_the_driver(tiny, tmp_path, monkeypatch):
+    import shutil
+
+    from focalinfer.backend import ais_bench
+
+    om = tmp_path / "tiny_bs4.om"
+    shutil.copy(tiny["onnx"], om)
+    monkeypatch.setattr(ais_bench, "choose_mode", lambda *a, **k: pytest.fail("ais_bench looked for on the driver"))
+    plan = plan_inference(om, tiny["data"], output=tmp_path, output_dirname="r", ray="HOST:6379")
+    assert (plan.backend, plan.ais_bench_mode, plan.ais_bench_python) == ("ais_bench", "api", None)
+
+
+@pytest.mark.parametrize("flags, message", [
+    ({"ray_actors": 2}, "--ray-actors and --ray-ship-inputs apply to a Ray run"),
+    ({"ray_ship_inputs": True}, "--ray-actors and --ray-ship-inputs apply to a Ray run"),
+    ({"ray": "auto", "input_dir": None}, "pass --input"),
+    ({"ray": "auto", "device": "0,1"}, "--device does not apply with --ray"),
+    ({"ray": "auto", "ais_bench_mode": "cli"}, "--ais-bench-mode cli does not apply with --ray"),
+    ({"ray": "auto", "precision": "bf16"}, "--precision bf16 does not run with --ray"),
+    ({"ray": "auto", "ray_actors": 0}, "--ray-actors 0: give at least 1"),
+])
+def test_flags_that_do_not_go_with_ray_are_refused_before_anything_runs(tiny, tmp_path, flags, message):
+    from focalinfer.errors import UsageError
+
+    settings = {"input_dir": tiny["data"], "output": tmp_path, "batch_size": 4, "backend": "onnxruntime", **flags}
+    with pytest.raises(UsageError, match=message):
+        plan_inference(tiny["onnx"], settings.pop("input_dir"), **settings)
+    assert list(tmp_path.iterdir()) == []

@@ -11,9 +11,12 @@ STANDIN_AIS_BENCH_GENERATION (read at import) picks the generation modelled: 202
 `reset_summaryinfo()`, (start, end) pairs, and refuses a model path with a character outside
 [_A-Za-z0-9/.-], a symbolic link or a group/other-writable file. STANDIN_DEVICE_MS makes the device
 report that many ms per run (as a real NPU reports its own time, unrelated to the host's clock);
-STANDIN_NO_DEVICE_TIMES=1 makes it report none.
+STANDIN_NO_DEVICE_TIMES=1 makes it report none. With `STANDIN_SESSIONS` set, each session appends
+the device it was given, the devices visible to it (`ASCEND_RT_VISIBLE_DEVICES`, which Ray sets for
+an actor holding NPUs) and its pid as a JSON line.
 """
 
+import json
 import os
 import re
 import stat
@@ -68,6 +71,10 @@ class _Session:
             raise RuntimeError(f"[STANDIN ais_bench] bad device id {device_id!r}")
         if not str(model_path).endswith(".om"):
             raise RuntimeError(f"[STANDIN ais_bench] {model_path} is not an .om")
+        if os.environ.get("STANDIN_SESSIONS"):
+            with open(os.environ["STANDIN_SESSIONS"], "a") as f:
+                f.write(json.dumps({"tool": "ais_bench.InferSession", "device_id": device_id, "pid": os.getpid(),
+                                    "visible_devices": os.environ.get("ASCEND_RT_VISIBLE_DEVICES")}) + "\n")
         self.session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
         gears = self.session.get_modelmeta().custom_metadata_map.get("standin.dynamic_batch_size")
         self.gears = [int(g) for g in gears.split(",")] if gears else []
