@@ -1,4 +1,5 @@
-"""One writer per output: the lock infer, eval and compare --json take on what they write.
+"""One writer per output: the lock every writing command takes on what it writes (infer, eval,
+compare --json; export's ONNX, om's and precision's folders).
 
 The lock of ``<dir>/<name>`` (a result folder, or a JSON file: its name without ``.json``) is the
 file ``<dir>/<name>.lock`` **beside** it, never inside: ais_bench's folder holds only its outputs,
@@ -120,8 +121,14 @@ def _acquire(path: Path, target: Path, command: str, log) -> int:
     previous = Holder.read(path)
     if previous is not None and log is not None:
         log(f"{target}: {previous.describe()} ended without releasing its lock (killed?); taking it over")
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, _content(command), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, _content(command), 0)
+    except OSError as e:  # a full disk, before any work
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise FocalinferError(f"{path}: cannot be written ({e.strerror or e}); check the free space and "
+                              f"permissions of {path.parent}") from None
     return fd
 
 

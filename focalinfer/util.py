@@ -84,6 +84,17 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (owned by anyone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def user_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/focalinfer`` (default ``~/.cache/focalinfer``): caches that outlive a run."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")

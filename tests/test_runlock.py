@@ -20,29 +20,7 @@ from clitools import error_line, run
 from focalinfer import runlock
 from focalinfer.errors import FocalinferError
 from killpoints import IMAGES, REPO, command, environment, make_run_set
-
-HOLD = """
-import os, sys
-from focalinfer import runlock
-with runlock.hold(sys.argv[1], "infer"):
-    print("held", flush=True)
-    if sys.argv[2] == "die":
-        os.kill(os.getpid(), 9)
-    sys.stdin.readline()
-"""
-
-
-def holder(target: Path, then: str = "wait") -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(target), then], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert proc.stdout.readline() == "held\n"
-    return proc
-
-
-def release(proc: subprocess.Popen) -> None:
-    proc.communicate("\n", timeout=30)
-    assert proc.returncode == 0
-
+from lockholder import holder, release
 
 def test_a_json_file_and_its_folder_share_one_lock_beside_them(tmp_path):
     assert runlock.lock_path(tmp_path / "r.json") == runlock.lock_path(tmp_path / "r") == tmp_path / "r.lock"

@@ -27,7 +27,7 @@ from focalinfer.defaults import DEFAULT_SOC, OM_DIR
 from focalinfer.atc.aipp import AIPP_ATC_FLAGS, aipp_cfg_path, aipp_config
 from focalinfer.errors import FocalinferError, RecordError, ToolMissingError, UsageError
 from focalinfer.inputs import Normalization
-from focalinfer.lock import output_lock
+from focalinfer import runlock
 from focalinfer.log import info, warning
 from focalinfer.records import AtcRecord, ModelIdentity, PrecisionRecord, atc_record_path, identify_model
 from focalinfer.util import ensure_writable_dir, remove_atomic_temps, sha256_file, write_bytes_atomic
@@ -279,8 +279,8 @@ def build_om(
     onnx_abs = onnx_path.resolve()
     out_abs = Path(out_dir).resolve()
     ensure_writable_dir(out_abs, "--out-dir")
-    with output_lock(out_abs, "om", lock=out_abs / ".om.lock") as notes:
-        for note in notes + _remove_stale_work(out_abs):
+    with runlock.hold(out_abs, "om", log=lambda note: info(f"om: {note}")):
+        for note in _remove_stale_work(out_abs):
             info(f"om: {note}")
         return _build_all(onnx_path, onnx_input, onnx_abs, out_abs, sizes, gears, soc, model, precision_mode,
                           op_precision_ini, dry_run, jobs, force, progress, aipp, preset, keep_dtype,

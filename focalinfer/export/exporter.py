@@ -29,10 +29,10 @@ from focalinfer.backend.torch import EagerRunner
 from focalinfer.metrics.logits import compare_logits
 from focalinfer.layout import natural_key
 from focalinfer.records import ExportRecord, classifier_classes, export_report_path
+from focalinfer import runlock
 from focalinfer.errors import FocalinferError, UsageError, first_line
 from focalinfer.export.lint import lint_onnx, op_histogram
 from focalinfer.export.rewrites import GENERIC_REWRITES
-from focalinfer.lock import output_lock
 from focalinfer.util import ensure_writable_dir, remove_atomic_temps, sha256_file, write_bytes_atomic, write_json_atomic
 
 MIN_OPSET, MAX_OPSET = 11, 17
@@ -124,7 +124,8 @@ def export_onnx(
     out = Path(out)
     _check_arguments(out, batch_size, opset, parity_samples, parity_data, force, num_classes)
     data_files = _parity_files(parity_data, spec.input_size) if parity_data is not None else []
-    with output_lock(out, "export") as notes:
+    notes: list[str] = []
+    with runlock.hold(out, "export", log=notes.append):
         notes += _remove_stale_temps(out)
         return _export(spec, checkpoint, out, batch_size, dynamic_batch, opset, rewrites, skip_rewrites,
                        simplify, parity_samples, data_files, num_classes, notes)

@@ -17,7 +17,7 @@ from focalinfer.precision.ranges import RangeLint, lint_nodes, probe
 from focalinfer.precision.report import atc_flags, format_table, write_report
 from focalinfer.precision.search import Search, SearchResult
 from focalinfer import log
-from focalinfer.lock import output_lock
+from focalinfer import runlock
 from focalinfer.records import PrecisionRecord, keep_dtype_path, precision_report_path
 from focalinfer.util import ensure_writable_dir, remove_atomic_temps, sha256_file
 
@@ -50,8 +50,8 @@ def run_precision(onnx_path, input_dir, out, *, samples: int = PRECISION_SAMPLES
                   progress: bool = False) -> PrecisionResult:
     """Emulate ``mode`` on ``samples`` images of ``input_dir``, search a keep list, write ``out``."""
     out = ensure_writable_dir(out, "precision output folder")
-    with output_lock(out, "precision", lock=out / ".precision.lock") as notes:
-        for note in notes + _remove_stale_work(out):
+    with runlock.hold(out, "precision", log=lambda note: log.info(f"precision: {note}")):
+        for note in _remove_stale_work(out):
             log.info(f"precision: {note}")
         return _run(onnx_path, input_dir, out, samples, mode, min_cosine, min_top1, batch_size, max_runs, threads,
                     progress)

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from focalinfer.errors import FocalinferError, first_line
-from focalinfer.lock import pid_alive
+from focalinfer.util import pid_alive
 from focalinfer.preprocess.sources import JOURNAL
 from focalinfer.util import remove_atomic_temps, write_json_atomic
 

@@ -457,21 +457,12 @@ def test_standin_takes_exactly_the_documented_aipp_and_dynamic_flags(tmp_path):
 # --- issue 22: what a killed om leaves, and one om per folder ----------------------------------
 
 
-def dead_pid() -> int:
-    import subprocess
-    import sys
-
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
-
-
 def test_a_killed_oms_leftovers_are_removed_and_its_lock_taken_over(onnx_path, tmp_path, fake_atc, capsys):
-    import socket
+    from lockholder import killed_holder
 
     out = tmp_path / "om"
     out.mkdir()
-    (out / ".om.lock").write_text(json.dumps({"pid": dead_pid(), "host": socket.gethostname()}))
+    killed_holder(out, "om")
     (out / ".tiny-net_bs1.atc.json.ab12cd34.tmp").write_text("{")
     (out / ".atc-work-bs1").mkdir()
     (out / ".atc-work-bs1" / "fusion_result.json").write_text("{}")
@@ -479,30 +470,24 @@ def test_a_killed_oms_leftovers_are_removed_and_its_lock_taken_over(onnx_path, t
     (built,) = build_om(onnx_path, "1", out_dir=out, progress=False)
     assert built.status == "built"
     err = capsys.readouterr().err
-    assert "a previous om (pid" in err and "died while writing it; taking over" in err
+    assert "focalinfer om (pid" in err and "ended without releasing its lock (killed?); taking it over" in err
     assert f"removed what a killed om left (.tiny-net_bs1.atc.json.ab12cd34.tmp, .atc-work-bs1)" in err
     assert sorted(p.name for p in out.iterdir()) == [
         ".notes.txt.ab12cd34.tmp", "tiny-net_bs1.atc.json", "tiny-net_bs1.atc.log", "tiny-net_bs1.om"]
 
 
 def test_a_live_om_in_the_same_folder_is_refused(onnx_path, tmp_path, fake_atc):
-    import socket
-    import subprocess
-    import sys
+    from lockholder import holder, release
 
     out = tmp_path / "om"
     out.mkdir()
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    other = holder(out, command="om")
     try:
-        (out / ".om.lock").write_text(json.dumps({"pid": other.pid, "host": socket.gethostname(),
-                                                  "started": "2026-01-01T00:00:00"}))
-        with pytest.raises(FocalinferError, match=rf"another om \(pid {other.pid}, started 2026-01-01T00:00:00\) "
-                                                  "is writing it"):
+        with pytest.raises(FocalinferError, match=rf"focalinfer om \(pid {other.pid}, started .*\) is writing here"):
             build_om(onnx_path, "1", out_dir=out, progress=False)
         assert fake_atc() == []
     finally:
-        other.kill()
-        other.wait()
+        release(other)
 
 
 def test_a_rebuild_that_does_not_finish_leaves_no_record_of_the_old_om(onnx_path, tmp_path, fake_atc, monkeypatch):

@@ -5,9 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -585,18 +582,19 @@ def Image_new(path: Path, seed: int) -> None:
 
 
 def test_a_killed_exports_temp_files_and_lock_are_cleaned_up_by_the_next(toy_checkpoint, tmp_path):
+    from lockholder import killed_holder
+
     out = tmp_path / "keep.onnx"
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    (tmp_path / ".keep.onnx.lock").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(),
-                                                          "started": "2026-01-01T00:00:00"}))
+    dead = killed_holder(out, "export")
+    assert (tmp_path / "keep.onnx.lock").is_file()  # left behind by the kill
     (tmp_path / ".keep.onnx.k3j_9xq1.tmp").write_bytes(b"\0" * 4096)  # as kill -9 in the final write leaves it
     (tmp_path / ".keep.onnx.report.json.ab12cd34.tmp").write_bytes(b"{")
     (tmp_path / ".other.onnx.zz99yy88.tmp").write_bytes(b"another export's")
     result = CliRunner().invoke(cli, ["export", "--model", "toy-net", "--checkpoint", str(toy_checkpoint()),
                                       "--out", str(out), "--parity-samples", "1"])
     assert result.exit_code == 0, result.output
-    assert f"note: {out}: a previous export (pid {dead.pid}) died while writing it; taking over" in result.output
+    assert f"note: {out}: focalinfer export (pid {dead}, started " in result.output
+    assert ") ended without releasing its lock (killed?); taking it over" in result.output
     assert f"note: {tmp_path}: removed 2 temp files a killed export left (.keep.onnx.k3j_9xq1.tmp, " \
            ".keep.onnx.report.json.ab12cd34.tmp)" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == \
@@ -605,22 +603,21 @@ def test_a_killed_exports_temp_files_and_lock_are_cleaned_up_by_the_next(toy_che
 
 
 def test_a_live_export_of_the_same_output_is_refused_and_its_temps_left_alone(toy_checkpoint, tmp_path):
+    from lockholder import holder, release
+
     out = tmp_path / "keep.onnx"
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    other = holder(out, command="export")
     try:
-        (tmp_path / ".keep.onnx.lock").write_text(json.dumps({"pid": other.pid, "host": socket.gethostname(),
-                                                              "started": "2026-01-01T00:00:00"}))
         (tmp_path / ".keep.onnx.k3j_9xq1.tmp").write_bytes(b"its write in progress")
         result = CliRunner().invoke(cli, ["export", "--model", "toy-net", "--checkpoint", str(toy_checkpoint()),
                                           "--out", str(out), "--parity-samples", "1"])
         assert result.exit_code == 1
-        assert result.output == (f"focalinfer: error: {out}: another export (pid {other.pid}, started "
-                                 f"2026-01-01T00:00:00) is writing it; wait for it or choose another output (if no "
-                                 f"such run exists, delete {tmp_path / '.keep.onnx.lock'})\n")
+        assert result.output.startswith(f"focalinfer: error: {out}: focalinfer export (pid {other.pid}, started ")
+        assert result.output.endswith(f") is writing here; wait for it to finish or choose another output (its lock: "
+                                      f"{tmp_path / 'keep.onnx.lock'})\n")
         assert (tmp_path / ".keep.onnx.k3j_9xq1.tmp").read_bytes() == b"its write in progress"
     finally:
-        other.kill()
-        other.wait()
+        release(other)
 
 
 def test_an_onnx_without_its_report_is_named_an_interrupted_export(toy_checkpoint, tmp_path):
@@ -669,6 +666,6 @@ def test_a_disk_full_in_the_final_write_is_one_line_and_leaves_no_temp(toy_check
     fill(small_disk, "filler2")
     again = CliRunner().invoke(cli, argv)
     assert again.exit_code == 1
-    assert again.output == (f"focalinfer: error: {small_disk / '.x.onnx.lock'}: cannot be written (No space left "
+    assert again.output == (f"focalinfer: error: {small_disk / 'x.onnx.lock'}: cannot be written (No space left "
                             f"on device); check the free space and permissions of {small_disk}\n")
     assert sorted(os.listdir(small_disk)) == ["filler", "filler2"]
