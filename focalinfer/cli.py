@@ -19,6 +19,7 @@ from focalinfer.defaults import (
 )
 from focalinfer.errors import FocalinferError
 from focalinfer.layout import SUMMARY_SUFFIX
+from focalinfer.report import FORMATS as REPORT_FORMATS
 
 
 # What each command leaves behind when interrupted, so the Ctrl-C line tells the truth.
@@ -787,7 +788,7 @@ def compare_command(reference, candidate, json_out, worst, min_cosine, outfmt, r
 @click.argument("runs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
 @click.option("--out", default="report.html", show_default=True, type=click.Path(dir_okay=False, path_type=str),
               help="The report file to write.")
-@click.option("--format", "fmt", default="html", show_default=True, type=click.Choice(["html", "md"]),
+@click.option("--format", "fmt", default="html", show_default=True, type=click.Choice(REPORT_FORMATS),
               help="html: one self-contained page; md: the same content as Markdown (for CI logs).")
 @gate_options("Gate: a run fails (exit 1)", "the first run's")
 @click.option("--precision", "precision_report", type=click.Path(path_type=str),

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from cpu_kinds import CPU_KINDS
+from focalinfer.backend.ais_bench import GENERATIONS
 from tinynet import tiny_model, tiny_onnx  # noqa: F401  (the tiny classifier of the bench and backend tests)
 
 STANDINS = Path(__file__).parent / "standins"
@@ -42,7 +43,7 @@ def no_atc(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
 
 
-@pytest.fixture(params=["2023", "2024"])
+@pytest.fixture(params=GENERATIONS)
 def ais_bench_generation(request, monkeypatch):
     """Which ais_bench generation the stand-in models (docs/contract.md, "Generations"): every test
     that uses an ais_bench stand-in runs once against each."""
