@@ -4,7 +4,6 @@ each fact on the way from a model file to its score derived once."""
 from __future__ import annotations
 
 import json
-import warnings
 from collections import Counter
 
 import numpy as np
@@ -12,35 +11,21 @@ import pytest
 
 from focalinfer import records, util
 from focalinfer.infer import InferPlan, execute, plan_inference
-from focalinfer.records import InferRecord, Manifest
-
-H = W = 16
+from focalinfer.records import InferRecord
+from tinynet import write_databin
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A dynamic-batch 10-class ONNX, 6 input files with a manifest, and a label file."""
-    import torch
-
+def tiny(tiny_onnx, tmp_path_factory):
+    """The tiny classifier of tests/tinynet.py (dynamic batch, 10 classes), 6 input files with a
+    manifest, and a label file."""
     root = tmp_path_factory.mktemp("plan")
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-                              torch.nn.Linear(4, 10)).eval()
-    onnx = root / "tiny.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.zeros(1, 3, H, W),), str(onnx), input_names=["image"], output_names=["class"],
-                          opset_version=11, dynamo=False, dynamic_axes={"image": {0: "b"}, "class": {0: "b"}})
-    data = root / "databin"
-    data.mkdir()
     names = [f"img_{i}" for i in range(6)]
-    for i, name in enumerate(names):
-        np.random.default_rng(i).standard_normal((1, 3, H, W)).astype(np.float32).tofile(data / f"{name}.bin")
-    Manifest(model="tiny", preset="official", transform={}, shape=[1, 3, H, W],
-             files=[{"source": f"{n}.JPEG", "bin": f"{n}.bin"} for n in names]).write(data)
+    images = [np.random.default_rng(i).standard_normal((1, 3, 32, 32)).astype(np.float32) for i in range(6)]
+    data = write_databin(root / "databin", images, names)
     labels = root / "val_label.txt"
     labels.write_text("".join(f"{n}.JPEG {i % 10}\n" for i, n in enumerate(names)))
-    return {"onnx": onnx, "data": data, "labels": labels, "root": root}
+    return {"onnx": tiny_onnx[0], "data": data, "labels": labels, "root": root}
 
 
 def test_the_plan_is_plain_data_that_round_trips_through_json(tiny, tmp_path):
